@@ -1,0 +1,321 @@
+/* bmc core: what the cache does with a payload, shared by every backend.
+ *
+ * One definition compiled as C++ and as BPF C. The including side provides an
+ * environment before this header:
+ *   struct bmc_env;                              opaque to this file
+ *   bmc_env_small(env, idx), bmc_env_large(env, idx)  bucket pointers (may be NULL)
+ *   bmc_env_global(env), bmc_env_config(env)
+ *   bmc_env_stat(env, stat)                      count one event
+ *   BMC_COPY(dst, src, len)                      copy len bytes (len already bounded)
+ * The including side parses packet headers, copies the L4 payload into scratch->in,
+ * drives bmc_rx_byte / bmc_tx_byte over it and rewrites the packet.
+ */
+#ifndef BMC_DATAPATH_H
+#define BMC_DATAPATH_H
+
+#ifdef __cplusplus
+#include "bmc_cache.h"
+#endif
+
+#define BMC_END_LEN 5 /* "END\r\n" */
+
+/* Ingress state for one payload. */
+struct bmc_rx {
+    struct bmc_scan st;
+    __u64 now;
+    __u32 end;        /* payload length in scratch->in */
+    __u32 out_len;    /* reply bytes built in scratch->out so far (frame header included) */
+    __u16 hits;
+    __u16 misses;
+    __u8 get_done;    /* the answerable get line ended */
+    __u8 trailing;    /* bytes followed the get line */
+    __u8 too_big;     /* the reply would not fit one datagram */
+    __u8 pad;
+};
+
+/* Egress state for one payload. */
+struct bmc_tx {
+    struct bmc_scan st;
+    __u64 now;
+    __u32 end;
+    __u32 pad;
+};
+
+BMC_SUBPROG int bmc_key_equal(const struct bmc_keybytes *a, const struct bmc_keybytes *b,
+                              __u32 len)
+{
+    __u32 i;
+    if (!a || !b)
+        return 0;
+    for (i = 0; i < BMC_MAX_KEY_LEN; i++) {
+        if (i >= len)
+            return 1;
+        if (a->b[i] != b->b[i])
+            return 0;
+    }
+    return 1;
+}
+
+/* A key of the answerable get line: append its item to the reply, or take a lease. */
+BMC_SUBPROG int bmc_rx_get_key(struct bmc_env *env, struct bmc_scratch *sc, struct bmc_rx *rx)
+{
+    __u32 hash, off, len;
+    const struct bmc_config *cfg = bmc_env_config(env);
+    struct bmc_small_bucket *sb;
+    struct bmc_large_bucket *lb;
+    struct bmc_global *g = bmc_env_global(env);
+    struct bmc_found f;
+
+    if (!sc || !rx)
+        return 0;
+    hash = rx->st.key_hash;
+    off = rx->out_len;
+    sb = bmc_env_small(env, bmc_small_index(cfg, hash));
+    lb = bmc_env_large(env, bmc_large_index(cfg, hash));
+    if (!sb || !lb || !g)
+        return 0;
+    bmc_env_stat(env, BMC_STAT_GET_KEYS);
+    if (!bmc_find(sb, lb, g, cfg, hash, rx->st.key_len, rx->now, &f))
+        goto miss;
+    len = f.e->item_len;
+    if (len > BMC_LARGE_DATA || off > BMC_MAX_PAYLOAD)
+        goto miss;
+    if (off + len + BMC_END_LEN > BMC_MAX_PAYLOAD) {
+        rx->too_big = 1;
+        return 0;
+    }
+    BMC_COPY(sc->out + (off & BMC_SCRATCH_MASK), (const __u8 *)(f.e + 1), len);
+    /* An item starts "VALUE <key> ", the key at offset 6. */
+    if (!bmc_key_equal((const struct bmc_keybytes *)(sc->out + ((off + 6) & BMC_SCRATCH_MASK)),
+                       (const struct bmc_keybytes *)(sc->in + (rx->st.key_start & BMC_SCRATCH_MASK)),
+                       rx->st.key_len))
+        goto miss;
+    if (!bmc_entry_stable(f.e, f.seq)) {
+        bmc_env_stat(env, BMC_STAT_RACE);
+        goto miss;
+    }
+    rx->out_len = off + len;
+    rx->hits++;
+    bmc_env_stat(env, BMC_STAT_HIT_KEYS);
+    return 0;
+miss:
+    rx->misses++;
+    bmc_env_stat(env, BMC_STAT_MISS_KEYS);
+    bmc_lease_take(sb, hash, rx->now);
+    return 0;
+}
+
+BMC_INLINE void bmc_rx_invalidate(struct bmc_env *env, __u32 hash, __u8 family, __u64 now)
+{
+    const struct bmc_config *cfg = bmc_env_config(env);
+    struct bmc_small_bucket *sb = bmc_env_small(env, bmc_small_index(cfg, hash));
+
+    if (!sb)
+        return;
+    bmc_invalidate(sb, now);
+    bmc_env_stat(env, family == BMC_FAM_META     ? BMC_STAT_INVAL_META
+                      : family == BMC_FAM_BINARY ? BMC_STAT_INVAL_BINARY
+                                                 : BMC_STAT_INVAL_TEXT);
+}
+
+BMC_INLINE void bmc_rx_flush(struct bmc_env *env, __u32 stat, __u64 now)
+{
+    struct bmc_global *g = bmc_env_global(env);
+
+    if (!g)
+        return;
+    bmc_flush(g, now);
+    bmc_env_stat(env, stat);
+}
+
+BMC_INLINE void bmc_rx_actions(struct bmc_env *env, struct bmc_scratch *sc, struct bmc_rx *rx,
+                               __u32 act)
+{
+    if (act & BMC_ACT_KEY) {
+        if (rx->st.family == BMC_FAM_NONE)
+            bmc_rx_get_key(env, sc, rx);
+        else
+            bmc_rx_invalidate(env, rx->st.key_hash, rx->st.family, rx->now);
+    }
+    if (act & BMC_ACT_FLUSH)
+        bmc_rx_flush(env, BMC_STAT_INVAL_FLUSH, rx->now);
+    if (act & BMC_ACT_GLOBAL)
+        bmc_rx_flush(env, BMC_STAT_INVAL_GLOBAL, rx->now);
+    if (act & BMC_ACT_GET_END) {
+        rx->get_done = 1;
+        if (rx->st.pos + 1 < rx->end)
+            rx->trailing = 1;
+    }
+}
+
+/* One byte of a text payload. Returns 1 once the payload is consumed. */
+BMC_INLINE int bmc_rx_byte(struct bmc_env *env, struct bmc_scratch *sc, struct bmc_rx *rx)
+{
+    __u32 pos = rx->st.pos, act;
+    int next_is_lf;
+
+    if (pos >= rx->end || pos > BMC_SCRATCH_MASK)
+        return 1;
+    next_is_lf = pos + 1 < rx->end && sc->in[(pos + 1) & BMC_SCRATCH_MASK] == '\n';
+    act = bmc_scan_step(&rx->st, sc->in[pos & BMC_SCRATCH_MASK], next_is_lf);
+    if (act)
+        bmc_rx_actions(env, sc, rx, act);
+    return 0;
+}
+
+BMC_INLINE void bmc_rx_finish(struct bmc_env *env, struct bmc_rx *rx)
+{
+    if (bmc_scan_finish(&rx->st) & BMC_ACT_GLOBAL)
+        bmc_rx_flush(env, BMC_STAT_INVAL_GLOBAL, rx->now);
+}
+
+/* What to do with a scanned UDP get datagram: BMC_STAT_HIT_REQS to answer it, else the
+ * pass counter that says why it goes to memcached. */
+BMC_INLINE __u32 bmc_rx_verdict(const struct bmc_rx *rx)
+{
+    __u8 first = rx->st.first_cmd;
+
+    if (first >= BMC_NUM_CMDS ||
+        (bmc_cmd_table[first].kind != BMC_KIND_GET && bmc_cmd_table[first].kind != BMC_KIND_GETS))
+        return BMC_STAT_PASS_NOT_GET;
+    if (rx->st.bad_reason)
+        return rx->st.bad_reason;
+    if (!rx->get_done)
+        return BMC_STAT_PASS_MALFORMED;
+    if (bmc_cmd_table[first].kind == BMC_KIND_GETS)
+        return BMC_STAT_PASS_GETS;
+    if (rx->trailing)
+        return BMC_STAT_PASS_NOT_GET;
+    if (rx->misses)
+        return rx->hits ? BMC_STAT_PASS_PARTIAL : BMC_STAT_PASS_MISS;
+    if (rx->too_big)
+        return BMC_STAT_PASS_TOO_BIG;
+    return BMC_STAT_HIT_REQS;
+}
+
+/* Finish the reply in scratch->out: frame header echoing the request id, sequence 0 of
+ * 1, then the items, then END. Returns the UDP payload length. */
+BMC_INLINE __u32 bmc_rx_build_reply(struct bmc_scratch *sc, const struct bmc_rx *rx)
+{
+    __u32 off = rx->out_len & BMC_SCRATCH_MASK;
+
+    sc->out[0] = sc->in[0];
+    sc->out[1] = sc->in[1];
+    sc->out[2] = 0;
+    sc->out[3] = 0;
+    sc->out[4] = 0;
+    sc->out[5] = 1;
+    sc->out[6] = 0;
+    sc->out[7] = 0;
+    sc->out[off] = 'E';
+    sc->out[off + 1] = 'N';
+    sc->out[off + 2] = 'D';
+    sc->out[off + 3] = '\r';
+    sc->out[off + 4] = '\n';
+    return off + BMC_END_LEN;
+}
+
+/* Is this UDP request one datagram (sequence 0 of 1)? */
+BMC_INLINE int bmc_frame_single(const __u8 *frame)
+{
+    return frame[2] == 0 && frame[3] == 0 && frame[4] == 0 && frame[5] == 1;
+}
+
+/* One binary-protocol request at *off. Returns 1 when the walk is over. */
+BMC_SUBPROG int bmc_rx_binary_cmd(struct bmc_env *env, struct bmc_scratch *sc, struct bmc_rx *rx)
+{
+    struct bmc_bin_req r;
+    __u32 off, key_off;
+
+    if (!sc || !rx)
+        return 1;
+    off = rx->st.pos;
+    if (off >= rx->end || off > BMC_SCRATCH_MASK)
+        return 1;
+    if (off + BMC_BIN_HDR_LEN > rx->end || bmc_bin_parse(sc->in + (off & BMC_SCRATCH_MASK), &r)) {
+        /* A header cut by the segment end or out of step: later requests in this stream
+         * cannot be found, so nothing they change can be trusted. */
+        bmc_rx_flush(env, BMC_STAT_INVAL_GLOBAL, rx->now);
+        return 1;
+    }
+    key_off = off + BMC_BIN_HDR_LEN + r.ext_len;
+    if (bmc_bin_in_map(bmc_bin_flush_map, r.opcode)) {
+        bmc_rx_flush(env, BMC_STAT_INVAL_FLUSH, rx->now);
+    } else if (bmc_bin_in_map(bmc_bin_mut_map, r.opcode)) {
+        if (key_off + r.key_len > rx->end || r.key_len > BMC_MAX_KEY_LEN) {
+            bmc_rx_flush(env, BMC_STAT_INVAL_GLOBAL, rx->now);
+            return 1;
+        }
+        bmc_rx_invalidate(env, bmc_hash_bytes(sc->in + (key_off & BMC_SCRATCH_MASK), r.key_len),
+                          BMC_FAM_BINARY, rx->now);
+    }
+    rx->st.pos = off + BMC_BIN_HDR_LEN + r.body_len;
+    if (rx->st.pos > rx->end) {
+        bmc_rx_flush(env, BMC_STAT_INVAL_GLOBAL, rx->now);
+        return 1;
+    }
+    return 0;
+}
+
+/* A VALUE line just ended at tx->st.pos: offer its item as a fill and skip its data. */
+BMC_SUBPROG int bmc_tx_value(struct bmc_env *env, struct bmc_scratch *sc, struct bmc_tx *tx)
+{
+    __u32 data_end, item_len, start, r;
+    const struct bmc_config *cfg = bmc_env_config(env);
+    struct bmc_small_bucket *sb;
+    struct bmc_large_bucket *lb;
+    struct bmc_global *g = bmc_env_global(env);
+    struct bmc_found f;
+
+    if (!sc || !tx)
+        return 1;
+    /* The data block and its "\r\n" follow the VALUE line. */
+    data_end = tx->st.pos + tx->st.value_bytes;
+    if (tx->st.value_bytes > BMC_MAX_PAYLOAD || data_end + 2 > tx->end ||
+        sc->in[data_end & BMC_SCRATCH_MASK] != '\r' ||
+        sc->in[(data_end + 1) & BMC_SCRATCH_MASK] != '\n') {
+        bmc_env_stat(env, BMC_STAT_FILL_MALFORMED);
+        return 1;
+    }
+    start = tx->st.prev_line_start;
+    item_len = data_end + 2 - start;
+    tx->st.pos = data_end + 2;
+    if (tx->st.value_cas) {
+        bmc_env_stat(env, BMC_STAT_FILL_CAS);
+        return 0;
+    }
+    sb = bmc_env_small(env, bmc_small_index(cfg, tx->st.key_hash));
+    lb = bmc_env_large(env, bmc_large_index(cfg, tx->st.key_hash));
+    if (!sb || !lb || !g)
+        return 1;
+    r = bmc_fill_claim(sb, lb, g, cfg, tx->st.key_hash, tx->st.key_len, item_len, tx->now, &f);
+    if (r == BMC_STAT_FILL_OK) {
+        /* bmc_fill_claim chose the table by item_len; the clamps restate it for the
+         * verifier and never cut an item. */
+        if (f.large)
+            BMC_COPY(((struct bmc_large_entry *)f.e)->data, sc->in + (start & BMC_SCRATCH_MASK),
+                     item_len > BMC_LARGE_DATA ? BMC_LARGE_DATA : item_len);
+        else
+            BMC_COPY(((struct bmc_small_entry *)f.e)->data, sc->in + (start & BMC_SCRATCH_MASK),
+                     item_len > BMC_SMALL_DATA ? BMC_SMALL_DATA : item_len);
+        bmc_fill_publish(f.e, f.seq);
+    }
+    bmc_env_stat(env, r);
+    return 0;
+}
+
+/* One byte of a reply payload. Returns 1 once the payload is consumed. */
+BMC_INLINE int bmc_tx_byte(struct bmc_env *env, struct bmc_scratch *sc, struct bmc_tx *tx)
+{
+    __u32 pos = tx->st.pos;
+    int next_is_lf;
+
+    if (pos >= tx->end || pos > BMC_SCRATCH_MASK)
+        return 1;
+    next_is_lf = pos + 1 < tx->end && sc->in[(pos + 1) & BMC_SCRATCH_MASK] == '\n';
+    if (bmc_scan_step(&tx->st, sc->in[pos & BMC_SCRATCH_MASK], next_is_lf) & BMC_ACT_VALUE)
+        return bmc_tx_value(env, sc, tx);
+    return 0;
+}
+
+#endif /* BMC_DATAPATH_H */

@@ -1,0 +1,356 @@
+/* bmc core: the memcached text and binary grammar as seen by the cache.
+ *
+ * Written once in a C subset that compiles as C++ (core, AF_XDP poller) and as BPF C
+ * (the generator pastes it into bmc_gen.h). The text grammar is a byte-at-a-time state
+ * machine: the BPF side drives it from one bpf_loop callback, which the verifier checks
+ * once instead of once per byte, and the C++ side from a plain loop. Neither side reads
+ * a byte twice, so both see the same tokens.
+ */
+#ifndef BMC_GRAMMAR_H
+#define BMC_GRAMMAR_H
+
+#ifdef __cplusplus
+#include "bmc_layout.hpp"
+#define BMC_INLINE static inline
+#define BMC_SUBPROG static inline
+#endif
+
+/* BMC_SUBPROG marks steps that the BPF build turns into global functions: the verifier
+ * checks those once on their own and treats their results as unknown, instead of
+ * following each distinct result (each command table row, say) through the caller.
+ * Their pointer arguments may then be NULL as far as it knows, hence NULL checks. */
+
+#define BMC_FNV_OFFSET 2166136261u
+#define BMC_FNV_PRIME 16777619u
+#define BMC_NO_CMD 0xff
+
+/* Actions returned by bmc_scan_step; several may be set at once (key, then line end). */
+#define BMC_ACT_KEY 1u     /* key_hash/key_start/key_len name a key (get or mutation) */
+#define BMC_ACT_FLUSH 2u   /* flush_all */
+#define BMC_ACT_GLOBAL 4u  /* a mutation whose key cannot be known: invalidate all */
+#define BMC_ACT_GET_END 8u /* the answerable get line ended with nkeys >= 1 */
+#define BMC_ACT_BAD 16u    /* the answerable get line cannot be answered */
+#define BMC_ACT_VALUE 32u  /* a VALUE reply line ended; the data block follows */
+
+struct bmc_scan {
+    __u64 w0, w1;    /* first 16 bytes of the current token, little-endian */
+    __u64 num;       /* decimal value of the token while it is all digits */
+    __u32 pos;       /* offset of the next byte to consume */
+    __u32 line_start;
+    __u32 tok_start;
+    __u32 tok_len;
+    __u32 hash;      /* FNV-1a of the current token */
+    __u32 key_hash;  /* valid with BMC_ACT_KEY */
+    __u32 key_start;
+    __u32 key_len;
+    __u32 value_bytes; /* VALUE: the <bytes> field */
+    __u32 prev_line_start; /* start of the line that just ended */
+    __u8 cmd;        /* command table row of this line, or BMC_NO_CMD */
+    __u8 arg;        /* tokens completed in this line */
+    __u8 in_tok;
+    __u8 tok_digits;
+    __u8 tok_ctl;    /* the token holds a control byte */
+    __u8 get_line;   /* this line may be answered from the cache */
+    __u8 family;     /* family of the last BMC_ACT_KEY */
+    __u8 meta_b;     /* meta command with base64 key */
+    __u8 meta_mod;   /* mg with a flag that modifies the item */
+    __u8 key_pending;
+    __u8 nkeys;
+    __u8 bad_reason; /* a BMC_STAT_PASS_* with BMC_ACT_BAD */
+    __u8 value_cas;
+    __u8 lines;
+    __u8 first_cmd;  /* command of the first line */
+    __u8 pad;
+};
+
+BMC_INLINE void bmc_scan_init(struct bmc_scan *st, __u32 start, int get_allowed)
+{
+    __builtin_memset(st, 0, sizeof(*st));
+    st->pos = start;
+    st->line_start = start;
+    st->cmd = BMC_NO_CMD;
+    st->first_cmd = BMC_NO_CMD;
+    st->get_line = get_allowed ? 1 : 0;
+}
+
+BMC_INLINE __u32 bmc_hash_update(__u32 h, __u8 c)
+{
+    return (h ^ c) * BMC_FNV_PRIME;
+}
+
+/* Control bytes are not allowed in keys the cache answers; memcached gets those. */
+BMC_INLINE int bmc_is_key_byte(__u8 c)
+{
+    return c > 0x20 && c != 0x7f;
+}
+
+BMC_INLINE int bmc_kind_mutates(__u8 kind)
+{
+    return kind == BMC_KIND_KEYED || kind == BMC_KIND_MULTIKEY || kind == BMC_KIND_META ||
+           kind == BMC_KIND_META_GET || kind == BMC_KIND_FLUSH;
+}
+
+BMC_INLINE __u64 bmc_word_mask(__u32 n)
+{
+    return n >= 8 ? ~(__u64)0 : (((__u64)1 << (8 * n)) - 1);
+}
+
+BMC_SUBPROG int bmc_cmd_lookup(__u64 w0, __u64 w1, __u32 len)
+{
+    __u32 i;
+    if (len > BMC_MAX_TOKEN_WORD)
+        return BMC_NO_CMD;
+    for (i = 0; i < BMC_NUM_CMDS; i++) {
+        if (bmc_cmd_table[i].len == len && bmc_cmd_table[i].w0 == w0 && bmc_cmd_table[i].w1 == w1)
+            return (int)i;
+    }
+    return BMC_NO_CMD;
+}
+
+/* Could an unfinished first token still become a mutating command? */
+BMC_SUBPROG int bmc_is_mutation_prefix(__u64 w0, __u64 w1, __u32 len)
+{
+    __u32 i;
+    __u64 m0 = bmc_word_mask(len), m1 = len > 8 ? bmc_word_mask(len - 8) : 0;
+    if (len > BMC_MAX_TOKEN_WORD)
+        return 0;
+    for (i = 0; i < BMC_NUM_CMDS; i++) {
+        if (!bmc_kind_mutates(bmc_cmd_table[i].kind) || bmc_cmd_table[i].len < len)
+            continue;
+        if ((bmc_cmd_table[i].w0 & m0) == w0 && (bmc_cmd_table[i].w1 & m1) == w1)
+            return 1;
+    }
+    return 0;
+}
+
+BMC_INLINE __u32 bmc_set_key(struct bmc_scan *st, __u8 family)
+{
+    st->key_hash = st->hash;
+    st->key_start = st->tok_start;
+    st->key_len = st->tok_len;
+    st->family = family;
+    return BMC_ACT_KEY;
+}
+
+BMC_INLINE __u32 bmc_bad_get(struct bmc_scan *st, __u8 reason)
+{
+    st->get_line = 0;
+    st->bad_reason = reason;
+    return BMC_ACT_BAD;
+}
+
+BMC_INLINE __u32 bmc_token_end(struct bmc_scan *st)
+{
+    __u32 arg = st->arg;
+    __u8 kind, key_arg, family, cmd;
+
+    if (st->arg < 0xff)
+        st->arg++;
+    if (arg == 0) {
+        cmd = (__u8)bmc_cmd_lookup(st->w0, st->w1, st->tok_len);
+        st->cmd = cmd;
+        if (st->lines == 0)
+            st->first_cmd = cmd;
+        if (cmd == BMC_NO_CMD) {
+            if (st->get_line)
+                return bmc_bad_get(st, BMC_STAT_PASS_NOT_GET);
+            return 0;
+        }
+        kind = bmc_cmd_table[cmd].kind;
+        if (st->get_line && kind != BMC_KIND_GET && kind != BMC_KIND_GETS)
+            return bmc_bad_get(st, BMC_STAT_PASS_NOT_GET);
+        if (kind == BMC_KIND_FLUSH) {
+            st->family = BMC_FAM_FLUSH;
+            return BMC_ACT_FLUSH;
+        }
+        return 0;
+    }
+    cmd = st->cmd;
+    if (cmd >= BMC_NUM_CMDS)
+        return 0;
+    kind = bmc_cmd_table[cmd].kind;
+    key_arg = bmc_cmd_table[cmd].key_arg;
+    family = bmc_cmd_table[cmd].family;
+
+    if (kind == BMC_KIND_GET || kind == BMC_KIND_GETS) {
+        if (!st->get_line)
+            return 0;
+        st->nkeys++;
+        if (st->nkeys > BMC_MAX_KEYS)
+            return bmc_bad_get(st, BMC_STAT_PASS_TOO_MANY_KEYS);
+        if (st->tok_len > BMC_MAX_KEY_LEN || st->tok_ctl)
+            return bmc_bad_get(st, BMC_STAT_PASS_MALFORMED);
+        if (kind == BMC_KIND_GETS)
+            return 0;
+        return bmc_set_key(st, BMC_FAM_NONE);
+    }
+    if (kind == BMC_KIND_KEYED)
+        return arg == key_arg ? bmc_set_key(st, family) : 0;
+    if (kind == BMC_KIND_MULTIKEY)
+        return arg >= key_arg ? bmc_set_key(st, family) : 0;
+    if (kind == BMC_KIND_META || kind == BMC_KIND_META_GET) {
+        if (arg == key_arg) {
+            st->key_pending = 1;
+            bmc_set_key(st, family);
+        } else if (arg > key_arg) {
+            __u8 flag = (__u8)(st->w0 & 0xff);
+            if (flag == 'b')
+                st->meta_b = 1;
+            if (flag == 'N' || flag == 'T')
+                st->meta_mod = 1;
+        }
+        return 0;
+    }
+    if (kind == BMC_KIND_VALUE) {
+        if (arg == 1) {
+            bmc_set_key(st, BMC_FAM_NONE);
+        } else if (arg == 3) {
+            if (!st->tok_digits || st->tok_len > 7)
+                st->value_bytes = 0xffffffffu;
+            else
+                st->value_bytes = (__u32)st->num;
+        } else if (arg == 4) {
+            st->value_cas = 1;
+        }
+        return 0;
+    }
+    return 0;
+}
+
+BMC_INLINE __u32 bmc_line_end(struct bmc_scan *st)
+{
+    __u32 act = 0;
+    __u8 cmd = st->cmd, kind;
+
+    if (cmd < BMC_NUM_CMDS) {
+        kind = bmc_cmd_table[cmd].kind;
+        if ((kind == BMC_KIND_META || (kind == BMC_KIND_META_GET && st->meta_mod)) &&
+            st->key_pending)
+            act |= st->meta_b ? BMC_ACT_GLOBAL : BMC_ACT_KEY;
+        if ((kind == BMC_KIND_GET || kind == BMC_KIND_GETS) && st->get_line)
+            act |= st->nkeys ? BMC_ACT_GET_END : bmc_bad_get(st, BMC_STAT_PASS_MALFORMED);
+        if (kind == BMC_KIND_VALUE && st->arg >= 4 && st->value_bytes != 0xffffffffu &&
+            st->key_len <= BMC_MAX_KEY_LEN)
+            act |= BMC_ACT_VALUE;
+    } else if (st->get_line) {
+        act |= bmc_bad_get(st, BMC_STAT_PASS_MALFORMED);
+    }
+    st->cmd = BMC_NO_CMD;
+    st->arg = 0;
+    st->meta_b = 0;
+    st->meta_mod = 0;
+    st->key_pending = 0;
+    st->get_line = 0;
+    if (st->lines < 0xff)
+        st->lines++;
+    st->prev_line_start = st->line_start;
+    st->line_start = st->pos + 1;
+    return act;
+}
+
+/* Consume one byte. A '\r' ends a line only when a '\n' follows; anywhere else it is a
+ * byte of the token, as memcached's tokenizer treats it. */
+BMC_INLINE __u32 bmc_scan_step(struct bmc_scan *st, __u8 c, int next_is_lf)
+{
+    __u32 act = 0;
+
+    if (c == ' ' || c == '\n' || (c == '\r' && next_is_lf)) {
+        if (st->in_tok)
+            act |= bmc_token_end(st);
+        st->in_tok = 0;
+        if (c == '\n')
+            act |= bmc_line_end(st);
+    } else {
+        if (!st->in_tok) {
+            st->in_tok = 1;
+            st->tok_start = st->pos;
+            st->tok_len = 0;
+            st->hash = BMC_FNV_OFFSET;
+            st->w0 = 0;
+            st->w1 = 0;
+            st->num = 0;
+            st->tok_digits = 1;
+            st->tok_ctl = 0;
+        }
+        st->hash = bmc_hash_update(st->hash, c);
+        if (st->tok_len < 8)
+            st->w0 |= (__u64)c << (8 * st->tok_len);
+        else if (st->tok_len < 16)
+            st->w1 |= (__u64)c << (8 * (st->tok_len - 8));
+        if (c >= '0' && c <= '9' && st->tok_len < 16)
+            st->num = st->num * 10 + (c - '0');
+        else
+            st->tok_digits = 0;
+        if (!bmc_is_key_byte(c))
+            st->tok_ctl = 1;
+        if (st->tok_len < 0xffff)
+            st->tok_len++;
+    }
+    st->pos++;
+    return act;
+}
+
+/* The payload ended. A mutation whose key may continue in the next TCP segment, or whose
+ * command name may, cannot be invalidated precisely: ask for a global invalidation. */
+BMC_INLINE __u32 bmc_scan_finish(const struct bmc_scan *st)
+{
+    __u8 kind, key_arg;
+
+    if (st->arg == 0)
+        return st->in_tok && bmc_is_mutation_prefix(st->w0, st->w1, st->tok_len) ? BMC_ACT_GLOBAL
+                                                                                 : 0;
+    if (st->cmd >= BMC_NUM_CMDS)
+        return 0;
+    kind = bmc_cmd_table[st->cmd].kind;
+    key_arg = bmc_cmd_table[st->cmd].key_arg;
+    if (kind == BMC_KIND_KEYED)
+        return (st->arg < key_arg || (st->arg == key_arg && st->in_tok)) ? BMC_ACT_GLOBAL : 0;
+    if (kind == BMC_KIND_MULTIKEY || kind == BMC_KIND_META || kind == BMC_KIND_META_GET)
+        return BMC_ACT_GLOBAL;
+    return 0;
+}
+
+BMC_INLINE __u32 bmc_hash_bytes(const __u8 *p, __u32 len)
+{
+    __u32 h = BMC_FNV_OFFSET, i;
+    for (i = 0; i < BMC_MAX_KEY_LEN; i++) {
+        if (i >= len)
+            break;
+        h = bmc_hash_update(h, p[i]);
+    }
+    return h;
+}
+
+/* ---- binary protocol ------------------------------------------------------------------
+ * Request header, 24 bytes, big-endian: magic 0x80, opcode, key length (2), extras
+ * length, data type, vbucket (2), total body length (4), opaque (4), cas (8). The key
+ * follows the extras. */
+#define BMC_BIN_MAGIC_REQ 0x80
+#define BMC_BIN_HDR_LEN 24
+
+struct bmc_bin_req {
+    __u32 body_len;
+    __u16 key_len;
+    __u8 opcode;
+    __u8 ext_len;
+};
+
+BMC_INLINE int bmc_bin_parse(const __u8 *h, struct bmc_bin_req *r)
+{
+    if (h[0] != BMC_BIN_MAGIC_REQ)
+        return -1;
+    r->opcode = h[1];
+    r->key_len = (__u16)((h[2] << 8) | h[3]);
+    r->ext_len = h[4];
+    r->body_len = ((__u32)h[8] << 24) | ((__u32)h[9] << 16) | ((__u32)h[10] << 8) | h[11];
+    if ((__u32)r->key_len + r->ext_len > r->body_len)
+        return -1;
+    return 0;
+}
+
+BMC_INLINE int bmc_bin_in_map(const __u64 *map, __u8 op)
+{
+    return (map[op >> 6] >> (op & 63)) & 1;
+}
+
+#endif /* BMC_GRAMMAR_H */

@@ -1,0 +1,294 @@
+// bmc core: constants, the cache memory layout, counters and the command table.
+//
+// This is the single definition shared by userspace and BPF. The generator
+// (core/gen/bmc_gen.cpp) instantiates every X-macro below a second time as C for the
+// BPF programs, with size and offset asserts computed from this instantiation.
+#pragma once
+
+#include <linux/types.h>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+// ---- constants ---------------------------------------------------------------------------
+// X(name, value): emitted to BPF as an enum constant of the same name.
+#define BMC_CONSTANTS(X)                                                                        \
+    X(BMC_DEFAULT_PORT, 11211)                                                                  \
+    X(BMC_FRAME_HDR_LEN, 8)         /* memcached UDP frame: id, seq, total, reserved (BE16) */  \
+    X(BMC_MAX_KEY_LEN, 250)                                                                     \
+    X(BMC_MAX_KEYS, 32)             /* keys per get datagram answered from the cache */         \
+    X(BMC_MTU, 1500)                                                                            \
+    X(BMC_ETH_HLEN, 14)                                                                         \
+    X(BMC_MAX_PAYLOAD, 1472)        /* UDP payload of a 1500-byte IPv4 datagram */              \
+    X(BMC_SCRATCH_MASK, 2047)       /* payload offsets are masked with this for the verifier */ \
+    X(BMC_SCRATCH_IN, 2560)         /* >= mask + 1 + max key: a masked key stays in bounds */   \
+    X(BMC_SCRATCH_OUT, 4096)        /* >= mask + 1 + BMC_LARGE_DATA */                          \
+    X(BMC_SMALL_WAYS, 4)                                                                        \
+    X(BMC_LARGE_WAYS, 2)                                                                        \
+    X(BMC_ENTRY_HDR_LEN, 32)                                                                    \
+    X(BMC_SMALL_DATA, 96)           /* 128-byte entry: a 16 B key + 32 B value item fits */     \
+    X(BMC_LARGE_DATA, 1504)         /* 1536-byte entry: any item that fits one reply */         \
+    X(BMC_LEASE_SLOTS, 3)                                                                       \
+    X(BMC_MAX_TOKEN_WORD, 16)       /* command names are matched on their first 16 bytes */     \
+    X(BMC_MAX_SCAN_CMDS, 64)        /* binary commands walked per packet */                     \
+    X(BMC_DEFAULT_SMALL_BUCKETS, 16384)                                                         \
+    X(BMC_DEFAULT_LARGE_BUCKETS, 1024)
+
+#define BMC_DECLARE_CONSTANT(name, value) inline constexpr std::uint32_t name = value;
+BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
+#undef BMC_DECLARE_CONSTANT
+
+// ---- structs -----------------------------------------------------------------------------
+// F(type, name) is a scalar field; A(type, name, count) an array field. Field order is
+// the wire/memory order; padding is explicit so that C and C++ agree without attributes.
+
+// Per-entry header. An entry is a seqlock: seq is odd while a writer owns it. It is
+// servable only while gen equals its index bucket's gen and epoch the global epoch.
+#define BMC_ENTRY_HDR_FIELDS(F, A)                                                              \
+    F(__u32, seq)                                                                               \
+    F(__u32, hash)                                                                              \
+    F(__u32, gen)                                                                               \
+    F(__u32, epoch)                                                                             \
+    F(__u64, fill_ns)                                                                           \
+    F(__u16, item_len)        /* bytes of "VALUE <key> <flags> <bytes>\r\n<data>\r\n" */        \
+    F(__u8, key_len)                                                                            \
+    F(__u8, pad0)                                                                               \
+    F(__u32, pad1)
+
+// Bucket header: the invalidation generation of every key hashed to this bucket, and
+// the leases handed out on misses. A lease word packs (hash, gen) so that one aligned
+// 64-bit store publishes it; lease_ns is when the first outstanding miss was seen.
+#define BMC_BUCKET_HDR_FIELDS(F, A)                                                             \
+    F(__u32, gen)                                                                               \
+    F(__u32, pad0)                                                                              \
+    F(__u64, last_inval_ns)                                                                     \
+    A(__u64, lease_word, BMC_LEASE_SLOTS)                                                       \
+    A(__u64, lease_ns, BMC_LEASE_SLOTS)
+
+#define BMC_SMALL_ENTRY_FIELDS(F, A)                                                            \
+    F(struct bmc_entry_hdr, h)                                                                  \
+    A(__u8, data, BMC_SMALL_DATA)
+
+#define BMC_LARGE_ENTRY_FIELDS(F, A)                                                            \
+    F(struct bmc_entry_hdr, h)                                                                  \
+    A(__u8, data, BMC_LARGE_DATA)
+
+#define BMC_SMALL_BUCKET_FIELDS(F, A)                                                           \
+    F(struct bmc_bucket_hdr, hdr)                                                               \
+    A(struct bmc_small_entry, way, BMC_SMALL_WAYS)
+
+// Large buckets use only their entries; the key's gen and leases live in its small bucket.
+#define BMC_LARGE_BUCKET_FIELDS(F, A)                                                           \
+    F(struct bmc_bucket_hdr, hdr)                                                               \
+    A(struct bmc_large_entry, way, BMC_LARGE_WAYS)
+
+// Global state: flush_all bumps the epoch.
+#define BMC_GLOBAL_FIELDS(F, A)                                                                 \
+    F(__u32, epoch)                                                                             \
+    F(__u32, pad0)                                                                              \
+    F(__u64, last_flush_ns)
+
+// Load-time configuration (BPF .rodata, set before load).
+#define BMC_CONFIG_FIELDS(F, A)                                                                 \
+    F(__u16, port)                                                                              \
+    F(__u16, pad0)                                                                              \
+    F(__u32, small_mask)      /* small buckets - 1 (a power of two) */                          \
+    F(__u32, large_mask)                                                                        \
+    F(__u32, pad1)                                                                              \
+    F(__u64, max_age_ns)      /* entries older than this are not served */                      \
+    F(__u64, fill_guard_ns)   /* a miss this soon after a write cannot lease a fill */
+
+// Command table row: a name packed little-endian into two words, what it does and
+// which argument holds its key.
+#define BMC_CMD_FIELDS(F, A)                                                                    \
+    F(__u64, w0)                                                                                \
+    F(__u64, w1)                                                                                \
+    F(__u8, len)                                                                                \
+    F(__u8, kind)                                                                               \
+    F(__u8, key_arg)                                                                            \
+    F(__u8, family)                                                                             \
+    F(__u32, pad0)
+
+// Per-CPU scratch: the L4 payload being parsed, and the reply being built. Offsets into
+// both are masked with BMC_SCRATCH_MASK, which keeps every access provably in bounds.
+#define BMC_SCRATCH_FIELDS(F, A)                                                                \
+    A(__u8, in, BMC_SCRATCH_IN)                                                                 \
+    A(__u8, out, BMC_SCRATCH_OUT)
+
+// A key's bytes, as seen by the key comparison (256 >= BMC_MAX_KEY_LEN).
+#define BMC_KEYBYTES_FIELDS(F, A) A(__u8, b, 256)
+
+// Every struct, in dependency order: X(name, FIELDS, alignment).
+#define BMC_STRUCTS(X)                                                                          \
+    X(bmc_entry_hdr, BMC_ENTRY_HDR_FIELDS, 8)                                                   \
+    X(bmc_bucket_hdr, BMC_BUCKET_HDR_FIELDS, 64)                                                \
+    X(bmc_small_entry, BMC_SMALL_ENTRY_FIELDS, 64)                                              \
+    X(bmc_large_entry, BMC_LARGE_ENTRY_FIELDS, 64)                                              \
+    X(bmc_small_bucket, BMC_SMALL_BUCKET_FIELDS, 64)                                            \
+    X(bmc_large_bucket, BMC_LARGE_BUCKET_FIELDS, 64)                                            \
+    X(bmc_global, BMC_GLOBAL_FIELDS, 8)                                                         \
+    X(bmc_config, BMC_CONFIG_FIELDS, 8)                                                         \
+    X(bmc_cmd, BMC_CMD_FIELDS, 8)                                                               \
+    X(bmc_scratch, BMC_SCRATCH_FIELDS, 8)                                                       \
+    X(bmc_keybytes, BMC_KEYBYTES_FIELDS, 1)
+
+#define BMC_FIELD_SCALAR(type, name) type name;
+#define BMC_FIELD_ARRAY(type, name, count) type name[count];
+#define BMC_DECLARE_STRUCT(sname, FIELDS, align)                                                \
+    struct alignas(align) sname {                                                               \
+        FIELDS(BMC_FIELD_SCALAR, BMC_FIELD_ARRAY)                                               \
+    };
+BMC_STRUCTS(BMC_DECLARE_STRUCT)
+#undef BMC_DECLARE_STRUCT
+
+// Sizes the rest of the design depends on: the cache line, and a small item far below
+// BMC's 1320-byte slot.
+static_assert(sizeof(bmc_entry_hdr) == BMC_ENTRY_HDR_LEN);
+static_assert(sizeof(bmc_bucket_hdr) == 64);
+static_assert(sizeof(bmc_small_entry) == 128);
+static_assert(sizeof(bmc_large_entry) == 1536);
+static_assert(sizeof(bmc_small_bucket) % 64 == 0 && sizeof(bmc_large_bucket) % 64 == 0);
+static_assert(BMC_SCRATCH_IN >= BMC_SCRATCH_MASK + 1 + BMC_MAX_KEY_LEN + 8);
+static_assert(BMC_SCRATCH_OUT >= BMC_SCRATCH_MASK + 1 + BMC_LARGE_DATA);
+static_assert(BMC_MAX_PAYLOAD <= BMC_SCRATCH_MASK);
+static_assert(BMC_SCRATCH_IN >= BMC_SCRATCH_MASK + 1 + 256);
+static_assert(BMC_SCRATCH_OUT >= BMC_SCRATCH_MASK + 7 + 256);
+
+// ---- enums -------------------------------------------------------------------------------
+// Command kinds (what a matched first token means).
+#define BMC_CMD_KINDS(X)                                                                        \
+    X(BMC_KIND_GET)         /* get: answerable */                                               \
+    X(BMC_KIND_GETS)        /* gets: parsed, passed (memcached owns CAS values) */              \
+    X(BMC_KIND_KEYED)       /* mutation of the key at key_arg */                                \
+    X(BMC_KIND_MULTIKEY)    /* mutation of every key from key_arg on (gat, gats) */             \
+    X(BMC_KIND_META)        /* meta mutation: key at key_arg, base64 flag 'b' possible */       \
+    X(BMC_KIND_META_GET)    /* mg: a mutation only with flag N (vivify) or T (touch) */         \
+    X(BMC_KIND_FLUSH)       /* flush_all */                                                     \
+    X(BMC_KIND_VALUE)       /* VALUE reply line (egress) */
+
+// Invalidation families, counted separately.
+#define BMC_FAMILIES(X)                                                                         \
+    X(BMC_FAM_NONE)                                                                             \
+    X(BMC_FAM_TEXT)                                                                             \
+    X(BMC_FAM_META)                                                                             \
+    X(BMC_FAM_BINARY)                                                                           \
+    X(BMC_FAM_FLUSH)
+
+// Per-CPU counters: X(enum name, display name).
+#define BMC_STATS(X)                                                                            \
+    X(BMC_STAT_GET_REQS, "get_requests")                                                        \
+    X(BMC_STAT_GET_KEYS, "get_keys")                                                            \
+    X(BMC_STAT_HIT_REQS, "hit_requests")                                                        \
+    X(BMC_STAT_HIT_KEYS, "hit_keys")                                                            \
+    X(BMC_STAT_MISS_KEYS, "miss_keys")                                                          \
+    X(BMC_STAT_PASS_MISS, "pass_miss")                                                          \
+    X(BMC_STAT_PASS_PARTIAL, "pass_partial")                                                    \
+    X(BMC_STAT_PASS_GETS, "pass_gets")                                                          \
+    X(BMC_STAT_PASS_MALFORMED, "pass_malformed")                                                \
+    X(BMC_STAT_PASS_TOO_MANY_KEYS, "pass_too_many_keys")                                        \
+    X(BMC_STAT_PASS_TOO_BIG, "pass_reply_too_big")                                              \
+    X(BMC_STAT_PASS_MULTI_DGRAM, "pass_multi_datagram")                                         \
+    X(BMC_STAT_PASS_NOT_GET, "pass_not_get")                                                    \
+    X(BMC_STAT_PASS_IP_OPTIONS, "pass_ip_options")                                              \
+    X(BMC_STAT_PASS_NO_ROOM, "pass_no_room")                                                    \
+    X(BMC_STAT_RACE, "seqlock_retries")                                                         \
+    X(BMC_STAT_FILL_OK, "fill_accepted")                                                        \
+    X(BMC_STAT_FILL_NO_LEASE, "fill_rejected_no_lease")                                         \
+    X(BMC_STAT_FILL_GUARD, "fill_rejected_guard")                                               \
+    X(BMC_STAT_FILL_BUSY, "fill_rejected_busy")                                                 \
+    X(BMC_STAT_FILL_TOO_BIG, "fill_rejected_too_big")                                           \
+    X(BMC_STAT_FILL_CAS, "fill_skipped_cas")                                                    \
+    X(BMC_STAT_FILL_MALFORMED, "fill_rejected_malformed")                                       \
+    X(BMC_STAT_INVAL_TEXT, "inval_text")                                                        \
+    X(BMC_STAT_INVAL_META, "inval_meta")                                                        \
+    X(BMC_STAT_INVAL_BINARY, "inval_binary")                                                    \
+    X(BMC_STAT_INVAL_FLUSH, "inval_flush")                                                      \
+    X(BMC_STAT_INVAL_GLOBAL, "inval_conservative_global")
+
+#define BMC_ENUM_ITEM(name) name,
+#define BMC_ENUM_ITEM2(name, text) name,
+enum bmc_cmd_kind : __u8 { BMC_CMD_KINDS(BMC_ENUM_ITEM) };
+enum bmc_family : __u8 { BMC_FAMILIES(BMC_ENUM_ITEM) };
+enum bmc_stat : __u32 { BMC_STATS(BMC_ENUM_ITEM2) BMC_NUM_STATS };
+#undef BMC_ENUM_ITEM
+#undef BMC_ENUM_ITEM2
+
+inline constexpr std::array<std::string_view, BMC_NUM_STATS> bmc_stat_names = {
+#define BMC_STAT_NAME(name, text) text,
+    BMC_STATS(BMC_STAT_NAME)
+#undef BMC_STAT_NAME
+};
+
+// ---- command table -----------------------------------------------------------------------
+struct bmc_cmd_spec {
+    std::string_view name;
+    bmc_cmd_kind kind;
+    __u8 key_arg;
+    bmc_family family;
+};
+
+// The text and meta commands the cache recognises. Anything not listed is neither
+// answered nor invalidating (stats, version, verbosity, mn, me, ...).
+inline constexpr bmc_cmd_spec bmc_cmd_specs[] = {
+    {"get", BMC_KIND_GET, 1, BMC_FAM_NONE},
+    {"gets", BMC_KIND_GETS, 1, BMC_FAM_NONE},
+    {"set", BMC_KIND_KEYED, 1, BMC_FAM_TEXT},
+    {"add", BMC_KIND_KEYED, 1, BMC_FAM_TEXT},
+    {"replace", BMC_KIND_KEYED, 1, BMC_FAM_TEXT},
+    {"append", BMC_KIND_KEYED, 1, BMC_FAM_TEXT},
+    {"prepend", BMC_KIND_KEYED, 1, BMC_FAM_TEXT},
+    {"cas", BMC_KIND_KEYED, 1, BMC_FAM_TEXT},
+    {"incr", BMC_KIND_KEYED, 1, BMC_FAM_TEXT},
+    {"decr", BMC_KIND_KEYED, 1, BMC_FAM_TEXT},
+    {"delete", BMC_KIND_KEYED, 1, BMC_FAM_TEXT},
+    {"touch", BMC_KIND_KEYED, 1, BMC_FAM_TEXT},
+    {"gat", BMC_KIND_MULTIKEY, 2, BMC_FAM_TEXT},
+    {"gats", BMC_KIND_MULTIKEY, 2, BMC_FAM_TEXT},
+    {"flush_all", BMC_KIND_FLUSH, 0, BMC_FAM_FLUSH},
+    {"ms", BMC_KIND_META, 1, BMC_FAM_META},
+    {"md", BMC_KIND_META, 1, BMC_FAM_META},
+    {"ma", BMC_KIND_META, 1, BMC_FAM_META},
+    {"mg", BMC_KIND_META_GET, 1, BMC_FAM_META},
+    {"VALUE", BMC_KIND_VALUE, 1, BMC_FAM_NONE},
+};
+inline constexpr std::uint32_t BMC_NUM_CMDS = sizeof(bmc_cmd_specs) / sizeof(bmc_cmd_specs[0]);
+
+constexpr __u64 bmc_pack_word(std::string_view s, std::size_t from) {
+    __u64 w = 0;
+    for (std::size_t i = 0; i < 8 && from + i < s.size(); i++)
+        w |= __u64(static_cast<unsigned char>(s[from + i])) << (8 * i);
+    return w;
+}
+
+constexpr std::array<bmc_cmd, BMC_NUM_CMDS> bmc_make_cmd_table() {
+    std::array<bmc_cmd, BMC_NUM_CMDS> t{};
+    for (std::uint32_t i = 0; i < BMC_NUM_CMDS; i++) {
+        const auto &s = bmc_cmd_specs[i];
+        t[i] = bmc_cmd{bmc_pack_word(s.name, 0), bmc_pack_word(s.name, 8),
+                       static_cast<__u8>(s.name.size()), s.kind, s.key_arg, s.family, 0};
+    }
+    return t;
+}
+inline constexpr std::array<bmc_cmd, BMC_NUM_CMDS> bmc_cmd_table_arr = bmc_make_cmd_table();
+#define bmc_cmd_table (bmc_cmd_table_arr.data())
+
+// Binary protocol opcodes that change an item (quiet variants included). Flush and
+// FlushQ are global.
+inline constexpr __u8 bmc_binary_mutating_ops[] = {
+    0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x0e, 0x0f, 0x11, 0x12, 0x13, 0x14,
+    0x15, 0x16, 0x19, 0x1a, 0x1c, 0x1d, 0x1e, 0x23, 0x24};
+inline constexpr __u8 bmc_binary_flush_ops[] = {0x08, 0x18};
+
+constexpr std::array<__u64, 4> bmc_make_op_bitmap(const __u8 *ops, std::size_t n) {
+    std::array<__u64, 4> m{};
+    for (std::size_t i = 0; i < n; i++) m[ops[i] >> 6] |= __u64(1) << (ops[i] & 63);
+    return m;
+}
+inline constexpr std::array<__u64, 4> bmc_bin_mut_map_arr =
+    bmc_make_op_bitmap(bmc_binary_mutating_ops, sizeof(bmc_binary_mutating_ops));
+inline constexpr std::array<__u64, 4> bmc_bin_flush_map_arr =
+    bmc_make_op_bitmap(bmc_binary_flush_ops, sizeof(bmc_binary_flush_ops));
+#define bmc_bin_mut_map (bmc_bin_mut_map_arr.data())
+#define bmc_bin_flush_map (bmc_bin_flush_map_arr.data())
