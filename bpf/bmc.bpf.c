@@ -194,62 +194,64 @@ static __always_inline void rx_scan(struct bmc_percpu *p, __u32 start, __u32 len
     bmc_rx_finish(&env, rx);
 }
 
-static __always_inline __u16 ip_checksum(const struct iphdr *ip)
+static __always_inline __u16 ip_checksum(const void *ip)
 {
-    const __u16 *w = (const __u16 *)ip;
+    const __u16 *w = ip;
     __u32 sum = 0;
     int i;
 
 #pragma unroll
-    for (i = 0; i < (int)(sizeof(*ip) / 2); i++)
+    for (i = 0; i < (int)(sizeof(struct iphdr) / 2); i++)
         sum += w[i];
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
     return (__u16)~sum;
 }
 
-/* Turn the request into the reply built in scratch->out (payload_len bytes). */
+struct reply_hdr {
+    struct ethhdr eth;
+    struct iphdr ip;
+    struct udphdr udp;
+} __attribute__((packed));
+
+/* Turn the request into the reply built in scratch->out (payload_len bytes). The frame
+ * grows at the tail where the driver left room, else at the head: veth frames made from
+ * socket buffers have little tailroom but always XDP_PACKET_HEADROOM in front. */
 static __always_inline int rx_reply(struct xdp_md *ctx, struct bmc_scratch *sc, __u32 payload_len)
 {
-    const __u32 l4_off = BMC_ETH_HLEN + sizeof(struct iphdr);
-    const __u32 payload_off = l4_off + sizeof(struct udphdr);
-    int delta = (int)(payload_off + payload_len) - (int)bpf_xdp_get_buff_len(ctx);
-    void *data, *data_end;
+    void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
+    int delta = (int)(sizeof(struct reply_hdr) + payload_len) - (int)bpf_xdp_get_buff_len(ctx);
     unsigned char mac[ETH_ALEN];
-    struct ethhdr *eth;
-    struct iphdr *ip;
-    struct udphdr *udp;
+    struct reply_hdr h;
     __u32 addr;
     __u16 port;
 
     if (payload_len > BMC_MAX_PAYLOAD || payload_len < BMC_FRAME_HDR_LEN)
         return -1;
-    if (bpf_xdp_adjust_tail(ctx, delta))
+    if (data + sizeof(h) > data_end)
         return -1;
-    data = (void *)(long)ctx->data;
-    data_end = (void *)(long)ctx->data_end;
-    eth = data;
-    ip = data + BMC_ETH_HLEN;
-    udp = data + l4_off;
-    if ((void *)(udp + 1) > data_end)
+    __builtin_memcpy(&h, data, sizeof(h));
+    if (bpf_xdp_adjust_tail(ctx, delta) && (delta < 0 || bpf_xdp_adjust_head(ctx, -delta)))
         return -1;
 
-    __builtin_memcpy(mac, eth->h_source, ETH_ALEN);
-    __builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
-    __builtin_memcpy(eth->h_dest, mac, ETH_ALEN);
-    addr = ip->saddr;
-    ip->saddr = ip->daddr;
-    ip->daddr = addr;
-    ip->tot_len = bpf_htons(sizeof(struct iphdr) + sizeof(struct udphdr) + payload_len);
-    ip->ttl = 64;
-    ip->check = 0;
-    ip->check = ip_checksum(ip);
-    port = udp->source;
-    udp->source = udp->dest;
-    udp->dest = port;
-    udp->len = bpf_htons(sizeof(struct udphdr) + payload_len);
-    udp->check = 0; /* optional for IPv4; the payload changed entirely */
-    return bpf_xdp_store_bytes(ctx, payload_off, sc->out, payload_len) ? -1 : 0;
+    __builtin_memcpy(mac, h.eth.h_source, ETH_ALEN);
+    __builtin_memcpy(h.eth.h_source, h.eth.h_dest, ETH_ALEN);
+    __builtin_memcpy(h.eth.h_dest, mac, ETH_ALEN);
+    addr = h.ip.saddr;
+    h.ip.saddr = h.ip.daddr;
+    h.ip.daddr = addr;
+    h.ip.tot_len = bpf_htons(sizeof(struct iphdr) + sizeof(struct udphdr) + payload_len);
+    h.ip.ttl = 64;
+    h.ip.check = 0;
+    h.ip.check = ip_checksum((const char *)&h + sizeof(struct ethhdr));
+    port = h.udp.source;
+    h.udp.source = h.udp.dest;
+    h.udp.dest = port;
+    h.udp.len = bpf_htons(sizeof(struct udphdr) + payload_len);
+    h.udp.check = 0; /* optional for IPv4; the payload changed entirely */
+    if (bpf_xdp_store_bytes(ctx, 0, &h, sizeof(h)))
+        return -1;
+    return bpf_xdp_store_bytes(ctx, sizeof(h), sc->out, payload_len) ? -1 : 0;
 }
 
 static __always_inline int rx_udp(struct xdp_md *ctx, struct bmc_percpu *p, __u32 payload_off,

@@ -19,28 +19,6 @@
 
 #define BMC_END_LEN 5 /* "END\r\n" */
 
-/* Ingress state for one payload. */
-struct bmc_rx {
-    struct bmc_scan st;
-    __u64 now;
-    __u32 end;        /* payload length in scratch->in */
-    __u32 out_len;    /* reply bytes built in scratch->out so far (frame header included) */
-    __u16 hits;
-    __u16 misses;
-    __u8 get_done;    /* the answerable get line ended */
-    __u8 trailing;    /* bytes followed the get line */
-    __u8 too_big;     /* the reply would not fit one datagram */
-    __u8 pad;
-};
-
-/* Egress state for one payload. */
-struct bmc_tx {
-    struct bmc_scan st;
-    __u64 now;
-    __u32 end;
-    __u32 pad;
-};
-
 BMC_SUBPROG int bmc_key_equal(const struct bmc_keybytes *a, const struct bmc_keybytes *b,
                               __u32 len)
 {

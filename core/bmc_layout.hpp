@@ -272,7 +272,7 @@ constexpr std::array<bmc_cmd, BMC_NUM_CMDS> bmc_make_cmd_table() {
     return t;
 }
 inline constexpr std::array<bmc_cmd, BMC_NUM_CMDS> bmc_cmd_table_arr = bmc_make_cmd_table();
-#define bmc_cmd_table (bmc_cmd_table_arr.data())
+inline constexpr const bmc_cmd *bmc_cmd_table = bmc_cmd_table_arr.data();
 
 // Binary protocol opcodes that change an item (quiet variants included). Flush and
 // FlushQ are global.
@@ -290,5 +290,5 @@ inline constexpr std::array<__u64, 4> bmc_bin_mut_map_arr =
     bmc_make_op_bitmap(bmc_binary_mutating_ops, sizeof(bmc_binary_mutating_ops));
 inline constexpr std::array<__u64, 4> bmc_bin_flush_map_arr =
     bmc_make_op_bitmap(bmc_binary_flush_ops, sizeof(bmc_binary_flush_ops));
-#define bmc_bin_mut_map (bmc_bin_mut_map_arr.data())
-#define bmc_bin_flush_map (bmc_bin_flush_map_arr.data())
+inline constexpr const __u64 *bmc_bin_mut_map = bmc_bin_mut_map_arr.data();
+inline constexpr const __u64 *bmc_bin_flush_map = bmc_bin_flush_map_arr.data();

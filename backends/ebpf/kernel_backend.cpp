@@ -1,0 +1,202 @@
+#include "kernel_backend.hpp"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/if_link.h>
+#include <net/if.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "bmc_kern.skel.h"
+
+namespace bmc {
+namespace {
+
+// BPF_TCX_EGRESS is newer than Debian 12's uapi header; the kernel has it since 6.6.
+constexpr int kBpfTcxEgress = 47;
+
+std::string errno_text(int err) { return std::strerror(err < 0 ? -err : err); }
+
+std::string load_hint(int err) {
+    if (err == -EPERM || err == -EACCES)
+        return " (needs root, or CAP_BPF with CAP_NET_ADMIN and CAP_PERFMON)";
+    return "";
+}
+
+void *map_region(bpf_map *map, std::size_t &len) {
+    len = std::size_t(bpf_map__value_size(map)) * bpf_map__max_entries(map);
+    long page = sysconf(_SC_PAGESIZE);
+    len = (len + page - 1) / page * page;
+    void *p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, bpf_map__fd(map), 0);
+    if (p == MAP_FAILED)
+        throw Error(std::string("cannot mmap map ") + bpf_map__name(map) + ": " +
+                    errno_text(errno));
+    return p;
+}
+
+}  // namespace
+
+std::uint32_t check_bucket_count(const char *what, std::uint64_t n) {
+    if (n == 0 || n > (1u << 24) || (n & (n - 1)))
+        throw Error(std::string(what) + " must be a power of two between 1 and 16777216, got " +
+                    std::to_string(n));
+    return std::uint32_t(n);
+}
+
+KernelBackend::KernelBackend(const KernelOptions &opts) : opts_(opts) {
+    check_bucket_count("small bucket count", opts.small_buckets);
+    check_bucket_count("large bucket count", opts.large_buckets);
+    if (opts_.attach) {
+        ifindex_ = int(if_nametoindex(opts_.iface.c_str()));
+        if (ifindex_ == 0) throw Error("interface '" + opts_.iface + "' not found");
+    }
+
+    skel_ = bmc_kern__open();
+    if (!skel_) throw Error("cannot open the BPF object: " + errno_text(errno));
+    try {
+        bmc_config &cfg = const_cast<bmc_config &>(skel_->rodata->bmc_cfg);
+        cfg.port = opts_.port;
+        cfg.small_mask = opts_.small_buckets - 1;
+        cfg.large_mask = opts_.large_buckets - 1;
+        cfg.max_age_ns = opts_.max_age_ns;
+        cfg.fill_guard_ns = opts_.fill_guard_ns;
+        bpf_map__set_max_entries(skel_->maps.bmc_small, opts_.small_buckets);
+        bpf_map__set_max_entries(skel_->maps.bmc_large, opts_.large_buckets);
+        if (int err = bmc_kern__load(skel_))
+            throw Error("loading the BPF programs failed: " + errno_text(err) + load_hint(err));
+        map_cache();
+        if (opts_.attach) {
+            attach_xdp();
+            attach_tc();
+        }
+    } catch (...) {
+        detach();
+        bmc_kern__destroy(skel_);
+        throw;
+    }
+}
+
+KernelBackend::~KernelBackend() {
+    detach();
+    if (small_map_) munmap(small_map_, small_len_);
+    if (large_map_) munmap(large_map_, large_len_);
+    if (global_map_) munmap(global_map_, global_len_);
+    bmc_kern__destroy(skel_);
+}
+
+void KernelBackend::map_cache() {
+    small_map_ = map_region(skel_->maps.bmc_small, small_len_);
+    large_map_ = map_region(skel_->maps.bmc_large, large_len_);
+    global_map_ = map_region(skel_->maps.bmc_global_state, global_len_);
+    cache_.small = static_cast<bmc_small_bucket *>(small_map_);
+    cache_.n_small = opts_.small_buckets;
+    cache_.large = static_cast<bmc_large_bucket *>(large_map_);
+    cache_.n_large = opts_.large_buckets;
+    cache_.global = static_cast<bmc_global *>(global_map_);
+}
+
+void KernelBackend::attach_xdp() {
+    int prog = bpf_program__fd(skel_->progs.bmc_rx);
+    auto try_mode = [&](unsigned flags) {
+        LIBBPF_OPTS(bpf_link_create_opts, lo, .flags = flags);
+        return bpf_link_create(prog, ifindex_, BPF_XDP, &lo);
+    };
+    int fd = -1, native_err = 0;
+    if (opts_.xdp_mode != XdpMode::Generic) {
+        fd = try_mode(XDP_FLAGS_DRV_MODE);
+        if (fd >= 0) {
+            xdp_mode_ = "native";
+        } else {
+            native_err = fd;
+            if (opts_.xdp_mode == XdpMode::Native)
+                throw Error("native XDP attach to " + opts_.iface + " failed: " +
+                            errno_text(native_err));
+        }
+    }
+    if (fd < 0) {
+        fd = try_mode(XDP_FLAGS_SKB_MODE);
+        if (fd < 0)
+            throw Error("XDP attach to " + opts_.iface + " failed: " + errno_text(fd) +
+                        (fd == -EBUSY || fd == -EEXIST ? " (another XDP program is attached)" : ""));
+        xdp_mode_ = "generic";
+        if (native_err)
+            notice_ += "native XDP unavailable on " + opts_.iface + " (" + errno_text(native_err) +
+                       "); using generic XDP, which is slower. ";
+    }
+    xdp_link_fd_ = fd;
+}
+
+void KernelBackend::attach_tc() {
+    int prog = bpf_program__fd(skel_->progs.bmc_tx);
+    int tcx_err = 0;
+    if (opts_.tc_attach != TcAttach::Netlink) {
+        int fd = bpf_link_create(prog, ifindex_, static_cast<bpf_attach_type>(kBpfTcxEgress), nullptr);
+        if (fd >= 0) {
+            tcx_link_fd_ = fd;
+            tc_mode_ = "tcx";
+            return;
+        }
+        tcx_err = fd;
+        if (opts_.tc_attach == TcAttach::Tcx)
+            throw Error("TCX egress attach to " + opts_.iface + " failed: " + errno_text(fd));
+    }
+    // libbpf's tc hook API: a clsact qdisc and a direct-action filter. Unlike a link it
+    // outlives the process if the process is killed; detach() removes it on exit.
+    LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex_, .attach_point = BPF_TC_EGRESS);
+    int err = bpf_tc_hook_create(&hook);
+    if (err && err != -EEXIST)
+        throw Error("creating the clsact qdisc on " + opts_.iface + " failed: " + errno_text(err));
+    tc_hook_created_ = (err == 0);
+    LIBBPF_OPTS(bpf_tc_opts, to, .prog_fd = prog, .handle = 0xb3c, .priority = 1);
+    err = bpf_tc_attach(&hook, &to);
+    if (err) {
+        if (tc_hook_created_) bpf_tc_hook_destroy(&hook);
+        tc_hook_created_ = false;
+        throw Error("TC egress attach to " + opts_.iface + " failed: " + errno_text(err));
+    }
+    tc_netlink_attached_ = true;
+    tc_mode_ = "netlink";
+    if (tcx_err) notice_ += "TCX unavailable (" + errno_text(tcx_err) + "); using a tc filter. ";
+}
+
+void KernelBackend::detach() {
+    if (xdp_link_fd_ >= 0) close(xdp_link_fd_);
+    xdp_link_fd_ = -1;
+    if (tcx_link_fd_ >= 0) close(tcx_link_fd_);
+    tcx_link_fd_ = -1;
+    if (tc_netlink_attached_) {
+        LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex_, .attach_point = BPF_TC_EGRESS);
+        LIBBPF_OPTS(bpf_tc_opts, to, .handle = 0xb3c, .priority = 1);
+        bpf_tc_detach(&hook, &to);
+        if (tc_hook_created_) {
+            hook.attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS);
+            bpf_tc_hook_destroy(&hook);
+        }
+        tc_netlink_attached_ = tc_hook_created_ = false;
+    }
+}
+
+Counters KernelBackend::read_counters() const {
+    Counters total{};
+    int ncpu = libbpf_num_possible_cpus();
+    std::vector<std::uint64_t> values(ncpu > 0 ? ncpu : 1);
+    int fd = bpf_map__fd(skel_->maps.bmc_stats);
+    for (std::uint32_t i = 0; i < BMC_NUM_STATS; i++) {
+        if (bpf_map_lookup_elem(fd, &i, values.data()) != 0) continue;
+        for (auto v : values) total[i] += v;
+    }
+    return total;
+}
+
+bmc_config KernelBackend::config() const {
+    return const_cast<const bmc_config &>(skel_->rodata->bmc_cfg);
+}
+
+int KernelBackend::xdp_prog_fd() const { return bpf_program__fd(skel_->progs.bmc_rx); }
+int KernelBackend::tc_prog_fd() const { return bpf_program__fd(skel_->progs.bmc_tx); }
+
+}  // namespace bmc

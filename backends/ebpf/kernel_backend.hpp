@@ -1,0 +1,82 @@
+// Kernel backend: owns the loaded BPF object (skeleton), its XDP and TC egress
+// attachments and the mmapped cache. Everything it attached is detached by the
+// destructor; XDP and TCX attachments are bpf_links, which the kernel also removes when
+// the process dies.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "datapath.hpp"
+
+struct bmc_kern;  // bpftool skeleton (bpf/bmc.bpf.c)
+
+namespace bmc {
+
+class Error : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+enum class XdpMode { Auto, Native, Generic };
+enum class TcAttach { Auto, Tcx, Netlink };
+
+struct KernelOptions {
+    std::string iface;
+    std::uint16_t port = BMC_DEFAULT_PORT;
+    std::uint32_t small_buckets = BMC_DEFAULT_SMALL_BUCKETS;
+    std::uint32_t large_buckets = BMC_DEFAULT_LARGE_BUCKETS;
+    std::uint64_t max_age_ns = default_config().max_age_ns;
+    std::uint64_t fill_guard_ns = default_config().fill_guard_ns;
+    XdpMode xdp_mode = XdpMode::Auto;
+    TcAttach tc_attach = TcAttach::Auto;
+    // Load the programs and maps without attaching them (BPF_PROG_TEST_RUN users).
+    bool attach = true;
+};
+
+class KernelBackend {
+public:
+    // Loads and attaches; throws bmc::Error with a one-line reason.
+    explicit KernelBackend(const KernelOptions &opts);
+    ~KernelBackend();
+    KernelBackend(const KernelBackend &) = delete;
+    KernelBackend &operator=(const KernelBackend &) = delete;
+
+    // Sum of the per-CPU counters.
+    Counters read_counters() const;
+    CacheMemory cache() const { return cache_; }
+    bmc_config config() const;
+
+    const std::string &xdp_mode() const { return xdp_mode_; }  // "native" or "generic"
+    const std::string &tc_mode() const { return tc_mode_; }    // "tcx" or "netlink"
+    // Notes for the operator, e.g. a fallback that was taken.
+    const std::string &notice() const { return notice_; }
+
+    int xdp_prog_fd() const;
+    int tc_prog_fd() const;
+
+private:
+    void attach_xdp();
+    void attach_tc();
+    void detach();
+    void map_cache();
+
+    KernelOptions opts_;
+    ::bmc_kern *skel_ = nullptr;
+    int ifindex_ = 0;
+    int xdp_link_fd_ = -1;
+    int tcx_link_fd_ = -1;
+    bool tc_netlink_attached_ = false;
+    bool tc_hook_created_ = false;
+    std::string xdp_mode_, tc_mode_, notice_;
+    CacheMemory cache_;
+    void *small_map_ = nullptr, *large_map_ = nullptr, *global_map_ = nullptr;
+    std::size_t small_len_ = 0, large_len_ = 0, global_len_ = 0;
+};
+
+// A power of two >= 1, or throws.
+std::uint32_t check_bucket_count(const char *what, std::uint64_t n);
+
+}  // namespace bmc

@@ -1,0 +1,191 @@
+#include "datapath.hpp"
+
+#include <algorithm>
+
+static inline bmc_small_bucket *bmc_env_small(bmc_env *env, __u32 idx) {
+    return idx < env->mem.n_small ? &env->mem.small[idx] : nullptr;
+}
+static inline bmc_large_bucket *bmc_env_large(bmc_env *env, __u32 idx) {
+    return idx < env->mem.n_large ? &env->mem.large[idx] : nullptr;
+}
+static inline bmc_global *bmc_env_global(bmc_env *env) { return env->mem.global; }
+static inline const bmc_config *bmc_env_config(bmc_env *env) { return &env->cfg; }
+static inline void bmc_env_stat(bmc_env *env, __u32 stat) {
+    if (stat < BMC_NUM_STATS) (*env->counters)[stat]++;
+}
+#define BMC_COPY(dst, src, len) std::memcpy((dst), (src), (len))
+
+#include "bmc_datapath.h"
+
+namespace bmc {
+namespace {
+
+constexpr std::uint32_t kEthHlen = BMC_ETH_HLEN;
+constexpr std::uint16_t kEthPIp = 0x0800;
+constexpr std::uint8_t kProtoTcp = 6, kProtoUdp = 17;
+constexpr std::uint16_t kIpMf = 0x2000, kIpOffset = 0x1fff;
+
+std::uint16_t be16(const std::uint8_t *p) { return std::uint16_t(p[0] << 8 | p[1]); }
+void put_be16(std::uint8_t *p, std::uint16_t v) {
+    p[0] = std::uint8_t(v >> 8);
+    p[1] = std::uint8_t(v);
+}
+
+}  // namespace
+
+bmc_config default_config() {
+    bmc_config c{};
+    c.port = BMC_DEFAULT_PORT;
+    c.small_mask = BMC_DEFAULT_SMALL_BUCKETS - 1;
+    c.large_mask = BMC_DEFAULT_LARGE_BUCKETS - 1;
+    c.max_age_ns = 10ULL * 1000000000ULL;
+    c.fill_guard_ns = 10ULL * 1000000ULL;
+    return c;
+}
+
+std::uint16_t ipv4_header_checksum(const std::uint8_t *hdr, std::size_t len) {
+    std::uint32_t sum = 0;
+    for (std::size_t i = 0; i + 1 < len; i += 2) sum += std::uint32_t(hdr[i] | hdr[i + 1] << 8);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    return std::uint16_t(~sum);  // in memory (network) order, like the BPF side
+}
+
+Datapath::Datapath(CacheMemory mem, const bmc_config &cfg) : env_{mem, cfg, &counters_} {}
+
+void Datapath::rx_scan(std::uint32_t start, std::uint32_t len, bool get_allowed,
+                       std::uint64_t now_ns) {
+    bmc_scan_init(&rx_.st, start, get_allowed);
+    rx_.now = now_ns;
+    rx_.end = len;
+    rx_.out_len = BMC_FRAME_HDR_LEN;
+    rx_.hits = rx_.misses = 0;
+    rx_.get_done = rx_.trailing = rx_.too_big = rx_.pad = 0;
+    if (sc_.in[start & BMC_SCRATCH_MASK] == BMC_BIN_MAGIC_REQ) {
+        for (std::uint32_t i = 0; i < BMC_MAX_SCAN_CMDS; i++)
+            if (bmc_rx_binary_cmd(&env_, &sc_, &rx_)) break;
+        return;
+    }
+    for (std::uint32_t i = 0; i < BMC_MAX_PAYLOAD; i++)
+        if (bmc_rx_byte(&env_, &sc_, &rx_)) break;
+    bmc_rx_finish(&env_, &rx_);
+}
+
+RxResult Datapath::rx_udp(std::vector<std::uint8_t> &frame, std::uint32_t payload_off,
+                          std::uint32_t payload_len, bool plain_ip, std::uint64_t now_ns) {
+    if (payload_len > BMC_MAX_PAYLOAD || payload_len < BMC_FRAME_HDR_LEN) {
+        count(BMC_STAT_PASS_MALFORMED);
+        return {};
+    }
+    std::memcpy(sc_.in, frame.data() + payload_off, payload_len);
+    bool single = bmc_frame_single(sc_.in);
+    rx_scan(BMC_FRAME_HDR_LEN, payload_len, single && plain_ip, now_ns);
+
+    std::uint32_t verdict = bmc_rx_verdict(&rx_);
+    if (verdict == BMC_STAT_PASS_NOT_GET) return {};
+    count(BMC_STAT_GET_REQS);
+    if (!single)
+        verdict = BMC_STAT_PASS_MULTI_DGRAM;
+    else if (!plain_ip)
+        verdict = BMC_STAT_PASS_IP_OPTIONS;
+    if (verdict != BMC_STAT_HIT_REQS) {
+        count(verdict);
+        return {};
+    }
+    std::uint32_t reply_len = bmc_rx_build_reply(&sc_, &rx_);
+
+    // Same rewrite as rx_reply() in bpf/bmc.bpf.c; the request carried no IP options.
+    const std::uint32_t ip_off = kEthHlen, l4_off = ip_off + 20, off = l4_off + 8;
+    frame.resize(off + reply_len);
+    std::uint8_t *p = frame.data();
+    std::uint8_t mac[6];
+    std::memcpy(mac, p + 6, 6);
+    std::memcpy(p + 6, p, 6);
+    std::memcpy(p, mac, 6);
+    std::uint8_t addr[4];
+    std::memcpy(addr, p + ip_off + 12, 4);
+    std::memcpy(p + ip_off + 12, p + ip_off + 16, 4);
+    std::memcpy(p + ip_off + 16, addr, 4);
+    put_be16(p + ip_off + 2, std::uint16_t(20 + 8 + reply_len));
+    p[ip_off + 8] = 64;
+    p[ip_off + 10] = p[ip_off + 11] = 0;
+    std::uint16_t csum = ipv4_header_checksum(p + ip_off, 20);
+    std::memcpy(p + ip_off + 10, &csum, 2);
+    std::uint8_t port[2];
+    std::memcpy(port, p + l4_off, 2);
+    std::memcpy(p + l4_off, p + l4_off + 2, 2);
+    std::memcpy(p + l4_off + 2, port, 2);
+    put_be16(p + l4_off + 4, std::uint16_t(8 + reply_len));
+    p[l4_off + 6] = p[l4_off + 7] = 0;
+    std::memcpy(p + off, sc_.out, reply_len);
+    count(BMC_STAT_HIT_REQS);
+    return {Action::Tx};
+}
+
+void Datapath::rx_tcp(const std::vector<std::uint8_t> &frame, std::uint32_t payload_off,
+                      std::uint32_t payload_len, std::uint64_t now_ns) {
+    if (payload_len == 0) return;
+    if (payload_len > BMC_MAX_PAYLOAD) {
+        bmc_rx_flush(&env_, BMC_STAT_INVAL_GLOBAL, now_ns);
+        return;
+    }
+    std::memcpy(sc_.in, frame.data() + payload_off, payload_len);
+    rx_scan(0, payload_len, false, now_ns);
+}
+
+RxResult Datapath::ingress(std::vector<std::uint8_t> &frame, std::uint64_t now_ns) {
+    const std::uint32_t pkt_len = std::uint32_t(frame.size());
+    const std::uint8_t *p = frame.data();
+    if (pkt_len < kEthHlen + 20 || be16(p + 12) != kEthPIp) return {};
+    const std::uint8_t *ip = p + kEthHlen;
+    if ((ip[0] >> 4) != 4 || (ip[0] & 0xf) < 5) return {};
+    if (be16(ip + 6) & (kIpMf | kIpOffset)) return {};
+    const std::uint32_t ihl = (ip[0] & 0xf) * 4u, tot_len = be16(ip + 2);
+    const std::uint32_t l4_off = kEthHlen + ihl;
+    if (tot_len < ihl || kEthHlen + tot_len > pkt_len) return {};
+
+    if (ip[9] == kProtoUdp) {
+        if (l4_off + 8 > pkt_len || be16(p + l4_off + 2) != env_.cfg.port) return {};
+        std::uint32_t udp_len = be16(p + l4_off + 4);
+        if (udp_len < 8 || udp_len > tot_len - ihl) {
+            count(BMC_STAT_PASS_MALFORMED);
+            return {};
+        }
+        return rx_udp(frame, l4_off + 8, udp_len - 8, ihl == 20, now_ns);
+    }
+    if (ip[9] == kProtoTcp) {
+        if (l4_off + 20 > pkt_len || be16(p + l4_off + 2) != env_.cfg.port) return {};
+        std::uint32_t doff = (p[l4_off + 12] >> 4) * 4u;
+        if (doff < 20 || ihl + doff > tot_len) return {};
+        rx_tcp(frame, l4_off + doff, tot_len - ihl - doff, now_ns);
+    }
+    return {};
+}
+
+void Datapath::egress(std::span<const std::uint8_t> frame, std::uint64_t now_ns) {
+    const std::uint8_t *p = frame.data();
+    const std::uint32_t len = std::uint32_t(frame.size());
+    if (len < kEthHlen + 20 || be16(p + 12) != kEthPIp) return;
+    const std::uint8_t *ip = p + kEthHlen;
+    if ((ip[0] >> 4) != 4 || (ip[0] & 0xf) < 5 || ip[9] != kProtoUdp ||
+        (be16(ip + 6) & (kIpMf | kIpOffset)))
+        return;
+    const std::uint32_t ihl = (ip[0] & 0xf) * 4u;
+    if (kEthHlen + ihl + 8 > len || be16(p + kEthHlen + ihl) != env_.cfg.port) return;
+    std::uint32_t payload_len = be16(p + kEthHlen + ihl + 4);
+    if (payload_len < 8 + BMC_FRAME_HDR_LEN) return;
+    payload_len -= 8;
+    if (payload_len > BMC_MAX_PAYLOAD) return;
+    const std::uint32_t off = kEthHlen + ihl + 8;
+    if (off + payload_len > len) return;
+    std::memcpy(sc_.in, p + off, payload_len);
+    if (!bmc_frame_single(sc_.in)) return;
+    bmc_scan_init(&tx_.st, BMC_FRAME_HDR_LEN, 0);
+    tx_.now = now_ns;
+    tx_.end = payload_len;
+    tx_.pad = 0;
+    for (std::uint32_t i = 0; i < BMC_MAX_PAYLOAD; i++)
+        if (bmc_tx_byte(&env_, &sc_, &tx_)) break;
+}
+
+}  // namespace bmc

@@ -1,0 +1,79 @@
+// bmc core, C++ instantiation: the shared datapath (bmc_datapath.h) over cache memory
+// that a backend provides, with the packet handling that the BPF programs do in
+// bpf/bmc.bpf.c. The differential tests hold the two to the same bytes.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <vector>
+
+#include "bmc_grammar.h"
+
+namespace bmc {
+
+using Counters = std::array<std::uint64_t, BMC_NUM_STATS>;
+
+// Views onto the shared cache layout: mmapped BPF maps, or memory a test owns.
+struct CacheMemory {
+    bmc_small_bucket *small = nullptr;
+    std::uint32_t n_small = 0;
+    bmc_large_bucket *large = nullptr;
+    std::uint32_t n_large = 0;
+    bmc_global *global = nullptr;
+};
+
+// Defaults shared by the daemon and the tests.
+bmc_config default_config();
+
+enum class Action { Pass, Tx };
+
+struct RxResult {
+    Action action = Action::Pass;
+};
+
+}  // namespace bmc
+
+// The environment the shared datapath code expects (see core/bmc_datapath.h).
+struct bmc_env {
+    bmc::CacheMemory mem;
+    bmc_config cfg;
+    bmc::Counters *counters;
+};
+
+namespace bmc {
+
+class Datapath {
+public:
+    Datapath(CacheMemory mem, const bmc_config &cfg);
+
+    // One Ethernet frame arriving at the server (XDP's view). On Action::Tx the frame
+    // has been rewritten in place into the reply, and resized.
+    RxResult ingress(std::vector<std::uint8_t> &frame, std::uint64_t now_ns);
+
+    // One Ethernet frame leaving the server (TC egress's view): may fill the cache.
+    void egress(std::span<const std::uint8_t> frame, std::uint64_t now_ns);
+
+    const Counters &counters() const { return counters_; }
+    const bmc_config &config() const { return env_.cfg; }
+
+private:
+    RxResult rx_udp(std::vector<std::uint8_t> &frame, std::uint32_t payload_off,
+                    std::uint32_t payload_len, bool plain_ip, std::uint64_t now_ns);
+    void rx_tcp(const std::vector<std::uint8_t> &frame, std::uint32_t payload_off,
+                std::uint32_t payload_len, std::uint64_t now_ns);
+    void rx_scan(std::uint32_t start, std::uint32_t len, bool get_allowed, std::uint64_t now_ns);
+    void count(std::uint32_t stat) { counters_[stat]++; }
+
+    Counters counters_{};
+    bmc_env env_;
+    bmc_scratch sc_{};
+    bmc_rx rx_{};
+    bmc_tx tx_{};
+};
+
+// Internet checksum of an IPv4 header (header checksum field included as stored).
+std::uint16_t ipv4_header_checksum(const std::uint8_t *hdr, std::size_t len);
+
+}  // namespace bmc
