@@ -190,7 +190,8 @@ BMC_INLINE __u32 bmc_fill_claim(struct bmc_small_bucket *sb, struct bmc_large_bu
     __u64 lw, lns;
     struct bmc_entry_hdr *e;
 
-    if (item_len == 0 || item_len > BMC_LARGE_DATA)
+    /* Only items that can be answered alone in one datagram are worth a slot. */
+    if (item_len == 0 || item_len > BMC_MAX_PAYLOAD - BMC_FRAME_HDR_LEN - 5)
         return BMC_STAT_FILL_TOO_BIG;
     gen = BMC_READ_ONCE(sb->hdr.gen);
     lw = BMC_READ_ONCE(sb->hdr.lease_word[slot]);

@@ -163,7 +163,7 @@ BMC_INLINE __u32 bmc_bad_get(struct bmc_scan *st, __u8 reason)
 
 BMC_INLINE __u32 bmc_token_end(struct bmc_scan *st)
 {
-    __u32 arg = st->arg;
+    __u32 arg = st->arg, act;
     __u8 kind, key_arg, family, cmd;
 
     if (st->arg < 0xff)
@@ -179,13 +179,14 @@ BMC_INLINE __u32 bmc_token_end(struct bmc_scan *st)
             return 0;
         }
         kind = bmc_cmd_table[cmd].kind;
+        act = 0;
         if (st->get_line && kind != BMC_KIND_GET && kind != BMC_KIND_GETS)
-            return bmc_bad_get(st, BMC_STAT_PASS_NOT_GET);
+            act = bmc_bad_get(st, BMC_STAT_PASS_NOT_GET);
         if (kind == BMC_KIND_FLUSH) {
             st->family = BMC_FAM_FLUSH;
-            return BMC_ACT_FLUSH;
+            act |= BMC_ACT_FLUSH;
         }
-        return 0;
+        return act;
     }
     cmd = st->cmd;
     if (cmd >= BMC_NUM_CMDS)
@@ -325,8 +326,9 @@ BMC_INLINE __u32 bmc_scan_finish(const struct bmc_scan *st)
         return 0;
     kind = bmc_cmd_table[st->cmd].kind;
     key_arg = bmc_cmd_table[st->cmd].key_arg;
+    /* st->arg counts completed tokens: the key is complete once it exceeds key_arg. */
     if (kind == BMC_KIND_KEYED)
-        return (st->arg < key_arg || (st->arg == key_arg && st->in_tok)) ? BMC_ACT_GLOBAL : 0;
+        return st->arg <= key_arg ? BMC_ACT_GLOBAL : 0;
     if (kind == BMC_KIND_MULTIKEY || kind == BMC_KIND_META || kind == BMC_KIND_META_GET)
         return BMC_ACT_GLOBAL;
     return 0;

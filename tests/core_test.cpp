@@ -1,0 +1,394 @@
+// Unit tests of core/: hash, layout, command table, grammar and the C++ datapath.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "packet.hpp"
+#include "test_util.hpp"
+
+using namespace bmc;
+using namespace bmc::test;
+
+namespace {
+
+struct Event {
+    std::uint32_t act;
+    std::string key;  // for BMC_ACT_KEY
+    std::uint8_t family;
+    bool operator==(const Event &) const = default;
+};
+
+struct ScanResult {
+    std::vector<Event> events;
+    std::uint32_t finish = 0;
+    bmc_scan st;
+};
+
+// Runs the shared text grammar over `text` the way the datapath does.
+ScanResult scan(const std::string &text, bool get_allowed) {
+    ScanResult r;
+    bmc_scan_init(&r.st, 0, get_allowed);
+    for (std::size_t i = 0; i < text.size(); i++) {
+        bool next_lf = i + 1 < text.size() && text[i + 1] == '\n';
+        std::uint32_t act = bmc_scan_step(&r.st, std::uint8_t(text[i]), next_lf);
+        if (!act) continue;
+        Event e{act, "", r.st.family};
+        if (act & BMC_ACT_KEY) e.key = text.substr(r.st.key_start, r.st.key_len);
+        r.events.push_back(e);
+    }
+    r.finish = bmc_scan_finish(&r.st);
+    return r;
+}
+
+std::vector<std::string> keys_of(const ScanResult &r) {
+    std::vector<std::string> k;
+    for (auto &e : r.events)
+        if (e.act & BMC_ACT_KEY) k.push_back(e.key);
+    return k;
+}
+
+std::uint32_t all_acts(const ScanResult &r) {
+    std::uint32_t a = 0;
+    for (auto &e : r.events) a |= e.act;
+    return a;
+}
+
+std::uint32_t fnv(const std::string &s) {
+    return bmc_hash_bytes(reinterpret_cast<const __u8 *>(s.data()), std::uint32_t(s.size()));
+}
+
+}  // namespace
+
+TEST(Hash, IsFnv1a32) {
+    EXPECT_EQ(fnv(""), 0x811c9dc5u);
+    EXPECT_EQ(fnv("a"), 0xe40c292cu);
+    EXPECT_EQ(fnv("foobar"), 0xbf9cf968u);
+}
+
+TEST(Hash, TokenHashEqualsBufferHash) {
+    auto r = scan("delete some:key\r\n", false);
+    ASSERT_EQ(keys_of(r), std::vector<std::string>{"some:key"});
+    EXPECT_EQ(r.st.key_hash, fnv("some:key"));
+}
+
+TEST(Layout, SmallItemFitsOneCacheLinePair) {
+    EXPECT_EQ(sizeof(bmc_small_entry), 128u);
+    EXPECT_EQ(alignof(bmc_small_bucket), 64u);
+    EXPECT_EQ(sizeof(bmc_small_bucket) % 64, 0u);
+    // "VALUE <16-byte key> 0 32\r\n<32 bytes>\r\n"
+    const std::size_t item = 6 + 16 + 6 + 32 + 2 + 1;
+    EXPECT_LE(item, BMC_SMALL_DATA);
+    EXPECT_LT(sizeof(bmc_small_entry), 1320u / 10);
+}
+
+TEST(Layout, LargestReplyItemFitsLargeEntry) {
+    // frame header + item + END must fit one 1472-byte UDP payload
+    EXPECT_GE(BMC_LARGE_DATA, BMC_MAX_PAYLOAD - BMC_FRAME_HDR_LEN - 5);
+}
+
+TEST(Commands, EveryTextMutationIsKeyed) {
+    for (std::string cmd : {"set", "add", "replace", "append", "prepend", "cas", "incr", "decr",
+                            "delete", "touch"}) {
+        auto r = scan(cmd + " k1 0 0 1\r\n", false);
+        EXPECT_EQ(keys_of(r), std::vector<std::string>{"k1"}) << cmd;
+        EXPECT_EQ(r.events.at(0).family, BMC_FAM_TEXT) << cmd;
+    }
+}
+
+TEST(Commands, GatAndGatsInvalidateEveryKey) {
+    for (std::string cmd : {"gat", "gats"}) {
+        auto r = scan(cmd + " 100 a bb ccc\r\n", false);
+        EXPECT_EQ(keys_of(r), (std::vector<std::string>{"a", "bb", "ccc"})) << cmd;
+    }
+}
+
+TEST(Commands, FlushAllIsGlobal) {
+    EXPECT_EQ(all_acts(scan("flush_all\r\n", false)), BMC_ACT_FLUSH);
+    EXPECT_EQ(all_acts(scan("flush_all 10 noreply\r\n", false)), BMC_ACT_FLUSH);
+}
+
+TEST(Commands, MetaMutationsInvalidateAtLineEnd) {
+    for (std::string cmd : {"ms k 2 T0", "md k q", "ma k N0 D5"}) {
+        auto r = scan(cmd + "\r\n", false);
+        ASSERT_EQ(r.events.size(), 1u) << cmd;
+        EXPECT_EQ(r.events[0].act, BMC_ACT_KEY) << cmd;
+        EXPECT_EQ(r.events[0].key, "k") << cmd;
+        EXPECT_EQ(r.events[0].family, BMC_FAM_META) << cmd;
+    }
+}
+
+TEST(Commands, MetaGetMutatesOnlyWithVivifyOrTouch) {
+    EXPECT_TRUE(scan("mg k v f t\r\n", false).events.empty());
+    EXPECT_EQ(keys_of(scan("mg k v T30\r\n", false)), std::vector<std::string>{"k"});
+    EXPECT_EQ(keys_of(scan("mg k N30 v\r\n", false)), std::vector<std::string>{"k"});
+}
+
+TEST(Commands, Base64MetaKeyInvalidatesEverything) {
+    EXPECT_EQ(all_acts(scan("md a2V5 b\r\n", false)), BMC_ACT_GLOBAL);
+}
+
+TEST(Commands, SeveralCommandsPerSegmentWithDataBlocks) {
+    auto r = scan("set a 0 0 3\r\nxyz\r\nget q\r\ndelete b\r\nincr c 1\r\nms d 2\r\nhi\r\n", false);
+    EXPECT_EQ(keys_of(r), (std::vector<std::string>{"a", "b", "c", "d"}));
+    EXPECT_EQ(r.finish, 0u);
+}
+
+TEST(Commands, BareNewlineEndsLines) {
+    EXPECT_EQ(keys_of(scan("delete a\ndelete b\n", false)), (std::vector<std::string>{"a", "b"}));
+}
+
+TEST(Commands, CarriageReturnInsideAKeyBelongsToTheKey) {
+    EXPECT_EQ(keys_of(scan("delete a\rb\r\n", false)), std::vector<std::string>{"a\rb"});
+}
+
+TEST(Commands, SegmentCutInsideAMutationIsGlobal) {
+    EXPECT_EQ(scan("get x\r\nset ke", false).finish, BMC_ACT_GLOBAL);  // key may continue
+    EXPECT_EQ(scan("get x\r\nset ", false).finish, BMC_ACT_GLOBAL);    // key not seen
+    EXPECT_EQ(scan("get x\r\nse", false).finish, BMC_ACT_GLOBAL);      // name may continue
+    EXPECT_EQ(scan("get x\r\nflush_al", false).finish, BMC_ACT_GLOBAL);
+    EXPECT_EQ(scan("set k 0 0 5", false).finish, 0u);                   // key complete
+    EXPECT_EQ(scan("get x\r\nge", false).finish, 0u);                   // reads are harmless
+    EXPECT_EQ(scan("gat 10 a b", false).finish, BMC_ACT_GLOBAL);        // more keys may follow
+}
+
+TEST(Commands, NonMutationsDoNothing) {
+    for (std::string line : {"get a b", "gets a", "stats", "version", "verbosity 1", "mn", "me k",
+                             "SET a 0 0 1", "sets a"})
+        EXPECT_TRUE(scan(line + "\r\n", false).events.empty()) << line;
+}
+
+TEST(BinaryOpcodes, MutationsAndFlushes) {
+    for (int op : {0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x0e, 0x0f, 0x1c, 0x1d, 0x1e, 0x11, 0x12,
+                   0x13, 0x14, 0x15, 0x16, 0x19, 0x1a, 0x23, 0x24})
+        EXPECT_TRUE(bmc_bin_in_map(bmc_bin_mut_map, __u8(op))) << op;
+    for (int op : {0x00, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x10, 0x07, 0x17, 0x1b})
+        EXPECT_FALSE(bmc_bin_in_map(bmc_bin_mut_map, __u8(op))) << op;
+    EXPECT_TRUE(bmc_bin_in_map(bmc_bin_flush_map, 0x08));
+    EXPECT_TRUE(bmc_bin_in_map(bmc_bin_flush_map, 0x18));
+}
+
+TEST(BinaryOpcodes, HeaderParse) {
+    auto b = bin_request(0x01, "key", std::string(8, '\0'), "value");
+    bmc_bin_req r;
+    ASSERT_EQ(bmc_bin_parse(b.data(), &r), 0);
+    EXPECT_EQ(r.opcode, 0x01);
+    EXPECT_EQ(r.key_len, 3);
+    EXPECT_EQ(r.ext_len, 8);
+    EXPECT_EQ(r.body_len, 16u);
+    b[0] = 0x81;
+    EXPECT_NE(bmc_bin_parse(b.data(), &r), 0);
+}
+
+TEST(GetGrammar, SingleAndMultiKey) {
+    EXPECT_EQ(keys_of(scan("get a\r\n", true)), std::vector<std::string>{"a"});
+    auto r = scan("get a  b c\r\n", true);
+    EXPECT_EQ(keys_of(r), (std::vector<std::string>{"a", "b", "c"}));
+    EXPECT_TRUE(all_acts(r) & BMC_ACT_GET_END);
+    EXPECT_TRUE(all_acts(scan("get a\n", true)) & BMC_ACT_GET_END);
+}
+
+TEST(GetGrammar, UpToMaxKeys) {
+    std::string line = "get";
+    for (std::uint32_t i = 0; i < BMC_MAX_KEYS; i++) line += " k" + std::to_string(i);
+    auto r = scan(line + "\r\n", true);
+    EXPECT_EQ(keys_of(r).size(), BMC_MAX_KEYS);
+    EXPECT_FALSE(all_acts(r) & BMC_ACT_BAD);
+    EXPECT_GE(BMC_MAX_KEYS, 30u);
+    auto over = scan(line + " one-more\r\n", true);
+    EXPECT_TRUE(all_acts(over) & BMC_ACT_BAD);
+    EXPECT_EQ(over.st.bad_reason, BMC_STAT_PASS_TOO_MANY_KEYS);
+}
+
+TEST(GetGrammar, KeyLengthLimit) {
+    auto ok = scan("get " + std::string(250, 'k') + "\r\n", true);
+    EXPECT_EQ(keys_of(ok).at(0).size(), 250u);
+    EXPECT_FALSE(all_acts(ok) & BMC_ACT_BAD);
+    auto bad = scan("get " + std::string(251, 'k') + "\r\n", true);
+    EXPECT_TRUE(keys_of(bad).empty());
+    EXPECT_EQ(bad.st.bad_reason, BMC_STAT_PASS_MALFORMED);
+}
+
+TEST(GetGrammar, MalformedLines) {
+    for (std::string text : {"get\r\n", "get \r\n", "get a\x01\r\n", "get a\tb\r\n", "get a\rb\r\n",
+                             "get \x7f\r\n", "\r\n", "GET a\r\n", "getx a\r\n"}) {
+        auto r = scan(text, true);
+        EXPECT_FALSE(all_acts(r) & BMC_ACT_GET_END) << text;
+    }
+}
+
+TEST(GetGrammar, GetsIsRecognisedButNotLookedUp) {
+    auto r = scan("gets a b\r\n", true);
+    EXPECT_TRUE(keys_of(r).empty());
+    EXPECT_TRUE(all_acts(r) & BMC_ACT_GET_END);
+    EXPECT_EQ(bmc_cmd_table[r.st.first_cmd].kind, BMC_KIND_GETS);
+}
+
+TEST(ReplyGrammar, ValueLine) {
+    auto r = scan("VALUE key 5 11\r\n", false);
+    EXPECT_TRUE(all_acts(r) & BMC_ACT_VALUE);
+    EXPECT_EQ(r.st.value_bytes, 11u);
+    EXPECT_FALSE(r.st.value_cas);
+    auto c = scan("VALUE key 5 11 987\r\n", false);
+    EXPECT_TRUE(c.st.value_cas);
+    EXPECT_FALSE(all_acts(scan("VALUE key 5 x1\r\n", false)) & BMC_ACT_VALUE);
+    EXPECT_FALSE(all_acts(scan("VALUE key 5\r\n", false)) & BMC_ACT_VALUE);
+}
+
+// ---- the C++ datapath over memory the test owns ------------------------------------------
+
+class CoreDatapath : public ::testing::Test {
+protected:
+    OwnedCache cache{64, 16};
+    Datapath dp{cache.mem(), test_config(64, 16)};
+    std::uint64_t now = 1000000000000ULL;
+
+    Action rx(Bytes &f) { return dp.ingress(f, now += 1000).action; }
+    void tx(const Bytes &f) { dp.egress(f, now += 1000); }
+    std::uint64_t count(bmc_stat s) const { return dp.counters()[s]; }
+    // miss, then memcached's reply fills
+    void warm(const std::string &key, const std::string &item) {
+        Bytes req = get_request("get " + key + "\r\n");
+        ASSERT_EQ(rx(req), Action::Pass);
+        tx(reply_frame(item + "END\r\n"));
+    }
+};
+
+TEST_F(CoreDatapath, MissLeasesThenFillThenHit) {
+    warm("foo", "VALUE foo 0 5\r\nhello\r\n");
+    EXPECT_EQ(count(BMC_STAT_FILL_OK), 1u);
+    Bytes req = get_request("get foo\r\n", 0x7777);
+    ASSERT_EQ(rx(req), Action::Tx);
+    EXPECT_EQ(payload_text(req), "VALUE foo 0 5\r\nhello\r\nEND\r\n");
+    EXPECT_EQ(req[42], 0x77);  // request id echoed
+    EXPECT_EQ(req[43], 0x77);
+}
+
+TEST_F(CoreDatapath, FillWithoutLeaseIsRejected) {
+    tx(reply_frame("VALUE foo 0 5\r\nhello\r\nEND\r\n"));
+    EXPECT_EQ(count(BMC_STAT_FILL_NO_LEASE), 1u);
+    Bytes req = get_request("get foo\r\n");
+    EXPECT_EQ(rx(req), Action::Pass);
+}
+
+TEST_F(CoreDatapath, InvalidationBetweenMissAndFillRejectsFill) {
+    Bytes req = get_request("get foo\r\n");
+    ASSERT_EQ(rx(req), Action::Pass);
+    Bytes set = tcp_request("set foo 0 0 3\r\nnew\r\n");
+    rx(set);
+    tx(reply_frame("VALUE foo 0 5\r\nhello\r\nEND\r\n"));
+    EXPECT_EQ(count(BMC_STAT_FILL_NO_LEASE), 1u);
+    EXPECT_EQ(count(BMC_STAT_FILL_OK), 0u);
+}
+
+TEST_F(CoreDatapath, MissSoonAfterWriteCannotFill) {
+    Bytes set = tcp_request("set foo 0 0 3\r\nnew\r\n");
+    rx(set);
+    warm("foo", "VALUE foo 0 3\r\nold\r\n");  // within the 10 ms guard
+    EXPECT_EQ(count(BMC_STAT_FILL_GUARD), 1u);
+}
+
+TEST_F(CoreDatapath, WriteMakesEntryUnservable) {
+    warm("foo", "VALUE foo 0 5\r\nhello\r\n");
+    Bytes set = tcp_request("append foo 0 0 1\r\n!\r\n");
+    rx(set);
+    Bytes req = get_request("get foo\r\n");
+    EXPECT_EQ(rx(req), Action::Pass);
+    EXPECT_EQ(count(BMC_STAT_INVAL_TEXT), 1u);
+}
+
+TEST_F(CoreDatapath, FlushAllMakesEverythingUnservable) {
+    warm("a", "VALUE a 0 1\r\n1\r\n");
+    warm("b", "VALUE b 0 1\r\n2\r\n");
+    Bytes flush = udp_frame(kClient, kServer, mc_udp("flush_all\r\n"));
+    rx(flush);
+    for (auto k : {"a", "b"}) {
+        Bytes req = get_request(std::string("get ") + k + "\r\n");
+        EXPECT_EQ(rx(req), Action::Pass) << k;
+    }
+}
+
+TEST_F(CoreDatapath, PartialMultiGetPassesUntouched) {
+    warm("a", "VALUE a 0 1\r\n1\r\n");
+    Bytes req = get_request("get a b\r\n");
+    Bytes orig = req;
+    EXPECT_EQ(rx(req), Action::Pass);
+    EXPECT_EQ(req, orig);
+    EXPECT_EQ(count(BMC_STAT_PASS_PARTIAL), 1u);
+}
+
+TEST_F(CoreDatapath, MultiGetAllHitsOneDatagram) {
+    warm("a", "VALUE a 0 1\r\n1\r\n");
+    warm("b", "VALUE b 7 2\r\n22\r\n");
+    Bytes req = get_request("get a b a\r\n");
+    ASSERT_EQ(rx(req), Action::Tx);
+    EXPECT_EQ(payload_text(req), "VALUE a 0 1\r\n1\r\nVALUE b 7 2\r\n22\r\nVALUE a 0 1\r\n1\r\nEND\r\n");
+}
+
+TEST_F(CoreDatapath, LargeValueGrowsReply) {
+    std::string v(1300, 'v');
+    warm("big", "VALUE big 0 1300\r\n" + v + "\r\n");
+    Bytes req = get_request("get big\r\n");
+    ASSERT_EQ(rx(req), Action::Tx);
+    EXPECT_EQ(payload_text(req), "VALUE big 0 1300\r\n" + v + "\r\nEND\r\n");
+    EXPECT_EQ(req.size(), 14u + 20 + 8 + 8 + payload_text(req).size());
+}
+
+TEST_F(CoreDatapath, ReplyOverOneDatagramPasses) {
+    std::string v(800, 'v');
+    warm("a", "VALUE a 0 800\r\n" + v + "\r\n");
+    warm("b", "VALUE b 0 800\r\n" + v + "\r\n");
+    EXPECT_EQ(count(BMC_STAT_FILL_OK), 2u);
+    Bytes req = get_request("get a b\r\n");
+    EXPECT_EQ(rx(req), Action::Pass);
+    EXPECT_EQ(count(BMC_STAT_PASS_TOO_BIG), 1u);
+}
+
+TEST_F(CoreDatapath, ReplyLargerThanADatagramIsNotCached) {
+    std::string v(1440, 'v');  // memcached splits this reply into several datagrams
+    warm("huge", "VALUE huge 0 1440\r\n" + v + "\r\n");
+    EXPECT_EQ(count(BMC_STAT_FILL_OK), 0u);
+    Bytes req = get_request("get huge\r\n");
+    EXPECT_EQ(rx(req), Action::Pass);
+}
+
+TEST_F(CoreDatapath, CasRepliesAreNotCachedAndGetsPasses) {
+    warm("c", "VALUE c 0 1 99\r\nx\r\n");
+    EXPECT_EQ(count(BMC_STAT_FILL_CAS), 1u);
+    Bytes req = get_request("gets c\r\n");
+    EXPECT_EQ(rx(req), Action::Pass);
+    EXPECT_EQ(count(BMC_STAT_PASS_GETS), 1u);
+}
+
+TEST_F(CoreDatapath, BinaryMutationInvalidates) {
+    warm("bk", "VALUE bk 0 1\r\n1\r\n");
+    Bytes b = tcp_frame(kClient, kServer, bin_request(0x01, "bk", std::string(8, '\0'), "2"));
+    rx(b);
+    EXPECT_EQ(count(BMC_STAT_INVAL_BINARY), 1u);
+    Bytes req = get_request("get bk\r\n");
+    EXPECT_EQ(rx(req), Action::Pass);
+}
+
+TEST_F(CoreDatapath, OldEntriesAreNotServed) {
+    warm("old", "VALUE old 0 1\r\n1\r\n");
+    now += dp.config().max_age_ns + 1;
+    Bytes req = get_request("get old\r\n");
+    EXPECT_EQ(rx(req), Action::Pass);
+}
+
+TEST_F(CoreDatapath, RequestsTheCacheDoesNotAnswerPassUnchanged) {
+    warm("k", "VALUE k 0 1\r\n1\r\n");
+    std::vector<Bytes> frames = {
+        udp_frame(kClient, kServer, mc_udp("get k\r\n", 1, 0, 2)),          // multi-datagram
+        udp_frame(kClient, kServer, mc_udp("get k\r\n"), {.ip_options = 4}),  // IP options
+        udp_frame(kClient, kServer, mc_udp("get k\r\n"), {.fragment = true}),
+        udp_frame(kClient, {kServer.ip, 11212}, mc_udp("get k\r\n")),        // other port
+        get_request("get k"),                                                 // no line end
+        get_request("get k\r\nversion\r\n"),                                  // more commands
+    };
+    for (auto &f : frames) {
+        Bytes orig = f;
+        EXPECT_EQ(rx(f), Action::Pass);
+        EXPECT_EQ(f, orig);
+    }
+}

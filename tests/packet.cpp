@@ -1,0 +1,96 @@
+#include "packet.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "datapath.hpp"
+
+namespace bmc::test {
+namespace {
+
+void put16(Bytes &b, std::size_t off, std::uint16_t v) {
+    b[off] = std::uint8_t(v >> 8);
+    b[off + 1] = std::uint8_t(v);
+}
+void put32(Bytes &b, std::size_t off, std::uint32_t v) {
+    put16(b, off, std::uint16_t(v >> 16));
+    put16(b, off + 2, std::uint16_t(v));
+}
+
+Bytes ip_frame(Endpoint src, Endpoint dst, std::uint8_t proto, const Bytes &l4, FrameOptions o) {
+    const std::size_t ihl = 20 + o.ip_options;
+    Bytes f(14 + ihl);
+    const std::uint8_t dmac[6] = {0x02, 0, 0, 0, 0, 0x01}, smac[6] = {0x02, 0, 0, 0, 0, 0x02};
+    std::copy(dmac, dmac + 6, f.begin());
+    std::copy(smac, smac + 6, f.begin() + 6);
+    put16(f, 12, 0x0800);
+    f[14] = std::uint8_t(0x40 | (ihl / 4));
+    put16(f, 16, std::uint16_t(ihl + l4.size()));
+    put16(f, 18, 0x4242);
+    put16(f, 20, o.fragment ? 0x2000 : 0x4000);
+    f[22] = 64;
+    f[23] = proto;
+    put32(f, 26, src.ip);
+    put32(f, 30, dst.ip);
+    for (std::size_t i = 0; i < o.ip_options; i++) f[34 + i] = 1;  // NOPs
+    std::uint16_t c = ipv4_header_checksum(f.data() + 14, ihl);
+    std::memcpy(f.data() + 24, &c, 2);
+    f.insert(f.end(), l4.begin(), l4.end());
+    return f;
+}
+
+}  // namespace
+
+Bytes bytes(std::string_view s) { return Bytes(s.begin(), s.end()); }
+
+Bytes udp_frame(Endpoint src, Endpoint dst, const Bytes &payload, FrameOptions o) {
+    Bytes u(8);
+    put16(u, 0, src.port);
+    put16(u, 2, dst.port);
+    put16(u, 4, std::uint16_t(8 + payload.size()));
+    u.insert(u.end(), payload.begin(), payload.end());
+    return ip_frame(src, dst, 17, u, o);
+}
+
+Bytes tcp_frame(Endpoint src, Endpoint dst, const Bytes &payload, FrameOptions o) {
+    Bytes t(20);
+    put16(t, 0, src.port);
+    put16(t, 2, dst.port);
+    put32(t, 4, 1000);
+    put32(t, 8, 2000);
+    t[12] = 5 << 4;
+    t[13] = 0x18;  // PSH ACK
+    put16(t, 14, 65535);
+    t.insert(t.end(), payload.begin(), payload.end());
+    return ip_frame(src, dst, 6, t, o);
+}
+
+Bytes mc_udp(std::string_view text, std::uint16_t req_id, std::uint16_t seq, std::uint16_t total) {
+    Bytes b(8);
+    put16(b, 0, req_id);
+    put16(b, 2, seq);
+    put16(b, 4, total);
+    b.insert(b.end(), text.begin(), text.end());
+    return b;
+}
+
+Bytes bin_request(std::uint8_t opcode, std::string_view key, std::string_view extras,
+                  std::string_view value) {
+    Bytes b(24);
+    b[0] = 0x80;
+    b[1] = opcode;
+    put16(b, 2, std::uint16_t(key.size()));
+    b[4] = std::uint8_t(extras.size());
+    put32(b, 8, std::uint32_t(extras.size() + key.size() + value.size()));
+    b.insert(b.end(), extras.begin(), extras.end());
+    b.insert(b.end(), key.begin(), key.end());
+    b.insert(b.end(), value.begin(), value.end());
+    return b;
+}
+
+std::string payload_text(const Bytes &f) {
+    std::size_t ihl = (f[14] & 0xf) * 4u, off = 14 + ihl + 8 + 8;
+    return off <= f.size() ? std::string(f.begin() + long(off), f.end()) : std::string();
+}
+
+}  // namespace bmc::test
