@@ -92,9 +92,15 @@ static __always_inline struct bmc_global *bmc_env_global(struct bmc_env *env)
     return bpf_map_lookup_elem(&bmc_global_state, &zero);
 }
 
+/* The shared code reads the configuration through a plain pointer. Laundering it through
+ * asm keeps clang from folding those reads into the initializer above: the values are
+ * the ones the loader wrote into .rodata before load. */
 static __always_inline const struct bmc_config *bmc_env_config(struct bmc_env *env)
 {
-    return (const struct bmc_config *)&bmc_cfg;
+    const struct bmc_config *cfg = (const struct bmc_config *)&bmc_cfg;
+
+    asm volatile("" : "+r"(cfg));
+    return cfg;
 }
 
 static __always_inline void bmc_env_stat(struct bmc_env *env, __u32 stat)

@@ -1,0 +1,58 @@
+// Loads the kernel datapath without attaching it and runs packets through it with
+// BPF_PROG_TEST_RUN.
+#pragma once
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/bpf.h>
+
+#include <memory>
+
+#include "kernel_backend.hpp"
+#include "packet.hpp"
+#include "test_util.hpp"
+
+namespace bmc::test {
+
+struct ProgRun {
+    int retval = -1;
+    Bytes out;
+};
+
+inline ProgRun test_run(int prog_fd, const Bytes &in) {
+    ProgRun r;
+    r.out.resize(4096);
+    LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = in.data(), .data_out = r.out.data(),
+                .data_size_in = std::uint32_t(in.size()), .data_size_out = std::uint32_t(r.out.size()),
+                .repeat = 1);
+    int err = bpf_prog_test_run_opts(prog_fd, &o);
+    EXPECT_EQ(err, 0) << "BPF_PROG_TEST_RUN: " << std::strerror(-err);
+    r.retval = int(o.retval);
+    r.out.resize(o.data_size_out);
+    return r;
+}
+
+class BpfFixture : public ::testing::Test {
+protected:
+    static constexpr std::uint32_t kSmall = 64, kLarge = 16;
+    std::unique_ptr<KernelBackend> be;
+
+    void load(std::uint64_t fill_guard_ns = default_config().fill_guard_ns) {
+        KernelOptions o;
+        o.attach = false;
+        o.small_buckets = kSmall;
+        o.large_buckets = kLarge;
+        o.fill_guard_ns = fill_guard_ns;
+        o.max_age_ns = 3600ULL * 1000000000ULL;
+        be = std::make_unique<KernelBackend>(o);
+    }
+    void SetUp() override {
+        BMC_REQUIRE_ROOT();
+        load();
+    }
+    ProgRun xdp(const Bytes &in) { return test_run(be->xdp_prog_fd(), in); }
+    ProgRun tc(const Bytes &in) { return test_run(be->tc_prog_fd(), in); }
+    std::uint64_t count(bmc_stat s) { return be->read_counters()[s]; }
+};
+
+}  // namespace bmc::test

@@ -1,0 +1,229 @@
+// The BPF programs through BPF_PROG_TEST_RUN: crafted packets in, verdict, exact output
+// bytes and cache effects checked. One behaviour per test.
+#include <linux/pkt_cls.h>
+
+#include <regex>
+
+#include "bpf_fixture.hpp"
+
+using namespace bmc;
+using namespace bmc::test;
+
+namespace {
+
+// The reply memcached would send for `text`, as the cache must emit it: addresses,
+// ports and MACs swapped, TTL 64, UDP checksum 0.
+Bytes expected_reply(std::string_view text, std::uint16_t id) {
+    Bytes f = udp_frame(kServer, kClient, mc_udp(text, id));
+    std::swap_ranges(f.begin(), f.begin() + 6, f.begin() + 6);
+    return f;
+}
+
+class BpfPackets : public BpfFixture {
+protected:
+    void warm(const std::string &key, const std::string &item) {
+        ASSERT_EQ(xdp(get_request("get " + key + "\r\n")).retval, XDP_PASS);
+        ASSERT_EQ(tc(reply_frame(item + "END\r\n")).retval, TC_ACT_OK);
+    }
+    bmc_small_bucket &bucket_of(const std::string &key) {
+        auto h = bmc_hash_bytes(reinterpret_cast<const __u8 *>(key.data()), std::uint32_t(key.size()));
+        return be->cache().small[h & (kSmall - 1)];
+    }
+    void expect_served(const std::string &key, const std::string &item) {
+        auto r = xdp(get_request("get " + key + "\r\n", 0x4321));
+        EXPECT_EQ(r.retval, XDP_TX);
+        EXPECT_EQ(r.out, expected_reply(item + "END\r\n", 0x4321));
+    }
+    void expect_passed(const Bytes &req) {
+        auto r = xdp(req);
+        EXPECT_EQ(r.retval, XDP_PASS);
+        EXPECT_EQ(r.out, req);
+    }
+};
+
+}  // namespace
+
+TEST_F(BpfPackets, HitIsAnsweredWithMemcachedsReplyBytes) {
+    warm("foo", "VALUE foo 3 5\r\nhello\r\n");
+    auto hits = count(BMC_STAT_HIT_REQS);
+    expect_served("foo", "VALUE foo 3 5\r\nhello\r\n");
+    EXPECT_EQ(count(BMC_STAT_HIT_REQS), hits + 1);
+}
+
+TEST_F(BpfPackets, MissPassesUnchangedAndTakesALease) {
+    Bytes req = get_request("get nothing\r\n");
+    expect_passed(req);
+    EXPECT_EQ(count(BMC_STAT_PASS_MISS), 1u);
+    auto &b = bucket_of("nothing");
+    bool leased = false;
+    for (auto w : b.hdr.lease_word) leased |= (w >> 32) == bmc_hash_bytes((const __u8 *)"nothing", 7);
+    EXPECT_TRUE(leased);
+}
+
+TEST_F(BpfPackets, PartialMultiGetPassesUnchanged) {
+    warm("a", "VALUE a 0 1\r\n1\r\n");
+    expect_passed(get_request("get a b\r\n"));
+    EXPECT_EQ(count(BMC_STAT_PASS_PARTIAL), 1u);
+}
+
+TEST_F(BpfPackets, MultiGetWhereEveryKeyHitsIsOneReply) {
+    warm("a", "VALUE a 0 1\r\n1\r\n");
+    warm("b", "VALUE b 0 2\r\n22\r\n");
+    auto r = xdp(get_request("get a b\r\n", 9));
+    EXPECT_EQ(r.retval, XDP_TX);
+    EXPECT_EQ(r.out, expected_reply("VALUE a 0 1\r\n1\r\nVALUE b 0 2\r\n22\r\nEND\r\n", 9));
+}
+
+TEST_F(BpfPackets, ValueLargerThanTheRequestGrowsThePacket) {
+    std::string item = "VALUE big 0 1200\r\n" + std::string(1200, 'x') + "\r\n";
+    warm("big", item);
+    Bytes req = get_request("get big\r\n", 0x4321);
+    auto r = xdp(req);
+    EXPECT_EQ(r.retval, XDP_TX);
+    EXPECT_GT(r.out.size(), req.size() + 1200);
+    EXPECT_EQ(r.out, expected_reply(item + "END\r\n", 0x4321));
+}
+
+TEST_F(BpfPackets, FillIsAcceptedAfterAMiss) {
+    warm("k", "VALUE k 0 3\r\nabc\r\n");
+    EXPECT_EQ(count(BMC_STAT_FILL_OK), 1u);
+    auto &b = bucket_of("k");
+    bool stored = false;
+    for (auto &w : b.way)
+        stored |= std::string(reinterpret_cast<char *>(w.data), w.h.item_len) == "VALUE k 0 3\r\nabc\r\n";
+    EXPECT_TRUE(stored);
+}
+
+TEST_F(BpfPackets, FillIsRejectedAfterAnInvalidation) {
+    ASSERT_EQ(xdp(get_request("get k\r\n")).retval, XDP_PASS);
+    xdp(tcp_request("set k 0 0 3\r\nnew\r\n"));
+    tc(reply_frame("VALUE k 0 3\r\nold\r\nEND\r\n"));
+    EXPECT_EQ(count(BMC_STAT_FILL_OK), 0u);
+    EXPECT_EQ(count(BMC_STAT_FILL_NO_LEASE), 1u);
+    expect_passed(get_request("get k\r\n"));
+}
+
+TEST_F(BpfPackets, FillIsRejectedWithinTheGuardAfterAWrite) {
+    xdp(tcp_request("set k 0 0 3\r\nnew\r\n"));
+    warm("k", "VALUE k 0 3\r\nold\r\n");
+    EXPECT_EQ(count(BMC_STAT_FILL_GUARD), 1u);
+}
+
+TEST_F(BpfPackets, FillWithoutAMissIsRejected) {
+    tc(reply_frame("VALUE k 0 3\r\nabc\r\nEND\r\n"));
+    EXPECT_EQ(count(BMC_STAT_FILL_NO_LEASE), 1u);
+}
+
+struct Mutation {
+    const char *name;
+    bool tcp;
+    std::function<Bytes()> frame;
+    bmc_stat counter;
+};
+
+void PrintTo(const Mutation &m, std::ostream *os) { *os << m.name; }
+
+class BpfMutations : public BpfPackets, public ::testing::WithParamInterface<Mutation> {};
+
+TEST_P(BpfMutations, InvalidatesThenPasses) {
+    warm("key", "VALUE key 0 3\r\nold\r\n");
+    expect_served("key", "VALUE key 0 3\r\nold\r\n");
+    auto before = count(GetParam().counter);
+    Bytes m = GetParam().frame();
+    auto r = xdp(m);
+    EXPECT_EQ(r.retval, XDP_PASS);
+    EXPECT_EQ(r.out, m);
+    EXPECT_EQ(count(GetParam().counter), before + 1);
+    expect_passed(get_request("get key\r\n"));
+}
+
+namespace {
+Bytes over(bool tcp, std::string_view text) {
+    return tcp ? tcp_request(text) : udp_frame(kClient, kServer, mc_udp(text));
+}
+Bytes over_bin(bool tcp, const Bytes &b) {
+    if (tcp) return tcp_frame(kClient, kServer, b);
+    Bytes p = mc_udp("");
+    p.insert(p.end(), b.begin(), b.end());
+    return udp_frame(kClient, kServer, p);
+}
+std::vector<Mutation> all_mutations() {
+    std::vector<Mutation> v;
+    const std::pair<const char *, const char *> text[] = {
+        {"set", "set key 0 0 1\r\nx\r\n"},      {"add", "add key 0 0 1\r\nx\r\n"},
+        {"replace", "replace key 0 0 1\r\nx\r\n"}, {"append", "append key 0 0 1\r\nx\r\n"},
+        {"prepend", "prepend key 0 0 1\r\nx\r\n"}, {"cas", "cas key 0 0 1 5\r\nx\r\n"},
+        {"incr", "incr key 1\r\n"},             {"decr", "decr key 1\r\n"},
+        {"delete", "delete key\r\n"},           {"touch", "touch key 10\r\n"},
+        {"gat", "gat 10 key\r\n"},        {"gats", "gats 10 key\r\n"}};
+    const std::pair<const char *, const char *> meta[] = {
+        {"ms", "ms key 1\r\nx\r\n"}, {"md", "md key\r\n"}, {"ma", "ma key\r\n"}, {"mg_T", "mg key T10 v\r\n"}};
+    const std::pair<const char *, int> bin[] = {
+        {"bset", 0x01}, {"badd", 0x02}, {"breplace", 0x03}, {"bdelete", 0x04}, {"bincr", 0x05},
+        {"bdecr", 0x06}, {"bappend", 0x0e}, {"bprepend", 0x0f}, {"bsetq", 0x11}, {"baddq", 0x12},
+        {"breplaceq", 0x13}, {"bdeleteq", 0x14}, {"bincrq", 0x15}, {"bdecrq", 0x16},
+        {"bappendq", 0x19}, {"bprependq", 0x1a}, {"btouch", 0x1c}, {"bgat", 0x1d}, {"bgatq", 0x1e},
+        {"bgatk", 0x23}, {"bgatkq", 0x24}};
+    for (bool tcp : {true, false}) {
+        std::string t = tcp ? "_tcp" : "_udp";
+        for (auto [n, s] : text)
+            v.push_back({strdup((n + t).c_str()), tcp, [tcp, s] { return over(tcp, s); }, BMC_STAT_INVAL_TEXT});
+        for (auto [n, s] : meta)
+            v.push_back({strdup((n + t).c_str()), tcp, [tcp, s] { return over(tcp, s); }, BMC_STAT_INVAL_META});
+        for (auto [n, op] : bin)
+            v.push_back({strdup((n + t).c_str()), tcp,
+                         [tcp, op] { return over_bin(tcp, bin_request(__u8(op), "key", "", "1")); },
+                         BMC_STAT_INVAL_BINARY});
+        v.push_back({strdup(("flush_all" + t).c_str()), tcp, [tcp] { return over(tcp, "flush_all\r\n"); },
+                     BMC_STAT_INVAL_FLUSH});
+        v.push_back({strdup(("bflush" + t).c_str()), tcp,
+                     [tcp] { return over_bin(tcp, bin_request(0x08, "")); }, BMC_STAT_INVAL_FLUSH});
+    }
+    return v;
+}
+}  // namespace
+
+INSTANTIATE_TEST_SUITE_P(EveryFamily, BpfMutations, ::testing::ValuesIn(all_mutations()),
+                         [](const auto &info) { return std::string(info.param.name); });
+
+TEST_F(BpfPackets, RequestsTheCacheCannotAnswerPassUnchanged) {
+    warm("k", "VALUE k 0 1\r\n1\r\n");
+    expect_passed(udp_frame(kClient, kServer, mc_udp("get k\r\n", 1, 0, 2)));
+    expect_passed(udp_frame(kClient, kServer, mc_udp("get k\r\n"), {.ip_options = 4}));
+    expect_passed(udp_frame(kClient, kServer, mc_udp("get k\r\n"), {.fragment = true}));
+    expect_passed(get_request("gets k\r\n"));
+    expect_passed(get_request("get k\x01\r\n"));
+    expect_passed(get_request("get " + std::string(251, 'k') + "\r\n"));
+}
+
+// ---- verifier budget, for every clang the build uses ------------------------------------
+
+TEST(Verifier, EveryProgramVerifiesWellUnderBudget) {
+    BMC_REQUIRE_ROOT();
+    static char log[1 << 20];
+    for (std::string path : {BMC_BPF_OBJECT_LIST}) {
+        bpf_object *obj = bpf_object__open_file(path.c_str(), nullptr);
+        ASSERT_NE(obj, nullptr) << path;
+        bpf_program *prog;
+        std::vector<std::pair<std::string, std::string>> logs;
+        std::vector<std::unique_ptr<char[]>> bufs;
+        bpf_object__for_each_program(prog, obj) {
+            bufs.emplace_back(new char[1 << 20]());
+            bpf_program__set_log_level(prog, 4);  // statistics only
+            bpf_program__set_log_buf(prog, bufs.back().get(), 1 << 20);
+        }
+        ASSERT_EQ(bpf_object__load(obj), 0) << path;
+        std::size_t i = 0;
+        bpf_object__for_each_program(prog, obj) {
+            std::string text = bufs[i++].get();
+            std::smatch m;
+            ASSERT_TRUE(std::regex_search(text, m, std::regex("processed (\\d+) insns"))) << text;
+            long insns = std::stol(m[1]);
+            std::printf("verifier: %s %s processed %ld insns\n", path.substr(path.rfind('/') + 1).c_str(),
+                        bpf_program__name(prog), insns);
+            EXPECT_LT(insns, 100000) << path << " " << bpf_program__name(prog);
+        }
+        bpf_object__close(obj);
+    }
+    (void)log;
+}
