@@ -21,7 +21,7 @@ struct ProgRun {
 
 inline ProgRun test_run(int prog_fd, const Bytes &in) {
     ProgRun r;
-    r.out.resize(4096);
+    r.out.resize(8192);
     LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = in.data(), .data_out = r.out.data(),
                 .data_size_in = std::uint32_t(in.size()), .data_size_out = std::uint32_t(r.out.size()),
                 .repeat = 1);
