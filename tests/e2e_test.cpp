@@ -1,0 +1,280 @@
+// End to end on the namespace testbed: a real memcached, bmcd attached to the server end
+// of the veth, clients in the other namespace.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "mc_client.hpp"
+#include "test_util.hpp"
+#include "testbed.hpp"
+
+using namespace bmc::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+// memcached and bmcd on a fresh testbed.
+struct Server {
+    std::unique_ptr<Testbed> tb;
+    pid_t memcached = -1, bmcd = -1;
+    std::string stats_path, log_path;
+
+    explicit Server(const std::string &tag, std::vector<std::string> bmcd_args = {}) {
+        tb = std::make_unique<Testbed>(tag);
+        const std::string dir = "/tmp/" + tb->server_ns();
+        sh("mkdir -p " + dir);
+        stats_path = dir + "/bmcd.json";
+        log_path = dir + "/bmcd.log";
+        memcached = tb->spawn(tb->server_ns(),
+                              {"memcached", "-u", "root", "-U", "11211", "-p", "11211", "-l",
+                               Testbed::kServerIp, "-t", "1", "-m", "64"},
+                              dir + "/memcached.log");
+        int probe = tb->client_tcp_connect(11211);
+        if (probe < 0) throw std::runtime_error("memcached did not start");
+        McTcp closer(probe);
+        start_bmcd(bmcd_args);
+    }
+    void start_bmcd(std::vector<std::string> extra) {
+        std::vector<std::string> argv = {BMC_BMCD_PATH, "--iface", Testbed::kServerIf, "--interval", "0",
+                                         "--stats-file", stats_path};
+        argv.insert(argv.end(), extra.begin(), extra.end());
+        std::remove(stats_path.c_str());
+        bmcd = tb->spawn(tb->server_ns(), argv, log_path);
+        for (int i = 0; i < 500 && read_file(stats_path).empty(); i++) {
+            if (!tb->alive(bmcd)) throw std::runtime_error("bmcd exited: " + read_file(log_path));
+            std::this_thread::sleep_for(10ms);
+        }
+        if (read_file(stats_path).empty()) throw std::runtime_error("bmcd did not start");
+    }
+    ~Server() {
+        if (bmcd > 0 && tb->alive(bmcd)) tb->stop(bmcd, SIGTERM);
+        if (memcached > 0) tb->stop(memcached, SIGTERM);
+    }
+    std::unique_ptr<McTcp> tcp() { return std::make_unique<McTcp>(tb->client_tcp_connect(11211)); }
+    std::unique_ptr<McUdp> udp() {
+        return std::make_unique<McUdp>(tb->client_udp_socket(), Testbed::kServerIp, 11211);
+    }
+    nlohmann::json counters() {
+        std::this_thread::sleep_for(450ms);  // bmcd rewrites the file every 200 ms
+        return nlohmann::json::parse(read_file(stats_path))["counters"];
+    }
+};
+
+std::string item(const std::string &key, const std::string &value, int flags = 0) {
+    return "VALUE " + key + " " + std::to_string(flags) + " " + std::to_string(value.size()) + "\r\n" +
+           value + "\r\n";
+}
+
+class E2E : public ::testing::Test {
+protected:
+    static inline std::unique_ptr<Server> server;
+    std::unique_ptr<McTcp> tcp;
+    std::unique_ptr<McUdp> udp;
+
+    void SetUp() override {
+        BMC_REQUIRE_ROOT();
+        if (!server) server = std::make_unique<Server>("e2e");
+        tcp = server->tcp();
+        udp = server->udp();
+        ASSERT_TRUE(tcp->ok());
+    }
+    static void TearDownTestSuite() { server.reset(); }
+
+    // Stores key=value through memcached and waits until UDP gets of it no longer reach
+    // memcached (the cache answers them).
+    bool warm(const std::string &key, const std::string &value) {
+        EXPECT_EQ(tcp->call("set " + key + " 0 0 " + std::to_string(value.size()) + "\r\n" + value + "\r\n"),
+                  "STORED\r\n");
+        std::this_thread::sleep_for(15ms);  // past the fill guard
+        for (int i = 0; i < 50; i++) {
+            auto before = tcp->stat("cmd_get");
+            auto r = udp->request("get " + key + "\r\n", true);
+            EXPECT_EQ(r.text, item(key, value) + "END\r\n");
+            if (tcp->stat("cmd_get") == before) return true;
+            std::this_thread::sleep_for(10ms);
+        }
+        return false;
+    }
+    std::string truth(const std::string &key) { return tcp->call("get " + key + "\r\n"); }
+};
+
+}  // namespace
+
+TEST_F(E2E, RepeatedGetsOfAStoredKeyAreAnsweredByXdp) {
+    const std::string value = "a 32-byte value, as in the paper";
+    ASSERT_TRUE(warm("hot", value));
+    auto hits_before = server->counters()["hit_requests"].get<std::uint64_t>();
+    auto cmd_get = tcp->stat("cmd_get"), get_hits = tcp->stat("get_hits");
+    for (int i = 0; i < 200; i++) {
+        auto r = udp->request("get hot\r\n", true);
+        ASSERT_EQ(r.text, item("hot", value) + "END\r\n");
+        ASSERT_EQ(r.datagrams, 1);
+    }
+    EXPECT_EQ(tcp->stat("get_hits"), get_hits);
+    EXPECT_EQ(tcp->stat("cmd_get"), cmd_get);
+    EXPECT_GE(server->counters()["hit_requests"].get<std::uint64_t>(), hits_before + 200);
+}
+
+TEST_F(E2E, PartialMultiGetReturnsEveryKey) {
+    ASSERT_TRUE(warm("pa", "cached"));
+    ASSERT_EQ(tcp->call("set pb 0 0 9\r\nmemcached\r\n"), "STORED\r\n");
+    auto hits_before = tcp->stat("get_hits");
+    auto r = udp->request("get pa pb\r\n", true);
+    EXPECT_TRUE(r.complete);
+    EXPECT_NE(r.text.find(item("pa", "cached")), std::string::npos) << r.text;
+    EXPECT_NE(r.text.find(item("pb", "memcached")), std::string::npos) << r.text;
+    EXPECT_EQ(tcp->stat("get_hits"), hits_before + 2);  // memcached answered both
+}
+
+TEST_F(E2E, LargeValueIsServedWhereTheFrameHasRoom) {
+    std::string v(180, 'L');  // grows the frame by more than veth's tailroom
+    ASSERT_TRUE(warm("large", v));
+    auto r = udp->request("get large\r\n", true);
+    EXPECT_EQ(r.text, item("large", v) + "END\r\n");
+}
+
+// ---- every mutating command, over TCP and over UDP ---------------------------------------
+
+struct MutationCase {
+    std::string name;
+    std::string initial;  // value stored and cached before the mutation
+    // Performs the mutation on `key` through `via_udp` or TCP; returns memcached's reply.
+    std::function<std::string(E2E *, McTcp &, McUdp &, Server &, const std::string &key, bool via_udp)> apply;
+};
+
+void PrintTo(const MutationCase &c, std::ostream *os) { *os << c.name; }
+
+class E2EMutation : public E2E, public ::testing::WithParamInterface<std::tuple<MutationCase, bool>> {};
+
+namespace {
+
+std::string send_text(McTcp &tcp, McUdp &udp, bool via_udp, const std::string &cmd) {
+    if (!via_udp) return tcp.call(cmd);
+    return udp.request(cmd, false).text;
+}
+
+std::string send_binary(Server &s, McUdp &udp, bool via_udp, const Bytes &req) {
+    if (via_udp) return udp.request_bytes(req, false).text;
+    McTcp bin(s.tb->client_tcp_connect(11211));
+    Bytes r = bin.binary(req);
+    return std::string(r.begin(), r.end());
+}
+
+MutationCase text(const std::string &name, const std::string &initial, const std::string &fmt) {
+    return {name, initial, [fmt](E2E *, McTcp &t, McUdp &u, Server &, const std::string &key, bool via_udp) {
+                std::string cmd = fmt;
+                for (std::size_t p; (p = cmd.find("{k}")) != std::string::npos;) cmd.replace(p, 3, key);
+                return send_text(t, u, via_udp, cmd);
+            }};
+}
+
+MutationCase binary(const std::string &name, const std::string &initial, std::uint8_t op,
+                    std::string extras, std::string value) {
+    return {name, initial, [=](E2E *, McTcp &, McUdp &u, Server &s, const std::string &key, bool via_udp) {
+                return send_binary(s, u, via_udp, bin_request(op, key, extras, value));
+            }};
+}
+
+std::vector<MutationCase> mutation_cases() {
+    const std::string ext8(8, '\0'), incr_ext = std::string("\0\0\0\0\0\0\0\x05", 8) + std::string(8, '\0') +
+                                                   std::string(4, '\0');
+    return {
+        text("set", "old", "set {k} 0 0 3\r\nnew\r\n"),
+        text("delete_and_add_in_one_packet", "old", "delete {k}\r\nadd {k} 0 0 3\r\nnew\r\n"),
+        text("replace", "old", "replace {k} 0 0 3\r\nnew\r\n"),
+        text("append", "old", "append {k} 0 0 1\r\n!\r\n"),
+        text("prepend", "old", "prepend {k} 0 0 1\r\n!\r\n"),
+        {"cas", "old",
+         [](E2E *, McTcp &t, McUdp &u, Server &, const std::string &key, bool via_udp) {
+             std::string g = t.call("gets " + key + "\r\n");
+             std::string cas = g.substr(0, g.find("\r\n"));
+             cas = cas.substr(cas.rfind(' ') + 1);
+             return send_text(t, u, via_udp, "cas " + key + " 0 0 3 " + cas + "\r\nnew\r\n");
+         }},
+        text("incr", "10", "incr {k} 5\r\n"),
+        text("decr", "10", "decr {k} 5\r\n"),
+        text("delete", "old", "delete {k}\r\n"),
+        text("touch", "old", "touch {k} 100\r\n"),
+        text("gat", "old", "gat 100 {k}\r\n"),
+        text("gats", "old", "gats 100 {k}\r\n"),
+        text("flush_all", "old", "flush_all\r\n"),
+        text("meta_set", "old", "ms {k} 3\r\nnew\r\n"),
+        text("meta_delete", "old", "md {k}\r\n"),
+        text("meta_arithmetic", "10", "ma {k}\r\n"),
+        text("meta_get_touch", "old", "mg {k} T100 v\r\n"),
+        binary("bin_set", "old", 0x01, ext8, "new"),
+        binary("bin_replace", "old", 0x03, ext8, "new"),
+        binary("bin_append", "old", 0x0e, "", "!"),
+        binary("bin_delete", "old", 0x04, "", ""),
+        binary("bin_incr", "10", 0x05, incr_ext, ""),
+        binary("bin_decr", "10", 0x06, incr_ext, ""),
+        binary("bin_touch", "old", 0x1c, std::string("\0\0\0\x64", 4), ""),
+        binary("bin_setq", "old", 0x11, ext8, "new"),
+        binary("bin_deleteq", "old", 0x14, "", ""),
+        {"bin_flush", "old",
+         [](E2E *, McTcp &, McUdp &u, Server &s, const std::string &, bool via_udp) {
+             return send_binary(s, u, via_udp, bin_request(0x08, ""));
+         }},
+    };
+}
+
+}  // namespace
+
+TEST_P(E2EMutation, NextUdpGetSeesTheMutation) {
+    const auto &[c, via_udp] = GetParam();
+    const std::string key = c.name + (via_udp ? "_u" : "_t");
+    ASSERT_TRUE(warm(key, c.initial));
+    std::string reply = c.apply(this, *tcp, *udp, *server, key, via_udp);
+    const bool quiet = c.name.back() == 'q';
+    EXPECT_EQ(reply.empty(), quiet) << "memcached's reply: '" << reply << "'";
+    std::string want = truth(key);
+    auto r = udp->request("get " + key + "\r\n", true);
+    EXPECT_TRUE(r.complete);
+    EXPECT_EQ(r.text, want) << "after " << c.name << " replied " << reply;
+    const bool changes_value = c.name.find("touch") == std::string::npos && c.name != "gat" && c.name != "gats";
+    if (changes_value) {
+        EXPECT_NE(want, item(key, c.initial) + "END\r\n") << "the mutation changed nothing: test is void";
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryCommand, E2EMutation,
+                         ::testing::Combine(::testing::ValuesIn(mutation_cases()), ::testing::Bool()),
+                         [](const auto &info) {
+                             return std::get<0>(info.param).name + (std::get<1>(info.param) ? "_udp" : "_tcp");
+                         });
+
+// ---- lifecycle ---------------------------------------------------------------------------
+
+class E2ELifecycle : public ::testing::TestWithParam<std::string> {
+protected:
+    void SetUp() override { BMC_REQUIRE_ROOT(); }
+};
+
+TEST_P(E2ELifecycle, ServesThenDetachesEverythingOnSigterm) {
+    Server s("life", {"--tc-attach", GetParam()});
+    auto tcp = s.tcp();
+    auto udp = s.udp();
+    ASSERT_EQ(tcp->call("set lk 0 0 2\r\nok\r\n"), "STORED\r\n");
+    std::this_thread::sleep_for(15ms);
+    for (int i = 0; i < 5; i++) udp->request("get lk\r\n", true);
+    EXPECT_GT(s.counters()["hit_requests"].get<std::uint64_t>(), 0u);
+
+    const std::string ns = s.tb->server_ns();
+    EXPECT_NE(s.tb->run_in(ns, "ip link show dev bmcs0").find("xdp"), std::string::npos);
+    EXPECT_EQ(s.tb->stop(s.bmcd, SIGTERM), 0);
+    EXPECT_EQ(s.tb->run_in(ns, "ip link show dev bmcs0").find("xdp"), std::string::npos);
+    std::string net = s.tb->run_in(ns, "bpftool net show dev bmcs0");
+    EXPECT_EQ(net.find("bmc_"), std::string::npos) << net;
+    EXPECT_EQ(s.tb->run_in(ns, "tc filter show dev bmcs0 egress"), "");
+    EXPECT_EQ(s.tb->run_in(ns, "tc qdisc show dev bmcs0").find("clsact"), std::string::npos);
+    // memcached answers on its own again
+    auto r = udp->request("get lk\r\n", true);
+    EXPECT_EQ(r.text, item("lk", "ok") + "END\r\n");
+}
+
+INSTANTIATE_TEST_SUITE_P(TcAttach, E2ELifecycle, ::testing::Values("tcx", "netlink"));

@@ -1,0 +1,185 @@
+#include "testbed.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace bmc::test {
+namespace {
+
+constexpr const char *kPrefix = "bmct-";
+
+void must(const std::string &cmd) {
+    int st = 0;
+    std::string out = sh(cmd + " 2>&1", &st);
+    if (st != 0) throw std::runtime_error("testbed: '" + cmd + "' failed: " + out);
+}
+
+}  // namespace
+
+std::string sh(const std::string &cmd, int *status) {
+    std::string out;
+    FILE *p = popen(cmd.c_str(), "r");
+    if (!p) throw std::runtime_error("popen failed");
+    char buf[4096];
+    std::size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    int st = pclose(p);
+    if (status) *status = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+    return out;
+}
+
+std::string read_file(const std::string &path) {
+    std::ifstream f(path);
+    std::stringstream s;
+    s << f.rdbuf();
+    return s.str();
+}
+
+void Testbed::remove_stale() {
+    std::istringstream list(sh("ip netns list 2>/dev/null"));
+    std::string line;
+    while (std::getline(list, line)) {
+        std::string name = line.substr(0, line.find(' '));
+        if (name.rfind(kPrefix, 0) != 0) continue;
+        // bmct-<pid>-<n>-<tag>-{s,c}
+        pid_t owner = pid_t(std::atol(name.c_str() + std::strlen(kPrefix)));
+        if (owner > 0 && kill(owner, 0) != 0 && errno == ESRCH)
+            sh("ip netns del " + name + " 2>/dev/null");
+    }
+}
+
+Testbed::Testbed(const std::string &tag) {
+    static std::atomic<int> seq{0};
+    remove_stale();
+    std::string base = std::string(kPrefix) + std::to_string(getpid()) + "-" + std::to_string(seq++) + "-" + tag;
+    server_ns_ = base + "-s";
+    client_ns_ = base + "-c";
+    try {
+        must("ip netns add " + server_ns_);
+        must("ip netns add " + client_ns_);
+        must("ip link add " + std::string(kServerIf) + " netns " + server_ns_ + " type veth peer name " +
+             kClientIf + " netns " + client_ns_);
+        must("ip -n " + server_ns_ + " addr add " + kServerIp + "/30 dev " + kServerIf);
+        must("ip -n " + client_ns_ + " addr add " + kClientIp + "/30 dev " + kClientIf);
+        for (auto &[ns, dev] : {std::pair{server_ns_, kServerIf}, std::pair{client_ns_, kClientIf}}) {
+            must("ip -n " + ns + " link set lo up");
+            must("ip -n " + ns + " link set " + dev + " up");
+        }
+        must("ip -n " + client_ns_ + " link set dev " + kClientIf + " xdp obj " BMC_XDP_PASS_OBJ " sec xdp");
+    } catch (...) {
+        sh("ip netns del " + server_ns_ + " 2>/dev/null; ip netns del " + client_ns_ + " 2>/dev/null");
+        throw;
+    }
+}
+
+Testbed::~Testbed() {
+    for (pid_t p : children_)
+        if (alive(p)) stop(p, SIGTERM, 3.0);
+    sh("ip netns del " + server_ns_ + " 2>/dev/null; ip netns del " + client_ns_ + " 2>/dev/null");
+}
+
+pid_t Testbed::spawn(const std::string &ns, const std::vector<std::string> &argv, const std::string &log) {
+    std::vector<std::string> full = {"ip", "netns", "exec", ns};
+    full.insert(full.end(), argv.begin(), argv.end());
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) throw std::runtime_error("fork failed");
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(127);
+        int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        std::vector<char *> args;
+        for (auto &a : full) args.push_back(const_cast<char *>(a.c_str()));
+        args.push_back(nullptr);
+        execvp(args[0], args.data());
+        _exit(127);
+    }
+    children_.push_back(pid);
+    return pid;
+}
+
+bool Testbed::alive(pid_t pid) {
+    int st;
+    return waitpid(pid, &st, WNOHANG) == 0;
+}
+
+int Testbed::stop(pid_t pid, int sig, double timeout_s) {
+    kill(pid, sig);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+    int st = 0;
+    while (std::chrono::steady_clock::now() < deadline) {
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        if (r < 0) return -1;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+    return -1;
+}
+
+template <class F>
+auto Testbed::in_client(F &&f) {
+    int self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    int target = open(("/var/run/netns/" + client_ns_).c_str(), O_RDONLY | O_CLOEXEC);
+    if (self < 0 || target < 0 || setns(target, CLONE_NEWNET) != 0)
+        throw std::runtime_error("cannot enter " + client_ns_);
+    auto result = f();
+    if (setns(self, CLONE_NEWNET) != 0) std::abort();  // never continue in the wrong namespace
+    close(self);
+    close(target);
+    return result;
+}
+
+int Testbed::client_udp_socket() {
+    return in_client([] { return socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0); });
+}
+
+int Testbed::client_tcp_connect(int port, double timeout_s) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+    for (;;) {
+        int fd = in_client([&] {
+            int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            sockaddr_in a{};
+            a.sin_family = AF_INET;
+            a.sin_port = htons(std::uint16_t(port));
+            inet_pton(AF_INET, kServerIp, &a.sin_addr);
+            if (connect(s, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0) {
+                close(s);
+                return -1;
+            }
+            return s;
+        });
+        if (fd >= 0) return fd;
+        if (std::chrono::steady_clock::now() > deadline) return -1;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+}
+
+std::string Testbed::run_in(const std::string &ns, const std::string &cmd) {
+    return sh("ip netns exec " + ns + " " + cmd + " 2>&1");
+}
+
+}  // namespace bmc::test

@@ -1,0 +1,58 @@
+// Two network namespaces joined by a veth pair, made and removed by a test:
+//   server ns: <if server_if> 198.18.0.1/30, memcached, bmcd
+//   client ns: <if client_if> 198.18.0.2/30, an XDP_PASS program (XDP_TX on a veth needs one
+//              on the peer), the test's sockets
+// No address is assigned, and no route added, in the root namespace.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+namespace bmc::test {
+
+class Testbed {
+public:
+    static constexpr const char *kServerIp = "198.18.0.1";
+    static constexpr const char *kClientIp = "198.18.0.2";
+    static constexpr const char *kServerIf = "bmcs0";
+    static constexpr const char *kClientIf = "bmcc0";
+
+    explicit Testbed(const std::string &tag);
+    ~Testbed();
+    Testbed(const Testbed &) = delete;
+    Testbed &operator=(const Testbed &) = delete;
+
+    const std::string &server_ns() const { return server_ns_; }
+    const std::string &client_ns() const { return client_ns_; }
+
+    // Starts argv inside `ns`; the child dies with the test process. Output goes to log.
+    pid_t spawn(const std::string &ns, const std::vector<std::string> &argv, const std::string &log);
+    // Signals a process this testbed started and waits up to timeout_s; returns its exit
+    // status (128+signal if killed), or -1 if it had to be killed.
+    int stop(pid_t pid, int sig, double timeout_s = 5.0);
+    bool alive(pid_t pid);
+
+    // Sockets created inside the client namespace.
+    int client_udp_socket();
+    int client_tcp_connect(int port, double timeout_s = 5.0);
+
+    // Runs a shell command inside `ns` and returns its stdout.
+    std::string run_in(const std::string &ns, const std::string &cmd);
+
+    // Removes namespaces left by earlier runs whose process is gone.
+    static void remove_stale();
+
+private:
+    template <class F>
+    auto in_client(F &&f);
+
+    std::string server_ns_, client_ns_;
+    std::vector<pid_t> children_;
+};
+
+std::string read_file(const std::string &path);
+std::string sh(const std::string &cmd, int *status = nullptr);
+
+}  // namespace bmc::test
