@@ -1,0 +1,68 @@
+// bmcd's command line: help, and one-line errors with a non-zero exit for bad input.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "test_util.hpp"
+#include "testbed.hpp"
+
+using bmc::test::sh;
+
+namespace {
+
+struct Outcome {
+    int status;
+    std::string err;
+};
+
+Outcome run(const std::string &args, const std::string &prefix = "") {
+    int st = 0;
+    std::string err = sh(prefix + BMC_BMCD_PATH " " + args + " 2>&1 >/dev/null", &st);
+    return {st, err};
+}
+
+int lines(const std::string &s) { return int(std::count(s.begin(), s.end(), '\n')); }
+
+}  // namespace
+
+TEST(BmcdCli, HelpDescribesEveryOption) {
+    int st = 0;
+    std::string out = sh(BMC_BMCD_PATH " --help", &st);
+    EXPECT_EQ(st, 0);
+    for (auto opt : {"--iface", "--backend", "--port", "--max-age", "--fill-guard-ms", "--xdp-mode",
+                     "--tc-attach", "--stats-file"})
+        EXPECT_NE(out.find(opt), std::string::npos) << opt;
+}
+
+TEST(BmcdCli, BadArgumentsGiveOneLineAndExit2) {
+    for (auto args : {"", "--iface", "--iface lo --port 70000", "--iface lo --bogus",
+                      "--iface lo --backend dpdk", "--iface lo --max-age -1"}) {
+        auto o = run(args);
+        EXPECT_EQ(o.status, 2) << args;
+        EXPECT_EQ(lines(o.err), 1) << args << ": " << o.err;
+        EXPECT_EQ(o.err.rfind("bmcd: ", 0), 0u) << o.err;
+    }
+}
+
+TEST(BmcdCli, MissingInterfaceIsOneLine) {
+    BMC_REQUIRE_ROOT();
+    auto o = run("--iface bmc-no-such-if0");
+    EXPECT_EQ(o.status, 1);
+    EXPECT_EQ(o.err, "bmcd: interface 'bmc-no-such-if0' not found\n");
+}
+
+TEST(BmcdCli, BadBucketCountIsOneLine) {
+    BMC_REQUIRE_ROOT();
+    auto o = run("--iface lo --small-buckets 1000");
+    EXPECT_EQ(o.status, 1);
+    EXPECT_EQ(lines(o.err), 1) << o.err;
+    EXPECT_NE(o.err.find("power of two"), std::string::npos) << o.err;
+}
+
+TEST(BmcdCli, NoBpfPermissionIsOneLine) {
+    BMC_REQUIRE_ROOT();  // to drop privileges to nobody
+    auto o = run("--iface lo", "setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all ");
+    EXPECT_EQ(o.status, 1);
+    EXPECT_EQ(lines(o.err), 1) << o.err;
+    EXPECT_NE(o.err.find("needs root"), std::string::npos) << o.err;
+}
