@@ -44,7 +44,7 @@ std::uint64_t sum(const bmc::Counters &c, std::initializer_list<bmc_stat> which)
 void print_status(const bmc::Counters &c) {
     std::printf(
         "gets=%llu hits=%llu misses=%llu | pass: miss=%llu partial=%llu gets=%llu malformed=%llu "
-        "too_many=%llu too_big=%llu multi_dgram=%llu ip_opts=%llu no_room=%llu | fill ok=%llu "
+        "too_many=%llu too_big=%llu multi_dgram=%llu vlan_ipv6_opts=%llu no_room=%llu | fill ok=%llu "
         "rejected=%llu | inval text=%llu meta=%llu binary=%llu flush=%llu global=%llu\n",
         (unsigned long long)c[BMC_STAT_GET_REQS], (unsigned long long)c[BMC_STAT_HIT_REQS],
         (unsigned long long)(c[BMC_STAT_GET_REQS] - c[BMC_STAT_HIT_REQS]),
@@ -52,7 +52,7 @@ void print_status(const bmc::Counters &c) {
         (unsigned long long)c[BMC_STAT_PASS_GETS], (unsigned long long)c[BMC_STAT_PASS_MALFORMED],
         (unsigned long long)c[BMC_STAT_PASS_TOO_MANY_KEYS],
         (unsigned long long)c[BMC_STAT_PASS_TOO_BIG], (unsigned long long)c[BMC_STAT_PASS_MULTI_DGRAM],
-        (unsigned long long)c[BMC_STAT_PASS_IP_OPTIONS], (unsigned long long)c[BMC_STAT_PASS_NO_ROOM],
+        (unsigned long long)c[BMC_STAT_PASS_NOT_PLAIN], (unsigned long long)c[BMC_STAT_PASS_NO_ROOM],
         (unsigned long long)c[BMC_STAT_FILL_OK],
         (unsigned long long)sum(c, {BMC_STAT_FILL_NO_LEASE, BMC_STAT_FILL_GUARD, BMC_STAT_FILL_BUSY,
                                     BMC_STAT_FILL_TOO_BIG, BMC_STAT_FILL_MALFORMED}),

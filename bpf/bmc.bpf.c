@@ -5,10 +5,8 @@
  * shared code over the payload and rewrites packets. */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
-#include <linux/in.h>
 #include <linux/ip.h>
 #include <linux/pkt_cls.h>
-#include <linux/tcp.h>
 #include <linux/udp.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
@@ -25,10 +23,6 @@
 #define BMC_SUBPROG __attribute__((noinline))
 #include "bmc_gen.h"
 
-#ifndef IP_MF
-#define IP_MF 0x2000
-#define IP_OFFSET 0x1fff
-#endif
 
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
@@ -125,6 +119,7 @@ struct bmc_percpu {
     struct bmc_scratch sc;
     struct bmc_rx rx;
     struct bmc_tx tx;
+    struct bmc_frame frame;
 };
 
 struct {
@@ -284,7 +279,7 @@ static __always_inline int rx_udp(struct xdp_md *ctx, struct bmc_percpu *p, __u3
     if (!single)
         verdict = BMC_STAT_PASS_MULTI_DGRAM;
     else if (!plain_ip)
-        verdict = BMC_STAT_PASS_IP_OPTIONS;
+        verdict = BMC_STAT_PASS_NOT_PLAIN;
     if (verdict != BMC_STAT_HIT_REQS) {
         bmc_env_stat(&env, verdict);
         return XDP_PASS;
@@ -315,86 +310,62 @@ static __always_inline void rx_tcp(struct xdp_md *ctx, struct bmc_percpu *p, __u
     rx_scan(p, 0, payload_len, 0);
 }
 
+/* Copies the frame's first bytes into scratch and finds its L4 payload there. */
+static __always_inline struct bmc_frame *parse(struct bmc_percpu *p, __u32 pkt_len, long loaded)
+{
+    if (loaded)
+        return NULL;
+    bmc_parse_frame(&p->sc, pkt_len, pkt_len > BMC_HDR_MAX ? BMC_HDR_MAX : pkt_len, bmc_cfg.port,
+                    &p->frame);
+    return &p->frame;
+}
+
+static __always_inline __u32 header_len(__u32 pkt_len)
+{
+    return opaque(pkt_len > BMC_HDR_MAX ? BMC_HDR_MAX : pkt_len);
+}
+
 SEC("xdp")
 int bmc_rx(struct xdp_md *ctx)
 {
     struct bmc_env env = {};
-    void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
-    struct ethhdr *eth = data;
-    struct bmc_percpu *p;
-    struct iphdr *ip;
-    __u32 ihl, l4_off, tot_len, pkt_len = data_end - data;
+    struct bmc_percpu *p = percpu();
+    __u32 pkt_len = bpf_xdp_get_buff_len(ctx), hlen = header_len(pkt_len);
+    struct bmc_frame *f;
 
-    if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+    if (!p || hlen < BMC_ETH_HLEN || hlen > BMC_HDR_MAX)
         return XDP_PASS;
-    ip = (void *)(eth + 1);
-    if ((void *)(ip + 1) > data_end || ip->version != 4 || ip->ihl < 5)
+    f = parse(p, pkt_len, bpf_xdp_load_bytes(ctx, 0, p->sc.hdr, hlen));
+    if (!f || !f->to_server)
         return XDP_PASS;
-    if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
-        return XDP_PASS;
-    ihl = ip->ihl * 4;
-    tot_len = bpf_ntohs(ip->tot_len);
-    l4_off = BMC_ETH_HLEN + ihl;
-    if (tot_len < ihl || BMC_ETH_HLEN + tot_len > pkt_len)
-        return XDP_PASS;
-    p = percpu();
-    if (!p)
-        return XDP_PASS;
-
-    if (ip->protocol == IPPROTO_UDP) {
-        struct udphdr *udp = data + l4_off;
-        __u32 udp_len;
-
-        if ((void *)(udp + 1) > data_end || udp->dest != bpf_htons(bmc_cfg.port))
-            return XDP_PASS;
-        udp_len = bpf_ntohs(udp->len);
-        if (udp_len < sizeof(*udp) || udp_len > tot_len - ihl) {
+    if (f->proto == BMC_IPPROTO_UDP) {
+        if (f->malformed) {
             bmc_env_stat(&env, BMC_STAT_PASS_MALFORMED);
             return XDP_PASS;
         }
-        return rx_udp(ctx, p, l4_off + sizeof(*udp), udp_len - sizeof(*udp), ihl == 20);
+        return rx_udp(ctx, p, f->payload_off, f->payload_len, f->plain);
     }
-    if (ip->protocol == IPPROTO_TCP) {
-        struct tcphdr *tcp = data + l4_off;
-        __u32 doff;
-
-        if ((void *)(tcp + 1) > data_end || tcp->dest != bpf_htons(bmc_cfg.port))
-            return XDP_PASS;
-        doff = tcp->doff * 4;
-        if (doff < sizeof(*tcp) || ihl + doff > tot_len)
-            return XDP_PASS;
-        rx_tcp(ctx, p, l4_off + doff, tot_len - ihl - doff);
-    }
+    if (f->proto == BMC_IPPROTO_TCP)
+        rx_tcp(ctx, p, f->payload_off, f->payload_len);
     return XDP_PASS;
 }
 
 SEC("tc")
 int bmc_tx(struct __sk_buff *skb)
 {
-    struct bmc_percpu *p;
-    struct iphdr ip;
-    struct udphdr udp;
-    __u32 ihl, payload_len;
+    struct bmc_percpu *p = percpu();
+    __u32 pkt_len = skb->len, hlen = header_len(pkt_len), payload_len;
+    struct bmc_frame *f;
 
-    if (skb->protocol != bpf_htons(ETH_P_IP))
+    if (!p || hlen < BMC_ETH_HLEN || hlen > BMC_HDR_MAX)
         return TC_ACT_OK;
-    if (bpf_skb_load_bytes(skb, BMC_ETH_HLEN, &ip, sizeof(ip)) || ip.version != 4 || ip.ihl < 5 ||
-        ip.protocol != IPPROTO_UDP || (ip.frag_off & bpf_htons(IP_MF | IP_OFFSET)))
+    f = parse(p, pkt_len, bpf_skb_load_bytes(skb, 0, p->sc.hdr, hlen));
+    if (!f || f->proto != BMC_IPPROTO_UDP || !f->from_server || !f->complete)
         return TC_ACT_OK;
-    ihl = ip.ihl * 4;
-    if (bpf_skb_load_bytes(skb, BMC_ETH_HLEN + ihl, &udp, sizeof(udp)) ||
-        udp.source != bpf_htons(bmc_cfg.port))
+    payload_len = opaque(f->payload_len);
+    if (payload_len < BMC_FRAME_HDR_LEN || payload_len > BMC_MAX_PAYLOAD)
         return TC_ACT_OK;
-    payload_len = bpf_ntohs(udp.len);
-    if (payload_len < sizeof(udp) + BMC_FRAME_HDR_LEN)
-        return TC_ACT_OK;
-    payload_len = opaque(payload_len - sizeof(udp));
-    if (payload_len > BMC_MAX_PAYLOAD)
-        return TC_ACT_OK;
-    p = percpu();
-    if (!p || bpf_skb_load_bytes(skb, BMC_ETH_HLEN + ihl + sizeof(udp), p->sc.in, payload_len))
-        return TC_ACT_OK;
-    if (!bmc_frame_single(p->sc.in))
+    if (bpf_skb_load_bytes(skb, f->payload_off, p->sc.in, payload_len) || !bmc_frame_single(p->sc.in))
         return TC_ACT_OK;
     bmc_scan_init(&p->tx.st, BMC_FRAME_HDR_LEN, 0);
     p->tx.now = bpf_ktime_get_ns();

@@ -25,6 +25,7 @@
     X(BMC_SCRATCH_MASK, 2047)       /* payload offsets are masked with this for the verifier */ \
     X(BMC_SCRATCH_IN, 2560)         /* >= mask + 1 + max key: a masked key stays in bounds */   \
     X(BMC_SCRATCH_OUT, 4096)        /* >= mask + 1 + BMC_LARGE_DATA */                          \
+    X(BMC_HDR_MAX, 256)             /* frame headers parsed: Ethernet to TCP/UDP, a power of 2 */\
     X(BMC_SMALL_WAYS, 4)                                                                        \
     X(BMC_LARGE_WAYS, 2)                                                                        \
     X(BMC_ENTRY_HDR_LEN, 32)                                                                    \
@@ -115,7 +116,21 @@ BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
 // both are masked with BMC_SCRATCH_MASK, which keeps every access provably in bounds.
 #define BMC_SCRATCH_FIELDS(F, A)                                                                \
     A(__u8, in, BMC_SCRATCH_IN)                                                                 \
-    A(__u8, out, BMC_SCRATCH_OUT)
+    A(__u8, out, BMC_SCRATCH_OUT)                                                               \
+    A(__u8, hdr, BMC_HDR_MAX)
+
+// Where a frame's L4 payload is, as bmc_parse_frame() found it.
+#define BMC_FRAME_FIELDS(F, A)                                                                  \
+    F(__u32, l4_off)                                                                            \
+    F(__u32, payload_off)                                                                       \
+    F(__u32, payload_len)     /* payload bytes present in this frame */                         \
+    F(__u8, proto)            /* 6 (TCP), 17 (UDP), or 0: not for the cache */                  \
+    F(__u8, plain)            /* untagged Ethernet, IPv4 without options, unfragmented */       \
+    F(__u8, to_server)        /* destination port is memcached's */                             \
+    F(__u8, from_server)      /* source port is memcached's */                                  \
+    F(__u8, malformed)        /* lengths that contradict each other */                          \
+    F(__u8, complete)         /* the whole UDP datagram is in this frame */                     \
+    A(__u8, pad, 2)
 
 // A key's bytes, as seen by the key comparison (256 >= BMC_MAX_KEY_LEN).
 #define BMC_KEYBYTES_FIELDS(F, A) A(__u8, b, 256)
@@ -132,6 +147,7 @@ BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
     X(bmc_config, BMC_CONFIG_FIELDS, 8)                                                         \
     X(bmc_cmd, BMC_CMD_FIELDS, 8)                                                               \
     X(bmc_scratch, BMC_SCRATCH_FIELDS, 8)                                                       \
+    X(bmc_frame, BMC_FRAME_FIELDS, 4)                                                           \
     X(bmc_keybytes, BMC_KEYBYTES_FIELDS, 1)
 
 #define BMC_FIELD_SCALAR(type, name) type name;
@@ -191,7 +207,7 @@ static_assert(BMC_SCRATCH_OUT >= BMC_SCRATCH_MASK + 7 + 256);
     X(BMC_STAT_PASS_TOO_BIG, "pass_reply_too_big")                                              \
     X(BMC_STAT_PASS_MULTI_DGRAM, "pass_multi_datagram")                                         \
     X(BMC_STAT_PASS_NOT_GET, "pass_not_get")                                                    \
-    X(BMC_STAT_PASS_IP_OPTIONS, "pass_ip_options")                                              \
+    X(BMC_STAT_PASS_NOT_PLAIN, "pass_vlan_ipv6_or_ip_options")                                  \
     X(BMC_STAT_PASS_NO_ROOM, "pass_no_room")                                                    \
     X(BMC_STAT_RACE, "seqlock_retries")                                                         \
     X(BMC_STAT_FILL_OK, "fill_accepted")                                                        \

@@ -21,11 +21,7 @@ namespace bmc {
 namespace {
 
 constexpr std::uint32_t kEthHlen = BMC_ETH_HLEN;
-constexpr std::uint16_t kEthPIp = 0x0800;
-constexpr std::uint8_t kProtoTcp = 6, kProtoUdp = 17;
-constexpr std::uint16_t kIpMf = 0x2000, kIpOffset = 0x1fff;
 
-std::uint16_t be16(const std::uint8_t *p) { return std::uint16_t(p[0] << 8 | p[1]); }
 void put_be16(std::uint8_t *p, std::uint16_t v) {
     p[0] = std::uint8_t(v >> 8);
     p[1] = std::uint8_t(v);
@@ -87,7 +83,7 @@ RxResult Datapath::rx_udp(std::vector<std::uint8_t> &frame, std::uint32_t payloa
     if (!single)
         verdict = BMC_STAT_PASS_MULTI_DGRAM;
     else if (!plain_ip)
-        verdict = BMC_STAT_PASS_IP_OPTIONS;
+        verdict = BMC_STAT_PASS_NOT_PLAIN;
     if (verdict != BMC_STAT_HIT_REQS) {
         count(verdict);
         return {};
@@ -133,52 +129,36 @@ void Datapath::rx_tcp(const std::vector<std::uint8_t> &frame, std::uint32_t payl
     rx_scan(0, payload_len, false, now_ns);
 }
 
-RxResult Datapath::ingress(std::vector<std::uint8_t> &frame, std::uint64_t now_ns) {
-    const std::uint32_t pkt_len = std::uint32_t(frame.size());
-    const std::uint8_t *p = frame.data();
-    if (pkt_len < kEthHlen + 20 || be16(p + 12) != kEthPIp) return {};
-    const std::uint8_t *ip = p + kEthHlen;
-    if ((ip[0] >> 4) != 4 || (ip[0] & 0xf) < 5) return {};
-    if (be16(ip + 6) & (kIpMf | kIpOffset)) return {};
-    const std::uint32_t ihl = (ip[0] & 0xf) * 4u, tot_len = be16(ip + 2);
-    const std::uint32_t l4_off = kEthHlen + ihl;
-    if (tot_len < ihl || kEthHlen + tot_len > pkt_len) return {};
+const bmc_frame &Datapath::parse(std::span<const std::uint8_t> frame) {
+    const auto pkt_len = std::uint32_t(frame.size());
+    const std::uint32_t hlen = std::min<std::uint32_t>(pkt_len, BMC_HDR_MAX);
+    std::memcpy(sc_.hdr, frame.data(), hlen);
+    bmc_parse_frame(&sc_, pkt_len, hlen, env_.cfg.port, &frame_);
+    return frame_;
+}
 
-    if (ip[9] == kProtoUdp) {
-        if (l4_off + 8 > pkt_len || be16(p + l4_off + 2) != env_.cfg.port) return {};
-        std::uint32_t udp_len = be16(p + l4_off + 4);
-        if (udp_len < 8 || udp_len > tot_len - ihl) {
+RxResult Datapath::ingress(std::vector<std::uint8_t> &frame, std::uint64_t now_ns) {
+    if (frame.size() < kEthHlen) return {};
+    const bmc_frame &f = parse(frame);
+    if (!f.to_server) return {};
+    if (f.proto == BMC_IPPROTO_UDP) {
+        if (f.malformed) {
             count(BMC_STAT_PASS_MALFORMED);
             return {};
         }
-        return rx_udp(frame, l4_off + 8, udp_len - 8, ihl == 20, now_ns);
+        return rx_udp(frame, f.payload_off, f.payload_len, f.plain, now_ns);
     }
-    if (ip[9] == kProtoTcp) {
-        if (l4_off + 20 > pkt_len || be16(p + l4_off + 2) != env_.cfg.port) return {};
-        std::uint32_t doff = (p[l4_off + 12] >> 4) * 4u;
-        if (doff < 20 || ihl + doff > tot_len) return {};
-        rx_tcp(frame, l4_off + doff, tot_len - ihl - doff, now_ns);
-    }
+    if (f.proto == BMC_IPPROTO_TCP) rx_tcp(frame, f.payload_off, f.payload_len, now_ns);
     return {};
 }
 
 void Datapath::egress(std::span<const std::uint8_t> frame, std::uint64_t now_ns) {
-    const std::uint8_t *p = frame.data();
-    const std::uint32_t len = std::uint32_t(frame.size());
-    if (len < kEthHlen + 20 || be16(p + 12) != kEthPIp) return;
-    const std::uint8_t *ip = p + kEthHlen;
-    if ((ip[0] >> 4) != 4 || (ip[0] & 0xf) < 5 || ip[9] != kProtoUdp ||
-        (be16(ip + 6) & (kIpMf | kIpOffset)))
-        return;
-    const std::uint32_t ihl = (ip[0] & 0xf) * 4u;
-    if (kEthHlen + ihl + 8 > len || be16(p + kEthHlen + ihl) != env_.cfg.port) return;
-    std::uint32_t payload_len = be16(p + kEthHlen + ihl + 4);
-    if (payload_len < 8 + BMC_FRAME_HDR_LEN) return;
-    payload_len -= 8;
-    if (payload_len > BMC_MAX_PAYLOAD) return;
-    const std::uint32_t off = kEthHlen + ihl + 8;
-    if (off + payload_len > len) return;
-    std::memcpy(sc_.in, p + off, payload_len);
+    if (frame.size() < kEthHlen) return;
+    const bmc_frame &f = parse(frame);
+    if (f.proto != BMC_IPPROTO_UDP || !f.from_server || !f.complete) return;
+    const std::uint32_t payload_len = f.payload_len;
+    if (payload_len < BMC_FRAME_HDR_LEN || payload_len > BMC_MAX_PAYLOAD) return;
+    std::memcpy(sc_.in, frame.data() + f.payload_off, payload_len);
     if (!bmc_frame_single(sc_.in)) return;
     bmc_scan_init(&tx_.st, BMC_FRAME_HDR_LEN, 0);
     tx_.now = now_ns;

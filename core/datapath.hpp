@@ -65,12 +65,14 @@ private:
                 std::uint32_t payload_len, std::uint64_t now_ns);
     void rx_scan(std::uint32_t start, std::uint32_t len, bool get_allowed, std::uint64_t now_ns);
     void count(std::uint32_t stat) { counters_[stat]++; }
+    const bmc_frame &parse(std::span<const std::uint8_t> frame);
 
     Counters counters_{};
     bmc_env env_;
     bmc_scratch sc_{};
     bmc_rx rx_{};
     bmc_tx tx_{};
+    bmc_frame frame_{};
 };
 
 // Internet checksum of an IPv4 header (header checksum field included as stored).

@@ -186,6 +186,32 @@ std::vector<Mutation> all_mutations() {
 INSTANTIATE_TEST_SUITE_P(EveryFamily, BpfMutations, ::testing::ValuesIn(all_mutations()),
                          [](const auto &info) { return std::string(info.param.name); });
 
+TEST_F(BpfPackets, WritesOverIpv6VlanOrFragmentsInvalidateToo) {
+    const FrameOptions variants[] = {{.ipv6 = true}, {.ipv6 = true, .hop_by_hop = true},
+                                     {.ipv6 = true, .vlan = 7}, {.vlan = 7}, {.ip_options = 8},
+                                     {.fragment = true}, {.fragment = true, .ipv6 = true}};
+    int n = 0;
+    for (auto o : variants) {
+        for (bool tcp : {true, false}) {
+            const std::string key = "v" + std::to_string(n++);
+            warm(key, "VALUE " + key + " 0 1\r\n1\r\n");
+            expect_served(key, "VALUE " + key + " 0 1\r\n1\r\n");
+            Bytes m = tcp ? tcp_frame(kClient, kServer, bytes("delete " + key + "\r\n"), o)
+                          : udp_frame(kClient, kServer, mc_udp("delete " + key + "\r\n"), o);
+            expect_passed(m);
+            expect_passed(get_request("get " + key + "\r\n"));
+        }
+    }
+    EXPECT_EQ(count(BMC_STAT_INVAL_TEXT), 14u);
+}
+
+TEST_F(BpfPackets, GetsOverIpv6OrVlanPassToMemcached) {
+    warm("k", "VALUE k 0 1\r\n1\r\n");
+    expect_passed(udp_frame(kClient, kServer, mc_udp("get k\r\n"), {.ipv6 = true}));
+    expect_passed(udp_frame(kClient, kServer, mc_udp("get k\r\n"), {.vlan = 3}));
+    EXPECT_EQ(count(BMC_STAT_PASS_NOT_PLAIN), 2u);
+}
+
 TEST_F(BpfPackets, RequestsTheCacheCannotAnswerPassUnchanged) {
     warm("k", "VALUE k 0 1\r\n1\r\n");
     expect_passed(udp_frame(kClient, kServer, mc_udp("get k\r\n", 1, 0, 2)));

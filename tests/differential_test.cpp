@@ -94,11 +94,14 @@ private:
     Bytes udp(const std::string &text) {
         FrameOptions o;
         std::uint16_t total = 1, seq = 0;
-        switch (pick(25)) {
+        switch (pick(30)) {
         case 0: o.ip_options = 4; break;
         case 1: o.fragment = true; break;
         case 2: total = 2; break;
         case 3: seq = 1; break;
+        case 4: o.ipv6 = true; break;
+        case 5: o.vlan = int(pick(4095)); break;
+        case 6: o.ipv6 = o.hop_by_hop = true; o.fragment = pick(2); break;
         default: break;
         }
         Endpoint dst = pick(40) ? kServer : Endpoint{kServer.ip, 11212};
@@ -172,10 +175,17 @@ private:
             payload = bytes(t);
         }
         if (!pick(8)) payload.resize(pick(std::uint32_t(payload.size()) + 1));  // segment cut
-        if (tcp) return {tcp_frame(kClient, kServer, payload), false, "tcp mutation"};
+        FrameOptions o;
+        switch (pick(8)) {
+        case 0: o.ipv6 = true; o.hop_by_hop = pick(2); break;
+        case 1: o.vlan = 1; o.ipv6 = pick(2); break;
+        case 2: o.fragment = true; o.ipv6 = pick(2); break;
+        default: break;
+        }
+        if (tcp) return {tcp_frame(kClient, kServer, payload, o), false, "tcp mutation"};
         Bytes m = mc_udp("", std::uint16_t(rng_()));
         m.insert(m.end(), payload.begin(), payload.end());
-        return {udp_frame(kClient, kServer, m), false, "udp mutation"};
+        return {udp_frame(kClient, kServer, m, o), false, "udp mutation"};
     }
     Packet mutate_bytes(Packet p) {
         std::uint32_t flips = 1 + pick(4);

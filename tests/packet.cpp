@@ -17,24 +17,69 @@ void put32(Bytes &b, std::size_t off, std::uint32_t v) {
     put16(b, off + 2, std::uint16_t(v));
 }
 
-Bytes ip_frame(Endpoint src, Endpoint dst, std::uint8_t proto, const Bytes &l4, FrameOptions o) {
-    const std::size_t ihl = 20 + o.ip_options;
-    Bytes f(14 + ihl);
+Bytes eth_header(std::uint16_t type, int vlan) {
+    Bytes f(14);
     const std::uint8_t dmac[6] = {0x02, 0, 0, 0, 0, 0x01}, smac[6] = {0x02, 0, 0, 0, 0, 0x02};
     std::copy(dmac, dmac + 6, f.begin());
     std::copy(smac, smac + 6, f.begin() + 6);
-    put16(f, 12, 0x0800);
-    f[14] = std::uint8_t(0x40 | (ihl / 4));
-    put16(f, 16, std::uint16_t(ihl + l4.size()));
-    put16(f, 18, 0x4242);
-    put16(f, 20, o.fragment ? 0x2000 : 0x4000);
-    f[22] = 64;
-    f[23] = proto;
-    put32(f, 26, src.ip);
-    put32(f, 30, dst.ip);
-    for (std::size_t i = 0; i < o.ip_options; i++) f[34 + i] = 1;  // NOPs
-    std::uint16_t c = ipv4_header_checksum(f.data() + 14, ihl);
-    std::memcpy(f.data() + 24, &c, 2);
+    if (vlan >= 0) {
+        put16(f, 12, 0x8100);
+        f.resize(18);
+        put16(f, 14, std::uint16_t(vlan));
+        put16(f, 16, type);
+    } else {
+        put16(f, 12, type);
+    }
+    return f;
+}
+
+Bytes ip6_frame(Endpoint src, Endpoint dst, std::uint8_t proto, const Bytes &l4, FrameOptions o) {
+    Bytes f = eth_header(0x86dd, o.vlan);
+    const std::size_t ip = f.size();
+    Bytes ext;
+    std::uint8_t first = proto;
+    if (o.fragment) {  // fragment header: offset 0, M set
+        ext = {proto, 0, 0, 1, 0, 0, 0x12, 0x34};
+        first = 44;
+    }
+    if (o.hop_by_hop) {  // 8 bytes: next, len 0, PadN
+        Bytes hbh = {first, 0, 1, 4, 0, 0, 0, 0};
+        hbh.insert(hbh.end(), ext.begin(), ext.end());
+        ext = hbh;
+        first = 0;
+    }
+    f.resize(ip + 40);
+    f[ip] = 0x60;
+    put16(f, ip + 4, std::uint16_t(ext.size() + l4.size()));
+    f[ip + 6] = first;
+    f[ip + 7] = 64;
+    const std::uint8_t prefix[6] = {0x20, 0x01, 0x0d, 0xb8, 0, 0};
+    std::copy(prefix, prefix + 6, f.begin() + long(ip + 8));
+    put32(f, ip + 20, src.ip);
+    std::copy(prefix, prefix + 6, f.begin() + long(ip + 24));
+    put32(f, ip + 36, dst.ip);
+    f.insert(f.end(), ext.begin(), ext.end());
+    f.insert(f.end(), l4.begin(), l4.end());
+    return f;
+}
+
+Bytes ip_frame(Endpoint src, Endpoint dst, std::uint8_t proto, const Bytes &l4, FrameOptions o) {
+    if (o.ipv6) return ip6_frame(src, dst, proto, l4, o);
+    const std::size_t ihl = 20 + o.ip_options;
+    Bytes f = eth_header(0x0800, o.vlan);
+    const std::size_t ip = f.size();
+    f.resize(ip + ihl);
+    f[ip] = std::uint8_t(0x40 | (ihl / 4));
+    put16(f, ip + 2, std::uint16_t(ihl + l4.size()));
+    put16(f, ip + 4, 0x4242);
+    put16(f, ip + 6, o.fragment ? 0x2000 : 0x4000);
+    f[ip + 8] = 64;
+    f[ip + 9] = proto;
+    put32(f, ip + 12, src.ip);
+    put32(f, ip + 16, dst.ip);
+    for (std::size_t i = 0; i < o.ip_options; i++) f[ip + 20 + i] = 1;  // NOPs
+    std::uint16_t c = ipv4_header_checksum(f.data() + ip, ihl);
+    std::memcpy(f.data() + ip + 10, &c, 2);
     f.insert(f.end(), l4.begin(), l4.end());
     return f;
 }
@@ -88,7 +133,7 @@ Bytes bin_request(std::uint8_t opcode, std::string_view key, std::string_view ex
     return b;
 }
 
-std::string payload_text(const Bytes &f) {
+std::string payload_text(const Bytes &f) {  // untagged IPv4 frames
     std::size_t ihl = (f[14] & 0xf) * 4u, off = 14 + ihl + 8 + 8;
     return off <= f.size() ? std::string(f.begin() + long(off), f.end()) : std::string();
 }

@@ -20,7 +20,10 @@ inline constexpr Endpoint kServer{0xC6120001u, 11211};  // 198.18.0.1
 
 struct FrameOptions {
     std::uint8_t ip_options = 0;  // bytes of IP options (multiple of 4)
-    bool fragment = false;        // set MF
+    bool fragment = false;        // first fragment: MF set (IPv4) or a fragment header (IPv6)
+    bool ipv6 = false;            // 2001:db8::2 -> 2001:db8::1 instead of the IPv4 addresses
+    bool hop_by_hop = false;      // IPv6: a hop-by-hop options header before L4
+    int vlan = -1;                // an 802.1Q tag with this VLAN id
 };
 
 Bytes udp_frame(Endpoint src, Endpoint dst, const Bytes &payload, FrameOptions o = {});
