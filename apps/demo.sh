@@ -11,11 +11,6 @@ build=${BMC_BUILD_DIR:-$root/build}
 
 tag="bmc-demo-$$"
 srv="$tag-s" cli="$tag-c" work=$(mktemp -d /tmp/bmc-demo.XXXXXX)
-
-bash "$root/.ci/install-deps"
-echo "== building into $build"
-bash "$root/.ci/build" --target bmcd xdp_pass_obj >"$work/build.log" 2>&1 ||
-  { tail -40 "$work/build.log" >&2; exit 1; }
 mc_pid="" bmcd_pid=""
 cleanup() {
   [ -n "$bmcd_pid" ] && kill "$bmcd_pid" 2>/dev/null && wait "$bmcd_pid" 2>/dev/null || true
@@ -25,6 +20,11 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
+
+bash "$root/.ci/install-deps"
+echo "== building into $build"
+bash "$root/.ci/build" --target bmcd xdp_pass_obj >"$work/build.log" 2>&1 ||
+  { tail -40 "$work/build.log" >&2; exit 1; }
 
 echo "== testbed: namespaces $srv and $cli, veth bmcs0 <-> bmcc0"
 ip netns add "$srv"
