@@ -22,10 +22,9 @@ namespace {
 
 bool g_verbose = false;
 
-int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list args) {
-    if (!g_verbose && level != LIBBPF_WARN) return 0;
-    if (!g_verbose) return 0;  // warnings become our own one-line errors
-    return std::vfprintf(stderr, fmt, args);
+// Without --verbose, libbpf stays quiet: failures reach the user as one-line errors.
+int libbpf_log(enum libbpf_print_level, const char *fmt, va_list args) {
+    return g_verbose ? std::vfprintf(stderr, fmt, args) : 0;
 }
 
 nlohmann::json counters_json(const bmc::Counters &c) {

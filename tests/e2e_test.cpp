@@ -22,11 +22,11 @@ namespace {
 struct Server {
     std::unique_ptr<Testbed> tb;
     pid_t memcached = -1, bmcd = -1;
-    std::string stats_path, log_path;
+    std::string dir, stats_path, log_path;
 
     explicit Server(const std::string &tag, std::vector<std::string> bmcd_args = {}) {
         tb = std::make_unique<Testbed>(tag);
-        const std::string dir = "/tmp/" + tb->server_ns();
+        dir = "/tmp/" + tb->server_ns();
         sh("mkdir -p " + dir);
         stats_path = dir + "/bmcd.json";
         log_path = dir + "/bmcd.log";
@@ -54,6 +54,7 @@ struct Server {
     ~Server() {
         if (bmcd > 0 && tb->alive(bmcd)) tb->stop(bmcd, SIGTERM);
         if (memcached > 0) tb->stop(memcached, SIGTERM);
+        if (!::testing::Test::HasFailure()) sh("rm -rf " + dir);  // keep logs of a failure
     }
     std::unique_ptr<McTcp> tcp() { return std::make_unique<McTcp>(tb->client_tcp_connect(11211)); }
     std::unique_ptr<McUdp> udp() {
@@ -250,13 +251,13 @@ INSTANTIATE_TEST_SUITE_P(EveryCommand, E2EMutation,
 
 // ---- lifecycle ---------------------------------------------------------------------------
 
-class E2ELifecycle : public ::testing::TestWithParam<std::string> {
+class E2ELifecycle : public ::testing::TestWithParam<std::vector<std::string>> {
 protected:
     void SetUp() override { BMC_REQUIRE_ROOT(); }
 };
 
 TEST_P(E2ELifecycle, ServesThenDetachesEverythingOnSigterm) {
-    Server s("life", {"--tc-attach", GetParam()});
+    Server s("life", GetParam());
     auto tcp = s.tcp();
     auto udp = s.udp();
     ASSERT_EQ(tcp->call("set lk 0 0 2\r\nok\r\n"), "STORED\r\n");
@@ -277,4 +278,8 @@ TEST_P(E2ELifecycle, ServesThenDetachesEverythingOnSigterm) {
     EXPECT_EQ(r.text, item("lk", "ok") + "END\r\n");
 }
 
-INSTANTIATE_TEST_SUITE_P(TcAttach, E2ELifecycle, ::testing::Values("tcx", "netlink"));
+INSTANTIATE_TEST_SUITE_P(Modes, E2ELifecycle,
+                         ::testing::Values(std::vector<std::string>{"--tc-attach", "tcx"},
+                                           std::vector<std::string>{"--tc-attach", "netlink"},
+                                           std::vector<std::string>{"--xdp-mode", "generic"}),
+                         [](const auto &info) { return info.param[1]; });
