@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "afxdp_backend.hpp"
 #include "kernel_backend.hpp"
 
 namespace {
@@ -28,6 +29,7 @@ int libbpf_log(enum libbpf_print_level, const char *fmt, va_list args) {
 }
 
 nlohmann::json counters_json(const bmc::Counters &c) {
+    // Counters of the kernel programs and of the userspace core share these names.
     nlohmann::json j;
     for (std::uint32_t i = 0; i < BMC_NUM_STATS; i++) j[std::string(bmc_stat_names[i])] = c[i];
     return j;
@@ -39,33 +41,49 @@ std::uint64_t sum(const bmc::Counters &c, std::initializer_list<bmc_stat> which)
     return s;
 }
 
+struct Snapshot {
+    bmc::Counters kernel{};
+    bmc::AfxdpCounters afxdp{};
+    bool has_afxdp = false;
+    const char *backend = "kernel";
+};
+
 // One status line: what was answered where, why the rest passed, fills, invalidations.
-void print_status(const bmc::Counters &c) {
+void print_status(const Snapshot &s) {
+    const bmc::Counters &c = s.kernel, &u = s.afxdp.datapath;
+    auto all = [&](bmc_stat st) { return (unsigned long long)(c[st] + u[st]); };
     std::printf(
-        "gets=%llu hits=%llu misses=%llu | pass: miss=%llu partial=%llu gets=%llu malformed=%llu "
-        "too_many=%llu too_big=%llu multi_dgram=%llu vlan_ipv6_opts=%llu no_room=%llu | fill ok=%llu "
-        "rejected=%llu | inval text=%llu meta=%llu binary=%llu flush=%llu global=%llu\n",
-        (unsigned long long)c[BMC_STAT_GET_REQS], (unsigned long long)c[BMC_STAT_HIT_REQS],
-        (unsigned long long)(c[BMC_STAT_GET_REQS] - c[BMC_STAT_HIT_REQS]),
-        (unsigned long long)c[BMC_STAT_PASS_MISS], (unsigned long long)c[BMC_STAT_PASS_PARTIAL],
-        (unsigned long long)c[BMC_STAT_PASS_GETS], (unsigned long long)c[BMC_STAT_PASS_MALFORMED],
-        (unsigned long long)c[BMC_STAT_PASS_TOO_MANY_KEYS],
-        (unsigned long long)c[BMC_STAT_PASS_TOO_BIG], (unsigned long long)c[BMC_STAT_PASS_MULTI_DGRAM],
-        (unsigned long long)c[BMC_STAT_PASS_NOT_PLAIN], (unsigned long long)c[BMC_STAT_PASS_NO_ROOM],
-        (unsigned long long)c[BMC_STAT_FILL_OK],
-        (unsigned long long)sum(c, {BMC_STAT_FILL_NO_LEASE, BMC_STAT_FILL_GUARD, BMC_STAT_FILL_BUSY,
-                                    BMC_STAT_FILL_TOO_BIG, BMC_STAT_FILL_MALFORMED}),
-        (unsigned long long)c[BMC_STAT_INVAL_TEXT], (unsigned long long)c[BMC_STAT_INVAL_META],
-        (unsigned long long)c[BMC_STAT_INVAL_BINARY], (unsigned long long)c[BMC_STAT_INVAL_FLUSH],
-        (unsigned long long)c[BMC_STAT_INVAL_GLOBAL]);
+        "[%s] gets=%llu served: xdp=%llu afxdp=%llu memcached=%llu | pass: miss=%llu partial=%llu "
+        "gets=%llu malformed=%llu too_many=%llu too_big=%llu multi_dgram=%llu vlan_ipv6_opts=%llu "
+        "no_room=%llu | fill ok=%llu rejected=%llu | inval text=%llu meta=%llu binary=%llu flush=%llu "
+        "global=%llu\n",
+        s.backend, all(BMC_STAT_GET_REQS), (unsigned long long)c[BMC_STAT_HIT_REQS],
+        (unsigned long long)u[BMC_STAT_HIT_REQS],
+        all(BMC_STAT_GET_REQS) - all(BMC_STAT_HIT_REQS), all(BMC_STAT_PASS_MISS),
+        all(BMC_STAT_PASS_PARTIAL), all(BMC_STAT_PASS_GETS), all(BMC_STAT_PASS_MALFORMED),
+        all(BMC_STAT_PASS_TOO_MANY_KEYS), all(BMC_STAT_PASS_TOO_BIG), all(BMC_STAT_PASS_MULTI_DGRAM),
+        all(BMC_STAT_PASS_NOT_PLAIN), all(BMC_STAT_PASS_NO_ROOM), all(BMC_STAT_FILL_OK),
+        (unsigned long long)(sum(c, {BMC_STAT_FILL_NO_LEASE, BMC_STAT_FILL_GUARD, BMC_STAT_FILL_BUSY,
+                                     BMC_STAT_FILL_TOO_BIG, BMC_STAT_FILL_MALFORMED}) +
+                             sum(u, {BMC_STAT_FILL_NO_LEASE, BMC_STAT_FILL_GUARD, BMC_STAT_FILL_BUSY,
+                                     BMC_STAT_FILL_TOO_BIG, BMC_STAT_FILL_MALFORMED})),
+        all(BMC_STAT_INVAL_TEXT), all(BMC_STAT_INVAL_META), all(BMC_STAT_INVAL_BINARY),
+        all(BMC_STAT_INVAL_FLUSH), all(BMC_STAT_INVAL_GLOBAL));
     std::fflush(stdout);
 }
 
-bool write_stats_file(const std::string &path, const bmc::Counters &c, const char *state) {
+bool write_stats_file(const std::string &path, const Snapshot &s, const char *state) {
     std::string tmp = path + ".tmp";
     {
         std::ofstream f(tmp);
-        nlohmann::json j = {{"state", state}, {"counters", counters_json(c)}};
+        nlohmann::json j = {{"state", state}, {"backend", s.backend}, {"counters", counters_json(s.kernel)}};
+        if (s.has_afxdp)
+            j["afxdp"] = {{"counters", counters_json(s.afxdp.datapath)},
+                          {"rx_frames", s.afxdp.rx_frames},
+                          {"forwarded", s.afxdp.forwarded},
+                          {"relayed", s.afxdp.relayed},
+                          {"late", s.afxdp.late},
+                          {"tx_dropped", s.afxdp.tx_dropped}};
         f << j.dump() << "\n";
         if (!f) return false;
     }
@@ -75,16 +93,25 @@ bool write_stats_file(const std::string &path, const bmc::Counters &c, const cha
 }  // namespace
 
 int main(int argc, char **argv) {
-    CLI::App app{"bmcd: a first-level cache for memcached, answering UDP gets before the "
-                 "network stack (XDP) and filling from memcached's replies (TC egress)."};
+    CLI::App app{"bmcd: a first-level cache for memcached, answering UDP gets before the network "
+                 "stack and filling from memcached's replies.\n"
+                 "Backends: kernel (XDP answers gets, TC egress fills) or afxdp (XDP hands gets to "
+                 "an AF_XDP poller per queue that answers from the same cache and relays misses).\n"
+                 "Switch a running instance: SIGUSR1 selects afxdp, SIGUSR2 selects kernel; the "
+                 "cache stays warm and memcached keeps running."};
     bmc::KernelOptions opts;
     std::string backend = "kernel", xdp_mode = "auto", tc_attach = "auto", stats_file;
     double max_age_s = double(opts.max_age_ns) / 1e9, fill_guard_ms = double(opts.fill_guard_ns) / 1e6;
     double interval_s = 1.0;
     std::uint64_t small_buckets = opts.small_buckets, large_buckets = opts.large_buckets;
     app.add_option("-i,--iface", opts.iface, "interface memcached's clients reach it on")->required();
-    app.add_option("-b,--backend", backend, "datapath: kernel (XDP + TC egress)")
+    app.add_option("-b,--backend", backend, "datapath at start: kernel or afxdp")
         ->check(CLI::IsMember({"kernel", "afxdp"}));
+    bmc::AfxdpOptions xopts;
+    std::string zero_copy = "auto";
+    app.add_flag("--busy-poll", xopts.busy_poll, "afxdp: pollers spin with busy polling instead of sleeping");
+    app.add_option("--zero-copy", zero_copy, "afxdp: auto (zero-copy, else copy), on or off")
+        ->check(CLI::IsMember({"auto", "on", "off"}));
     app.add_option("-p,--port", opts.port, "memcached port (UDP gets, TCP and UDP writes)")
         ->check(CLI::Range(1, 65535));
     app.add_option("--max-age", max_age_s, "seconds an entry may be served after its fill")
@@ -113,10 +140,7 @@ int main(int argc, char **argv) {
         std::fprintf(stderr, "bmcd: %s (see --help)\n", e.what());
         return 2;
     }
-    if (backend != "kernel") {
-        std::fprintf(stderr, "bmcd: backend '%s' is not available in this build\n", backend.c_str());
-        return 2;
-    }
+    xopts.zero_copy = zero_copy == "on" ? bmc::ZeroCopy::On : zero_copy == "off" ? bmc::ZeroCopy::Off : bmc::ZeroCopy::Auto;
     opts.max_age_ns = std::uint64_t(std::llround(max_age_s * 1e9));
     opts.fill_guard_ns = std::uint64_t(std::llround(fill_guard_ms * 1e6));
     opts.xdp_mode = xdp_mode == "native"    ? bmc::XdpMode::Native
@@ -127,42 +151,79 @@ int main(int argc, char **argv) {
                                               : bmc::TcAttach::Auto;
     libbpf_set_print(libbpf_log);
 
-    // Signals are taken synchronously so that detaching never races the handler.
-    sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    sigprocmask(SIG_BLOCK, &stop, nullptr);
+    // Signals are taken synchronously so that detaching never races a handler.
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    for (int sig : {SIGINT, SIGTERM, SIGUSR1, SIGUSR2}) sigaddset(&sigs, sig);
+    sigprocmask(SIG_BLOCK, &sigs, nullptr);
 
     try {
         opts.small_buckets = bmc::check_bucket_count("--small-buckets", small_buckets);
         opts.large_buckets = bmc::check_bucket_count("--large-buckets", large_buckets);
         bmc::KernelBackend be(opts);
+        std::unique_ptr<bmc::AfxdpBackend> afxdp;
         if (!be.notice().empty()) std::fprintf(stderr, "bmcd: %s\n", be.notice().c_str());
-        std::printf("bmcd: serving %s port %u (backend kernel, XDP %s, TC egress %s)\n",
-                    opts.iface.c_str(), opts.port, be.xdp_mode().c_str(), be.tc_mode().c_str());
-        std::fflush(stdout);
-        if (!stats_file.empty() && !write_stats_file(stats_file, be.read_counters(), "running"))
+        std::printf("bmcd: serving %s port %u (XDP %s, TC egress %s)\n", opts.iface.c_str(), opts.port,
+                    be.xdp_mode().c_str(), be.tc_mode().c_str());
+
+        // The AF_XDP sockets are made on first use and kept until exit.
+        auto select = [&](const std::string &which) {
+            if (which == "afxdp") {
+                if (!afxdp) {
+                    afxdp = std::make_unique<bmc::AfxdpBackend>(be, xopts);
+                    if (!afxdp->notice().empty()) std::fprintf(stderr, "bmcd: %s\n", afxdp->notice().c_str());
+                }
+                be.set_mode(BMC_MODE_AFXDP);
+                std::printf("bmcd: backend afxdp (%u queue%s, %s)\n", afxdp->queues(),
+                            afxdp->queues() == 1 ? "" : "s", afxdp->bind_mode().c_str());
+            } else {
+                be.set_mode(BMC_MODE_KERNEL);
+                std::printf("bmcd: backend kernel\n");
+            }
+            std::fflush(stdout);
+        };
+        auto snapshot = [&] {
+            Snapshot s;
+            s.kernel = be.read_counters();
+            if (afxdp) {
+                s.afxdp = afxdp->counters();
+                s.has_afxdp = true;
+            }
+            s.backend = be.mode() == BMC_MODE_AFXDP ? "afxdp" : "kernel";
+            return s;
+        };
+        select(backend);
+        if (!stats_file.empty() && !write_stats_file(stats_file, snapshot(), "running"))
             throw bmc::Error("cannot write " + stats_file);
 
         const double tick = interval_s > 0 ? std::min(interval_s, 0.2) : 0.2;
         timespec ts{time_t(tick), long((tick - std::floor(tick)) * 1e9)};
         auto next_print = std::chrono::steady_clock::now();
         for (;;) {
-            int sig = sigtimedwait(&stop, nullptr, &ts);
+            int sig = sigtimedwait(&sigs, nullptr, &ts);
             if (sig == SIGINT || sig == SIGTERM) break;
-            auto c = be.read_counters();
-            if (!stats_file.empty()) write_stats_file(stats_file, c, "running");
+            if (sig == SIGUSR1 || sig == SIGUSR2) {
+                try {
+                    select(sig == SIGUSR1 ? "afxdp" : "kernel");
+                } catch (const bmc::Error &e) {
+                    std::fprintf(stderr, "bmcd: cannot switch to afxdp: %s; staying on kernel\n", e.what());
+                }
+            }
+            Snapshot snap = snapshot();
+            if (!stats_file.empty()) write_stats_file(stats_file, snap, "running");
             auto now = std::chrono::steady_clock::now();
             if (interval_s > 0 && now >= next_print) {
-                print_status(c);
+                print_status(snap);
                 next_print = now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                                        std::chrono::duration<double>(interval_s));
             }
         }
-        auto c = be.read_counters();
-        if (!stats_file.empty()) write_stats_file(stats_file, c, "stopped");
-        print_status(c);
+        Snapshot snap = snapshot();
+        // Back to the kernel path first, so no get is handed to a socket being closed.
+        be.set_mode(BMC_MODE_KERNEL);
+        afxdp.reset();
+        if (!stats_file.empty()) write_stats_file(stats_file, snap, "stopped");
+        print_status(snap);
         std::printf("bmcd: detached from %s\n", opts.iface.c_str());
     } catch (const bmc::Error &e) {
         std::fprintf(stderr, "bmcd: %s\n", e.what());

@@ -48,6 +48,14 @@ struct {
     __type(value, struct bmc_global);
 } bmc_global_state SEC(".maps");
 
+/* AF_XDP mode: the socket of each RX queue. */
+struct {
+    __uint(type, BPF_MAP_TYPE_XSKMAP);
+    __uint(max_entries, BMC_MAX_QUEUES);
+    __type(key, __u32);
+    __type(value, __u32);
+} bmc_xsks SEC(".maps");
+
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
     __uint(max_entries, BMC_NUM_STATS);
@@ -325,6 +333,21 @@ static __always_inline __u32 header_len(__u32 pkt_len)
     return opaque(pkt_len > BMC_HDR_MAX ? BMC_HDR_MAX : pkt_len);
 }
 
+/* In AF_XDP mode a plain single-datagram get goes to the AF_XDP socket of its queue,
+ * which answers it from the same cache; with no socket there it passes to the stack. */
+static __always_inline int afxdp_get(struct xdp_md *ctx, struct bmc_frame *f)
+{
+    struct bmc_global *g = bmc_env_global(NULL);
+    __u8 head[BMC_FRAME_HDR_LEN + 5];
+
+    if (!g || BMC_READ_ONCE(g->mode) != BMC_MODE_AFXDP || !f->plain || f->malformed)
+        return 0;
+    if (bpf_xdp_load_bytes(ctx, f->payload_off, head, sizeof(head)) || !bmc_frame_single(head))
+        return 0;
+    return head[8] == 'g' && head[9] == 'e' && head[10] == 't' &&
+           (head[11] == ' ' || (head[11] == 's' && head[12] == ' '));
+}
+
 SEC("xdp")
 int bmc_rx(struct xdp_md *ctx)
 {
@@ -339,6 +362,10 @@ int bmc_rx(struct xdp_md *ctx)
     if (!f || !f->to_server)
         return XDP_PASS;
     if (f->proto == BMC_IPPROTO_UDP) {
+        if (afxdp_get(ctx, f)) {
+            bmc_env_stat(&env, BMC_STAT_REDIRECT);
+            return bpf_redirect_map(&bmc_xsks, ctx->rx_queue_index, XDP_PASS);
+        }
         if (f->malformed) {
             bmc_env_stat(&env, BMC_STAT_PASS_MALFORMED);
             return XDP_PASS;

@@ -34,6 +34,9 @@
     X(BMC_LEASE_SLOTS, 3)                                                                       \
     X(BMC_MAX_TOKEN_WORD, 16)       /* command names are matched on their first 16 bytes */     \
     X(BMC_MAX_SCAN_CMDS, 64)        /* binary commands walked per packet */                     \
+    X(BMC_MODE_KERNEL, 0)           /* XDP answers gets */                                      \
+    X(BMC_MODE_AFXDP, 1)            /* XDP hands gets to the AF_XDP socket of their queue */    \
+    X(BMC_MAX_QUEUES, 64)                                                                       \
     X(BMC_DEFAULT_SMALL_BUCKETS, 16384)                                                         \
     X(BMC_DEFAULT_LARGE_BUCKETS, 1024)
 
@@ -85,10 +88,10 @@ BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
     F(struct bmc_bucket_hdr, hdr)                                                               \
     A(struct bmc_large_entry, way, BMC_LARGE_WAYS)
 
-// Global state: flush_all bumps the epoch.
+// Global state: flush_all bumps the epoch; mode says which backend answers gets.
 #define BMC_GLOBAL_FIELDS(F, A)                                                                 \
     F(__u32, epoch)                                                                             \
-    F(__u32, pad0)                                                                              \
+    F(__u32, mode)            /* BMC_MODE_KERNEL or BMC_MODE_AFXDP */                           \
     F(__u64, last_flush_ns)
 
 // Load-time configuration (BPF .rodata, set before load).
@@ -210,6 +213,7 @@ static_assert(BMC_SCRATCH_OUT >= BMC_SCRATCH_MASK + 7 + 256);
     X(BMC_STAT_PASS_NOT_PLAIN, "pass_vlan_ipv6_or_ip_options")                                  \
     X(BMC_STAT_PASS_NO_ROOM, "pass_no_room")                                                    \
     X(BMC_STAT_RACE, "seqlock_retries")                                                         \
+    X(BMC_STAT_REDIRECT, "redirect_afxdp")                                                      \
     X(BMC_STAT_FILL_OK, "fill_accepted")                                                        \
     X(BMC_STAT_FILL_NO_LEASE, "fill_rejected_no_lease")                                         \
     X(BMC_STAT_FILL_GUARD, "fill_rejected_guard")                                               \

@@ -21,6 +21,8 @@ namespace bmc {
 namespace {
 
 constexpr std::uint32_t kEthHlen = BMC_ETH_HLEN;
+// Largest reply frame: Ethernet, IPv4, UDP and a full datagram payload.
+constexpr std::uint32_t kMaxFrame = BMC_ETH_HLEN + 20 + 8 + BMC_MAX_PAYLOAD;
 
 void put_be16(std::uint8_t *p, std::uint16_t v) {
     p[0] = std::uint8_t(v >> 8);
@@ -67,13 +69,14 @@ void Datapath::rx_scan(std::uint32_t start, std::uint32_t len, bool get_allowed,
     bmc_rx_finish(&env_, &rx_);
 }
 
-RxResult Datapath::rx_udp(std::vector<std::uint8_t> &frame, std::uint32_t payload_off,
-                          std::uint32_t payload_len, bool plain_ip, std::uint64_t now_ns) {
+RxResult Datapath::rx_udp(std::uint8_t *frame, std::uint32_t &len, std::uint32_t capacity,
+                          std::uint32_t payload_off, std::uint32_t payload_len, bool plain_ip,
+                          std::uint64_t now_ns) {
     if (payload_len > BMC_MAX_PAYLOAD || payload_len < BMC_FRAME_HDR_LEN) {
         count(BMC_STAT_PASS_MALFORMED);
         return {};
     }
-    std::memcpy(sc_.in, frame.data() + payload_off, payload_len);
+    std::memcpy(sc_.in, frame + payload_off, payload_len);
     bool single = bmc_frame_single(sc_.in);
     rx_scan(BMC_FRAME_HDR_LEN, payload_len, single && plain_ip, now_ns);
 
@@ -92,8 +95,12 @@ RxResult Datapath::rx_udp(std::vector<std::uint8_t> &frame, std::uint32_t payloa
 
     // Same rewrite as rx_reply() in bpf/bmc.bpf.c; the request carried no IP options.
     const std::uint32_t ip_off = kEthHlen, l4_off = ip_off + 20, off = l4_off + 8;
-    frame.resize(off + reply_len);
-    std::uint8_t *p = frame.data();
+    if (off + reply_len > capacity) {
+        count(BMC_STAT_PASS_NO_ROOM);
+        return {};
+    }
+    len = off + reply_len;
+    std::uint8_t *p = frame;
     std::uint8_t mac[6];
     std::memcpy(mac, p + 6, 6);
     std::memcpy(p + 6, p, 6);
@@ -118,14 +125,14 @@ RxResult Datapath::rx_udp(std::vector<std::uint8_t> &frame, std::uint32_t payloa
     return {Action::Tx};
 }
 
-void Datapath::rx_tcp(const std::vector<std::uint8_t> &frame, std::uint32_t payload_off,
+void Datapath::rx_tcp(const std::uint8_t *frame, std::uint32_t payload_off,
                       std::uint32_t payload_len, std::uint64_t now_ns) {
     if (payload_len == 0) return;
     if (payload_len > BMC_MAX_PAYLOAD) {
         bmc_rx_flush(&env_, BMC_STAT_INVAL_GLOBAL, now_ns);
         return;
     }
-    std::memcpy(sc_.in, frame.data() + payload_off, payload_len);
+    std::memcpy(sc_.in, frame + payload_off, payload_len);
     rx_scan(0, payload_len, false, now_ns);
 }
 
@@ -138,15 +145,24 @@ const bmc_frame &Datapath::parse(std::span<const std::uint8_t> frame) {
 }
 
 RxResult Datapath::ingress(std::vector<std::uint8_t> &frame, std::uint64_t now_ns) {
-    if (frame.size() < kEthHlen) return {};
-    const bmc_frame &f = parse(frame);
+    auto len = std::uint32_t(frame.size());
+    frame.resize(std::max<std::size_t>(frame.size(), kMaxFrame));
+    RxResult r = ingress(frame.data(), len, std::uint32_t(frame.size()), now_ns);
+    frame.resize(len);
+    return r;
+}
+
+RxResult Datapath::ingress(std::uint8_t *frame, std::uint32_t &len, std::uint32_t capacity,
+                           std::uint64_t now_ns) {
+    if (len < kEthHlen) return {};
+    const bmc_frame &f = parse({frame, len});
     if (!f.to_server) return {};
     if (f.proto == BMC_IPPROTO_UDP) {
         if (f.malformed) {
             count(BMC_STAT_PASS_MALFORMED);
             return {};
         }
-        return rx_udp(frame, f.payload_off, f.payload_len, f.plain, now_ns);
+        return rx_udp(frame, len, capacity, f.payload_off, f.payload_len, f.plain, now_ns);
     }
     if (f.proto == BMC_IPPROTO_TCP) rx_tcp(frame, f.payload_off, f.payload_len, now_ns);
     return {};

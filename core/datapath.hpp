@@ -51,6 +51,10 @@ public:
     // One Ethernet frame arriving at the server (XDP's view). On Action::Tx the frame
     // has been rewritten in place into the reply, and resized.
     RxResult ingress(std::vector<std::uint8_t> &frame, std::uint64_t now_ns);
+    // The same on a buffer of `capacity` bytes holding a frame of `len` bytes; on
+    // Action::Tx, len is the reply's length. A reply that does not fit passes.
+    RxResult ingress(std::uint8_t *frame, std::uint32_t &len, std::uint32_t capacity,
+                     std::uint64_t now_ns);
 
     // One Ethernet frame leaving the server (TC egress's view): may fill the cache.
     void egress(std::span<const std::uint8_t> frame, std::uint64_t now_ns);
@@ -59,10 +63,11 @@ public:
     const bmc_config &config() const { return env_.cfg; }
 
 private:
-    RxResult rx_udp(std::vector<std::uint8_t> &frame, std::uint32_t payload_off,
-                    std::uint32_t payload_len, bool plain_ip, std::uint64_t now_ns);
-    void rx_tcp(const std::vector<std::uint8_t> &frame, std::uint32_t payload_off,
-                std::uint32_t payload_len, std::uint64_t now_ns);
+    RxResult rx_udp(std::uint8_t *frame, std::uint32_t &len, std::uint32_t capacity,
+                    std::uint32_t payload_off, std::uint32_t payload_len, bool plain_ip,
+                    std::uint64_t now_ns);
+    void rx_tcp(const std::uint8_t *frame, std::uint32_t payload_off, std::uint32_t payload_len,
+                std::uint64_t now_ns);
     void rx_scan(std::uint32_t start, std::uint32_t len, bool get_allowed, std::uint64_t now_ns);
     void count(std::uint32_t stat) { counters_[stat]++; }
     const bmc_frame &parse(std::span<const std::uint8_t> frame);

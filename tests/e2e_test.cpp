@@ -4,7 +4,9 @@
 #include <signal.h>
 
 #include <chrono>
+#include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -60,31 +62,47 @@ struct Server {
     std::unique_ptr<McUdp> udp() {
         return std::make_unique<McUdp>(tb->client_udp_socket(), Testbed::kServerIp, 11211);
     }
-    nlohmann::json counters() {
+    nlohmann::json stats() {
         std::this_thread::sleep_for(450ms);  // bmcd rewrites the file every 200 ms
-        return nlohmann::json::parse(read_file(stats_path))["counters"];
+        return nlohmann::json::parse(read_file(stats_path));
+    }
+    nlohmann::json counters() { return stats()["counters"]; }
+    // Gets answered by the cache, on either path.
+    std::uint64_t cache_hits() {
+        auto j = stats();
+        std::uint64_t n = j["counters"]["hit_requests"].get<std::uint64_t>();
+        if (j.contains("afxdp")) n += j["afxdp"]["counters"]["hit_requests"].get<std::uint64_t>();
+        return n;
     }
 };
+
+// The backends every end-to-end test runs against.
+const std::vector<std::string> kBackends = {"kernel", "afxdp"};
 
 std::string item(const std::string &key, const std::string &value, int flags = 0) {
     return "VALUE " + key + " " + std::to_string(flags) + " " + std::to_string(value.size()) + "\r\n" +
            value + "\r\n";
 }
 
-class E2E : public ::testing::Test {
+// One server per backend and test process, shared by the tests of a suite.
+class E2EBase : public ::testing::Test {
 protected:
-    static inline std::unique_ptr<Server> server;
+    static inline std::map<std::string, std::unique_ptr<Server>> servers;
+    Server *server = nullptr;
     std::unique_ptr<McTcp> tcp;
     std::unique_ptr<McUdp> udp;
 
+    virtual std::string backend() const = 0;
     void SetUp() override {
         BMC_REQUIRE_ROOT();
-        if (!server) server = std::make_unique<Server>("e2e");
+        auto &s = servers[backend()];
+        if (!s) s = std::make_unique<Server>("e2e", std::vector<std::string>{"--backend", backend()});
+        server = s.get();
         tcp = server->tcp();
         udp = server->udp();
         ASSERT_TRUE(tcp->ok());
     }
-    static void TearDownTestSuite() { server.reset(); }
+    static void TearDownTestSuite() { servers.clear(); }
 
     // Stores key=value through memcached and waits until UDP gets of it no longer reach
     // memcached (the cache answers them).
@@ -104,12 +122,23 @@ protected:
     std::string truth(const std::string &key) { return tcp->call("get " + key + "\r\n"); }
 };
 
+class E2E : public E2EBase, public ::testing::WithParamInterface<std::string> {
+    std::string backend() const override { return GetParam(); }
+};
+
 }  // namespace
 
-TEST_F(E2E, RepeatedGetsOfAStoredKeyAreAnsweredByXdp) {
+INSTANTIATE_TEST_SUITE_P(Backend, E2E, ::testing::ValuesIn(kBackends));
+
+TEST_P(E2E, RepeatedGetsOfAStoredKeyAreAnsweredByTheCache) {
     const std::string value = "a 32-byte value, as in the paper";
     ASSERT_TRUE(warm("hot", value));
-    auto hits_before = server->counters()["hit_requests"].get<std::uint64_t>();
+    auto path_hits = [&] {
+        auto j = server->stats();
+        return std::pair{j["counters"]["hit_requests"].get<std::uint64_t>(),
+                         j.contains("afxdp") ? j["afxdp"]["counters"]["hit_requests"].get<std::uint64_t>() : 0};
+    };
+    auto [xdp_before, afxdp_before] = path_hits();
     auto cmd_get = tcp->stat("cmd_get"), get_hits = tcp->stat("get_hits");
     for (int i = 0; i < 200; i++) {
         auto r = udp->request("get hot\r\n", true);
@@ -118,10 +147,18 @@ TEST_F(E2E, RepeatedGetsOfAStoredKeyAreAnsweredByXdp) {
     }
     EXPECT_EQ(tcp->stat("get_hits"), get_hits);
     EXPECT_EQ(tcp->stat("cmd_get"), cmd_get);
-    EXPECT_GE(server->counters()["hit_requests"].get<std::uint64_t>(), hits_before + 200);
+    // The counters say which path answered.
+    auto [xdp_after, afxdp_after] = path_hits();
+    if (GetParam() == "kernel") {
+        EXPECT_GE(xdp_after, xdp_before + 200);
+        EXPECT_EQ(afxdp_after, afxdp_before);
+    } else {
+        EXPECT_GE(afxdp_after, afxdp_before + 200);
+        EXPECT_EQ(xdp_after, xdp_before);
+    }
 }
 
-TEST_F(E2E, PartialMultiGetReturnsEveryKey) {
+TEST_P(E2E, PartialMultiGetReturnsEveryKey) {
     ASSERT_TRUE(warm("pa", "cached"));
     ASSERT_EQ(tcp->call("set pb 0 0 9\r\nmemcached\r\n"), "STORED\r\n");
     auto hits_before = tcp->stat("get_hits");
@@ -132,7 +169,7 @@ TEST_F(E2E, PartialMultiGetReturnsEveryKey) {
     EXPECT_EQ(tcp->stat("get_hits"), hits_before + 2);  // memcached answered both
 }
 
-TEST_F(E2E, LargeValueIsServedWhereTheFrameHasRoom) {
+TEST_P(E2E, LargeValueIsServedWhereTheFrameHasRoom) {
     std::string v(180, 'L');  // grows the frame by more than veth's tailroom
     ASSERT_TRUE(warm("large", v));
     auto r = udp->request("get large\r\n", true);
@@ -145,12 +182,15 @@ struct MutationCase {
     std::string name;
     std::string initial;  // value stored and cached before the mutation
     // Performs the mutation on `key` through `via_udp` or TCP; returns memcached's reply.
-    std::function<std::string(E2E *, McTcp &, McUdp &, Server &, const std::string &key, bool via_udp)> apply;
+    std::function<std::string(McTcp &, McUdp &, Server &, const std::string &key, bool via_udp)> apply;
 };
 
 void PrintTo(const MutationCase &c, std::ostream *os) { *os << c.name; }
 
-class E2EMutation : public E2E, public ::testing::WithParamInterface<std::tuple<MutationCase, bool>> {};
+class E2EMutation : public E2EBase,
+                    public ::testing::WithParamInterface<std::tuple<MutationCase, bool, std::string>> {
+    std::string backend() const override { return std::get<2>(GetParam()); }
+};
 
 namespace {
 
@@ -167,7 +207,7 @@ std::string send_binary(Server &s, McUdp &udp, bool via_udp, const Bytes &req) {
 }
 
 MutationCase text(const std::string &name, const std::string &initial, const std::string &fmt) {
-    return {name, initial, [fmt](E2E *, McTcp &t, McUdp &u, Server &, const std::string &key, bool via_udp) {
+    return {name, initial, [fmt](McTcp &t, McUdp &u, Server &, const std::string &key, bool via_udp) {
                 std::string cmd = fmt;
                 for (std::size_t p; (p = cmd.find("{k}")) != std::string::npos;) cmd.replace(p, 3, key);
                 return send_text(t, u, via_udp, cmd);
@@ -176,7 +216,7 @@ MutationCase text(const std::string &name, const std::string &initial, const std
 
 MutationCase binary(const std::string &name, const std::string &initial, std::uint8_t op,
                     std::string extras, std::string value) {
-    return {name, initial, [=](E2E *, McTcp &, McUdp &u, Server &s, const std::string &key, bool via_udp) {
+    return {name, initial, [=](McTcp &, McUdp &u, Server &s, const std::string &key, bool via_udp) {
                 return send_binary(s, u, via_udp, bin_request(op, key, extras, value));
             }};
 }
@@ -191,7 +231,7 @@ std::vector<MutationCase> mutation_cases() {
         text("append", "old", "append {k} 0 0 1\r\n!\r\n"),
         text("prepend", "old", "prepend {k} 0 0 1\r\n!\r\n"),
         {"cas", "old",
-         [](E2E *, McTcp &t, McUdp &u, Server &, const std::string &key, bool via_udp) {
+         [](McTcp &t, McUdp &u, Server &, const std::string &key, bool via_udp) {
              std::string g = t.call("gets " + key + "\r\n");
              std::string cas = g.substr(0, g.find("\r\n"));
              cas = cas.substr(cas.rfind(' ') + 1);
@@ -218,7 +258,7 @@ std::vector<MutationCase> mutation_cases() {
         binary("bin_setq", "old", 0x11, ext8, "new"),
         binary("bin_deleteq", "old", 0x14, "", ""),
         {"bin_flush", "old",
-         [](E2E *, McTcp &, McUdp &u, Server &s, const std::string &, bool via_udp) {
+         [](McTcp &, McUdp &u, Server &s, const std::string &, bool via_udp) {
              return send_binary(s, u, via_udp, bin_request(0x08, ""));
          }},
     };
@@ -227,10 +267,10 @@ std::vector<MutationCase> mutation_cases() {
 }  // namespace
 
 TEST_P(E2EMutation, NextUdpGetSeesTheMutation) {
-    const auto &[c, via_udp] = GetParam();
+    const auto &[c, via_udp, unused] = GetParam();
     const std::string key = c.name + (via_udp ? "_u" : "_t");
     ASSERT_TRUE(warm(key, c.initial));
-    std::string reply = c.apply(this, *tcp, *udp, *server, key, via_udp);
+    std::string reply = c.apply(*tcp, *udp, *server, key, via_udp);
     const bool quiet = c.name.back() == 'q';
     EXPECT_EQ(reply.empty(), quiet) << "memcached's reply: '" << reply << "'";
     std::string want = truth(key);
@@ -244,9 +284,11 @@ TEST_P(E2EMutation, NextUdpGetSeesTheMutation) {
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryCommand, E2EMutation,
-                         ::testing::Combine(::testing::ValuesIn(mutation_cases()), ::testing::Bool()),
+                         ::testing::Combine(::testing::ValuesIn(mutation_cases()), ::testing::Bool(),
+                                            ::testing::ValuesIn(kBackends)),
                          [](const auto &info) {
-                             return std::get<0>(info.param).name + (std::get<1>(info.param) ? "_udp" : "_tcp");
+                             return std::get<0>(info.param).name + (std::get<1>(info.param) ? "_udp_" : "_tcp_") +
+                                    std::get<2>(info.param);
                          });
 
 // ---- lifecycle ---------------------------------------------------------------------------
@@ -263,7 +305,7 @@ TEST_P(E2ELifecycle, ServesThenDetachesEverythingOnSigterm) {
     ASSERT_EQ(tcp->call("set lk 0 0 2\r\nok\r\n"), "STORED\r\n");
     std::this_thread::sleep_for(15ms);
     for (int i = 0; i < 5; i++) udp->request("get lk\r\n", true);
-    EXPECT_GT(s.counters()["hit_requests"].get<std::uint64_t>(), 0u);
+    EXPECT_GT(s.cache_hits(), 0u);
 
     const std::string ns = s.tb->server_ns();
     EXPECT_NE(s.tb->run_in(ns, "ip link show dev bmcs0").find("xdp"), std::string::npos);
@@ -273,6 +315,8 @@ TEST_P(E2ELifecycle, ServesThenDetachesEverythingOnSigterm) {
     EXPECT_EQ(net.find("bmc_"), std::string::npos) << net;
     EXPECT_EQ(s.tb->run_in(ns, "tc filter show dev bmcs0 egress"), "");
     EXPECT_EQ(s.tb->run_in(ns, "tc qdisc show dev bmcs0").find("clsact"), std::string::npos);
+    std::string xsks = s.tb->run_in(ns, "ss -H -a --xdp");
+    EXPECT_EQ(xsks, "") << "AF_XDP sockets left: " << xsks;
     // memcached answers on its own again
     auto r = udp->request("get lk\r\n", true);
     EXPECT_EQ(r.text, item("lk", "ok") + "END\r\n");
@@ -281,5 +325,6 @@ TEST_P(E2ELifecycle, ServesThenDetachesEverythingOnSigterm) {
 INSTANTIATE_TEST_SUITE_P(Modes, E2ELifecycle,
                          ::testing::Values(std::vector<std::string>{"--tc-attach", "tcx"},
                                            std::vector<std::string>{"--tc-attach", "netlink"},
-                                           std::vector<std::string>{"--xdp-mode", "generic"}),
+                                           std::vector<std::string>{"--xdp-mode", "generic"},
+                                           std::vector<std::string>{"--backend", "afxdp"}),
                          [](const auto &info) { return info.param[1]; });

@@ -196,6 +196,16 @@ bmc_config KernelBackend::config() const {
     return const_cast<const bmc_config &>(skel_->rodata->bmc_cfg);
 }
 
+int KernelBackend::xsks_map_fd() const { return bpf_map__fd(skel_->maps.bmc_xsks); }
+
+void KernelBackend::set_mode(std::uint32_t mode) {
+    __atomic_store_n(&cache_.global->mode, mode, __ATOMIC_SEQ_CST);
+}
+
+std::uint32_t KernelBackend::mode() const {
+    return __atomic_load_n(&cache_.global->mode, __ATOMIC_SEQ_CST);
+}
+
 int KernelBackend::xdp_prog_fd() const { return bpf_program__fd(skel_->progs.bmc_rx); }
 int KernelBackend::tc_prog_fd() const { return bpf_program__fd(skel_->progs.bmc_tx); }
 

@@ -56,6 +56,15 @@ public:
 
     int xdp_prog_fd() const;
     int tc_prog_fd() const;
+    int xsks_map_fd() const;
+    const std::string &iface() const { return opts_.iface; }
+    std::uint16_t port() const { return opts_.port; }
+
+    // Which datapath answers gets: BMC_MODE_KERNEL (XDP) or BMC_MODE_AFXDP (the XDP
+    // program hands them to the AF_XDP socket of their queue). One store in the shared
+    // global state; the cache is untouched, so it stays warm across a switch.
+    void set_mode(std::uint32_t mode);
+    std::uint32_t mode() const;
 
 private:
     void attach_xdp();

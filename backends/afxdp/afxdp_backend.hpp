@@ -1,0 +1,75 @@
+// AF_XDP backend: one AF_XDP socket, UMEM and poller thread per RX queue of the
+// interface. The kernel backend's XDP program, in BMC_MODE_AFXDP, hands each plain UDP
+// get to the socket of its queue; the poller answers hits from the same cache memory
+// (the mmapped BPF maps) with the same C++ core, and forwards misses to memcached. A relay
+// thread receives memcached's replies, fills the cache from them under the same lease
+// rule, and hands the frames back to the poller that owns the queue's TX ring.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "datapath.hpp"
+#include "kernel_backend.hpp"
+
+namespace bmc {
+
+enum class ZeroCopy { Auto, On, Off };
+
+struct AfxdpOptions {
+    bool busy_poll = false;
+    ZeroCopy zero_copy = ZeroCopy::Auto;
+    std::uint32_t frames_per_queue = 4096;
+    std::chrono::milliseconds relay_timeout{1000};
+};
+
+// What the userspace path did, summed over its threads.
+struct AfxdpCounters {
+    Counters datapath{};          // the core's counters: hits, misses, fills, ...
+    std::uint64_t rx_frames = 0;  // frames the XDP program handed over
+    std::uint64_t forwarded = 0;  // requests sent on to memcached
+    std::uint64_t relayed = 0;    // memcached reply datagrams sent back to clients
+    std::uint64_t late = 0;       // replies for unknown or timed-out requests, dropped
+    std::uint64_t tx_dropped = 0; // replies that found no free frame or TX slot
+};
+
+class AfxdpBackend {
+public:
+    // Creates the sockets and starts the threads; throws bmc::Error.
+    AfxdpBackend(KernelBackend &kernel, const AfxdpOptions &opts);
+    ~AfxdpBackend();
+    AfxdpBackend(const AfxdpBackend &) = delete;
+    AfxdpBackend &operator=(const AfxdpBackend &) = delete;
+
+    AfxdpCounters counters() const;
+    unsigned queues() const { return unsigned(pollers_.size()); }
+    const std::string &bind_mode() const { return bind_mode_; }  // "zero-copy" or "copy"
+    const std::string &notice() const { return notice_; }
+
+    struct Poller;
+
+private:
+    void relay_loop();
+
+    KernelBackend &kernel_;
+    AfxdpOptions opts_;
+    std::vector<std::unique_ptr<Poller>> pollers_;
+    std::atomic<bool> stop_{false};
+    std::thread relay_;
+    int epoll_fd_ = -1;
+    int relay_wake_fd_ = -1;
+    std::string bind_mode_, notice_;
+    std::array<std::atomic<std::uint64_t>, BMC_NUM_STATS> relay_counters_{};
+    std::atomic<std::uint64_t> relayed_{0}, late_{0};
+};
+
+// RX queues of an interface (ethtool channels), at least 1.
+unsigned rx_queue_count(const std::string &iface);
+
+}  // namespace bmc
