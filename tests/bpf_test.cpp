@@ -212,6 +212,23 @@ TEST_F(BpfPackets, GetsOverIpv6OrVlanPassToMemcached) {
     EXPECT_EQ(count(BMC_STAT_PASS_NOT_PLAIN), 2u);
 }
 
+TEST_F(BpfPackets, AfxdpModeHandsGetsToTheQueueSocketAndStillInvalidates) {
+    warm("k", "VALUE k 0 1\r\n1\r\n");
+    be->set_mode(BMC_MODE_AFXDP);
+    // No socket is registered for the queue: the redirect falls back to the stack.
+    expect_passed(get_request("get k\r\n"));
+    expect_passed(get_request("gets k\r\n"));
+    EXPECT_EQ(count(BMC_STAT_REDIRECT), 2u);
+    EXPECT_EQ(count(BMC_STAT_HIT_REQS), 0u);
+    expect_passed(tcp_request("delete k\r\n"));
+    EXPECT_EQ(count(BMC_STAT_INVAL_TEXT), 1u);
+    // Datagrams that are not gets are scanned in the kernel as before.
+    expect_passed(udp_frame(kClient, kServer, mc_udp("delete k\r\n")));
+    EXPECT_EQ(count(BMC_STAT_INVAL_TEXT), 2u);
+    be->set_mode(BMC_MODE_KERNEL);
+    expect_passed(get_request("get k\r\n"));  // invalidated
+}
+
 TEST_F(BpfPackets, RequestsTheCacheCannotAnswerPassUnchanged) {
     warm("k", "VALUE k 0 1\r\n1\r\n");
     expect_passed(udp_frame(kClient, kServer, mc_udp("get k\r\n", 1, 0, 2)));

@@ -128,7 +128,8 @@ class E2E : public E2EBase, public ::testing::WithParamInterface<std::string> {
 
 }  // namespace
 
-INSTANTIATE_TEST_SUITE_P(Backend, E2E, ::testing::ValuesIn(kBackends));
+INSTANTIATE_TEST_SUITE_P(Backend, E2E, ::testing::ValuesIn(kBackends),
+                         [](const auto &info) { return info.param; });
 
 TEST_P(E2E, RepeatedGetsOfAStoredKeyAreAnsweredByTheCache) {
     const std::string value = "a 32-byte value, as in the paper";
@@ -328,3 +329,110 @@ INSTANTIATE_TEST_SUITE_P(Modes, E2ELifecycle,
                                            std::vector<std::string>{"--xdp-mode", "generic"},
                                            std::vector<std::string>{"--backend", "afxdp"}),
                          [](const auto &info) { return info.param[1]; });
+
+// ---- the two backends against each other ------------------------------------------------
+
+TEST(E2EBackends, SameRequestsGiveIdenticalReplies) {
+    BMC_REQUIRE_ROOT();
+    std::vector<std::string> replies[2];
+    std::uint64_t hits[2];
+    for (int b = 0; b < 2; b++) {
+        Server s("ident", {"--backend", kBackends[b]});
+        auto tcp = s.tcp();
+        auto udp = s.udp();
+        for (int k = 0; k < 10; k++) {
+            std::string v(std::size_t(1 + k * 13), char('a' + k));  // small: XDP on veth has room for them
+            ASSERT_EQ(tcp->call("set k" + std::to_string(k) + " " + std::to_string(k * 3) + " 0 " +
+                                std::to_string(v.size()) + "\r\n" + v + "\r\n"),
+                      "STORED\r\n");
+        }
+        std::this_thread::sleep_for(15ms);  // past the fill guard
+        const std::vector<std::string> requests = {"get k0 k1 k2", "get k3", "get nope", "gets k1",
+                                                   "get k4 k5", "get k6 k7 k8 k9", "get k9 nope"};
+        for (int round = 0; round < 3; round++) {
+            for (int k = 0; k < 10; k++) replies[b].push_back(udp->request("get k" + std::to_string(k) + "\r\n", true).text);
+            for (auto &r : requests) replies[b].push_back(udp->request(r + "\r\n", true).text);
+        }
+        hits[b] = s.cache_hits();
+    }
+    ASSERT_EQ(replies[0].size(), replies[1].size());
+    for (std::size_t i = 0; i < replies[0].size(); i++) EXPECT_EQ(replies[0][i], replies[1][i]) << "request " << i;
+    EXPECT_GT(hits[0], 20u);  // both runs were mostly answered by the cache
+    EXPECT_GT(hits[1], 20u);
+}
+
+TEST(E2EBackends, SwitchingUnderLoadServesNoStaleOrWrongValues) {
+    BMC_REQUIRE_ROOT();
+    Server s("switch");
+    auto tcp = s.tcp();
+    const int kKeys = 40;
+    auto value_of = [](int k) { return "value-of-key-" + std::to_string(k * 7919); };
+    for (int k = 0; k < kKeys; k++)
+        ASSERT_EQ(tcp->call("set s" + std::to_string(k) + " 0 0 " + std::to_string(value_of(k).size()) + "\r\n" +
+                            value_of(k) + "\r\n"),
+                  "STORED\r\n");
+    ASSERT_EQ(tcp->call("set w 0 0 8\r\n00000000\r\n"), "STORED\r\n");
+
+    std::atomic<bool> done{false};
+    std::atomic<int> acked{0}, written{0};
+    std::atomic<std::uint64_t> ok{0}, lost{0}, wrong{0}, stale{0};
+    // Writer: versions of key w over TCP; `acked` is the newest memcached confirmed.
+    std::thread writer([&] {
+        auto t = s.tcp();
+        for (int v = 1; v <= 100000 && !done; v++) {
+            char buf[16];
+            std::snprintf(buf, sizeof buf, "%08d", v);
+            written = v;
+            if (t->call(std::string("set w 0 0 8\r\n") + buf + "\r\n") != "STORED\r\n") break;
+            acked = v;
+            std::this_thread::sleep_for(3ms);
+        }
+    });
+    auto reader = [&](int seed) {
+        auto u = s.udp();
+        std::uint32_t x = std::uint32_t(seed);
+        auto deadline = std::chrono::steady_clock::now() + 8s;
+        for (int i = 0; i < 200000 && !done && std::chrono::steady_clock::now() < deadline; i++) {
+            x = x * 1103515245 + 12345;
+            const bool versioned = (x >> 16) % 5 == 0;
+            const int k = int((x >> 8) % kKeys);
+            const int floor = acked;
+            auto r = u->request(versioned ? "get w\r\n" : "get s" + std::to_string(k) + "\r\n", true, 300);
+            if (!r.complete) {
+                lost++;
+                continue;
+            }
+            if (!versioned) {
+                (r.text == item("s" + std::to_string(k), value_of(k)) + "END\r\n" ? ok : wrong)++;
+                continue;
+            }
+            int v = r.text.size() > 19 ? std::atoi(r.text.substr(r.text.find("\r\n") + 2, 8).c_str()) : -1;
+            if (v < 0 || v > written) wrong++;
+            else if (v < floor) stale++;
+            else ok++;
+        }
+    };
+    std::thread r1(reader, 1), r2(reader, 2);
+    const int kSwitches = 10;
+    for (int i = 0; i < kSwitches; i++) {
+        std::this_thread::sleep_for(250ms);
+        kill(s.bmcd, i % 2 == 0 ? SIGUSR1 : SIGUSR2);
+    }
+    done = true;
+    r1.join();
+    r2.join();
+    writer.join();
+    auto j = s.stats();
+    const std::uint64_t xdp = j["counters"]["hit_requests"], afxdp = j["afxdp"]["counters"]["hit_requests"];
+    std::printf("switch under load: %d switches, %llu correct, %llu lost (in flight at a switch), %llu stale, "
+                "%llu wrong; answered by xdp %llu, by afxdp %llu\n",
+                kSwitches, (unsigned long long)ok.load(), (unsigned long long)lost.load(),
+                (unsigned long long)stale.load(), (unsigned long long)wrong.load(), (unsigned long long)xdp,
+                (unsigned long long)afxdp);
+    EXPECT_EQ(wrong, 0u);
+    EXPECT_EQ(stale, 0u);
+    EXPECT_LE(lost, std::uint64_t(kSwitches * 2));  // at most the two readers' in-flight requests
+    EXPECT_GT(ok, 1000u);
+    EXPECT_GT(xdp, 100u);  // both paths served during the run
+    EXPECT_GT(afxdp, 100u);
+}
