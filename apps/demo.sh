@@ -48,8 +48,14 @@ bmcd_pid=$!
 for _ in $(seq 100); do [ -s "$work/bmcd.json" ] && break; sleep 0.05; done
 [ -s "$work/bmcd.json" ] || { echo "bmcd did not start" >&2; exit 1; }
 
-echo "== workload from $cli"
+echo "== workload from $cli, backend kernel (XDP answers)"
 ip netns exec "$cli" python3 "$root/apps/demo_client.py" --stats-file "$work/bmcd.json"
+
+echo "== switching the running bmcd to the AF_XDP backend (SIGUSR1); memcached keeps running"
+kill -USR1 "$bmcd_pid"
+sleep 0.5
+echo "== the same workload again, backend afxdp (an AF_XDP poller answers from the same warm cache)"
+ip netns exec "$cli" python3 "$root/apps/demo_client.py" --stats-file "$work/bmcd.json" --no-preload
 
 kill -TERM "$bmcd_pid"
 wait "$bmcd_pid"

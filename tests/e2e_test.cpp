@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <atomic>
+#include <cctype>
 #include <functional>
 #include <map>
 #include <memory>
@@ -327,8 +328,28 @@ INSTANTIATE_TEST_SUITE_P(Modes, E2ELifecycle,
                          ::testing::Values(std::vector<std::string>{"--tc-attach", "tcx"},
                                            std::vector<std::string>{"--tc-attach", "netlink"},
                                            std::vector<std::string>{"--xdp-mode", "generic"},
-                                           std::vector<std::string>{"--backend", "afxdp"}),
-                         [](const auto &info) { return info.param[1]; });
+                                           std::vector<std::string>{"--backend", "afxdp"},
+                                           std::vector<std::string>{"--backend", "afxdp", "--busy-poll"}),
+                         [](const auto &info) {
+                             std::string name;
+                             for (auto &a : info.param)
+                                 for (char c : a)
+                                     if (std::isalnum(static_cast<unsigned char>(c))) name += c;
+                             return name;
+                         });
+
+TEST(E2ELifecycleErrors, ZeroCopyOnVethIsRefusedWithOneLine) {
+    BMC_REQUIRE_ROOT();
+    Testbed tb("zc");
+    const std::string log = "/tmp/" + tb.server_ns() + ".log";
+    pid_t p = tb.spawn(tb.server_ns(),
+                       {BMC_BMCD_PATH, "--iface", Testbed::kServerIf, "--backend", "afxdp", "--zero-copy", "on"}, log);
+    EXPECT_EQ(tb.stop(p, 0, 10.0), 1);
+    std::string out = read_file(log);
+    std::remove(log.c_str());
+    EXPECT_NE(out.find("bmcd: zero-copy AF_XDP on bmcs0 queue 0: "), std::string::npos) << out;
+    EXPECT_EQ(tb.run_in(tb.server_ns(), "ip link show dev bmcs0").find("xdp"), std::string::npos);
+}
 
 // ---- the two backends against each other ------------------------------------------------
 
