@@ -94,6 +94,7 @@ struct AfxdpBackend::Poller {
     std::array<std::atomic<std::uint64_t>, BMC_NUM_STATS> counters{};
     std::atomic<std::uint64_t> rx_frames{0}, forwarded{0}, tx_dropped{0};
     bool busy_poll = false;
+    bool echo = false;
 
     ~Poller() {
         if (xsk) xsk_socket__delete(xsk);
@@ -186,6 +187,22 @@ struct AfxdpBackend::Poller {
             forwarded.fetch_add(1, std::memory_order_relaxed);
     }
 
+    // The echo floor: swap MACs, IPv4 addresses and UDP ports in place.
+    static void bounce(std::uint8_t *f, std::uint32_t len) {
+        if (len < kHdrLen) return;
+        std::uint8_t t[6];
+        std::memcpy(t, f, 6);
+        std::memcpy(f, f + 6, 6);
+        std::memcpy(f + 6, t, 6);
+        std::memcpy(t, f + 26, 4);
+        std::memcpy(f + 26, f + 30, 4);
+        std::memcpy(f + 30, t, 4);
+        std::memcpy(t, f + 34, 2);
+        std::memcpy(f + 34, f + 36, 2);
+        std::memcpy(f + 36, t, 2);
+        f[40] = f[41] = 0;
+    }
+
     void publish() {
         const Counters &c = dp->counters();
         for (std::uint32_t i = 0; i < BMC_NUM_STATS; i++) counters[i].store(c[i], std::memory_order_relaxed);
@@ -224,7 +241,10 @@ struct AfxdpBackend::Poller {
                 std::uint8_t *frame = static_cast<std::uint8_t *>(xsk_umem__get_data(area, addr));
                 std::uint32_t len = d->len;
                 std::uint32_t room = kFrameSize - std::uint32_t(addr & (kFrameSize - 1));
-                if (dp->ingress(frame, len, room, now).action == Action::Tx) {
+                if (echo) {
+                    bounce(frame, len);
+                    if (!transmit(addr, len)) free_frames.push_back(xsk_umem__extract_addr(addr));
+                } else if (dp->ingress(frame, len, room, now).action == Action::Tx) {
                     if (!transmit(addr, len)) {
                         free_frames.push_back(xsk_umem__extract_addr(addr));
                         tx_dropped.fetch_add(1, std::memory_order_relaxed);
@@ -258,6 +278,7 @@ AfxdpBackend::AfxdpBackend(KernelBackend &kernel, const AfxdpOptions &opts) : ke
             auto p = std::make_unique<Poller>();
             p->queue = q;
             p->busy_poll = opts.busy_poll;
+            p->echo = opts.echo;
             p->dp = std::make_unique<Datapath>(kernel.cache(), kernel.config());
             p->area_len = std::size_t(opts.frames_per_queue) * kFrameSize;
             p->area = mmap(nullptr, p->area_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

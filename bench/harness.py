@@ -1,0 +1,327 @@
+#!/usr/bin/env python3
+"""bmc benchmark harness: builds a two-namespace veth testbed, starts memcached, preloads
+it, runs every configuration and sweep in one go, writes JSON and a report with plots,
+and removes everything it made.
+
+Configurations: memcached alone (-t 1, -t 2), memcached behind the kernel backend and
+behind the AF_XDP backend, and the floors (an XDP_TX echo, a bare AF_XDP echo). Each is
+measured with socket clients (bmc-bench: closed-loop capacity, then open-loop latency at
+50 % of it) and with the in-kernel generator (bmc-xdpgen). Ratios are computed within
+the run; absolute numbers from different runs are not comparable on a shared machine.
+
+Network rule: traffic only between the two namespaces this script creates, addresses
+from 198.18.0.0/15 assigned only inside them, every load bounded in time."""
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+
+SERVER_IP, CLIENT_IP, PORT = "198.18.0.1", "198.18.0.2", 11211
+SIF, CIF = "bmcs0", "bmcc0"
+
+
+def log(msg):
+    print(f"[bench] {msg}", flush=True)
+
+
+class Testbed:
+    def __init__(self, build):
+        self.build = build
+        self.srv = f"bmcb-{os.getpid()}-s"
+        self.cli = f"bmcb-{os.getpid()}-c"
+        self.procs = []
+        self.remove_stale()
+        for ns in (self.srv, self.cli):
+            self.sh(f"ip netns add {ns}")
+        self.sh(f"ip link add {SIF} netns {self.srv} type veth peer name {CIF} netns {self.cli}")
+        self.sh(f"ip -n {self.srv} addr add {SERVER_IP}/30 dev {SIF}")
+        self.sh(f"ip -n {self.cli} addr add {CLIENT_IP}/30 dev {CIF}")
+        for ns, dev in ((self.srv, SIF), (self.cli, CIF)):
+            self.sh(f"ip -n {ns} link set lo up")
+            self.sh(f"ip -n {ns} link set {dev} up")
+        self.server_mac = self.sh(f"ip -n {self.srv} -br link show {SIF}").split()[2]
+        self.xdp_pass = f"{build}/bpf/xdp_pass.bpf.o"
+
+    @staticmethod
+    def remove_stale():
+        for line in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.splitlines():
+            name = line.split()[0]
+            if name.startswith("bmcb-"):
+                pid = int(name.split("-")[1])
+                if not os.path.exists(f"/proc/{pid}"):
+                    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+    @staticmethod
+    def sh(cmd):
+        r = subprocess.run(cmd, shell=True, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"'{cmd}' failed: {r.stderr.strip()}")
+        return r.stdout
+
+    def spawn(self, ns, argv, logfile):
+        p = subprocess.Popen(["ip", "netns", "exec", ns] + argv, stdout=logfile, stderr=subprocess.STDOUT,
+                             preexec_fn=os.setsid)
+        self.procs.append(p)
+        return p
+
+    def stop(self, p, timeout=10):
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        return p.returncode
+
+    def run(self, ns, argv, timeout):
+        return subprocess.run(["ip", "netns", "exec", ns] + argv, capture_output=True, text=True, timeout=timeout)
+
+    def client_xdp(self, attach):
+        self.sh(f"ip -n {self.cli} link set dev {CIF} xdp off")
+        if attach:  # replies sent with XDP_TX on a veth need an XDP program on the peer
+            self.sh(f"ip -n {self.cli} link set dev {CIF} xdp obj {self.xdp_pass} sec xdp")
+
+    def server_xdp_pass(self, attach):
+        self.sh(f"ip -n {self.srv} link set dev {SIF} xdp off")
+        if attach:  # frames an XDP program sends into a veth need an XDP program on the peer
+            self.sh(f"ip -n {self.srv} link set dev {SIF} xdp obj {self.xdp_pass} sec xdp")
+
+    def close(self):
+        for p in self.procs:
+            self.stop(p, 5)
+        for ns in (self.srv, self.cli):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.build = os.path.abspath(args.build)
+        self.out = os.path.abspath(args.out)
+        os.makedirs(self.out, exist_ok=True)
+        self.tb = Testbed(self.build)
+        self.d = 1.0 if args.quick else args.duration
+        self.results = {"quick": args.quick, "configs": {}, "sweeps": {}}
+        self.logs = open(os.path.join(self.out, "processes.log"), "w")
+
+    def tool(self, name):
+        return f"{self.build}/bench/{name}" if name != "bmcd" else f"{self.build}/apps/bmcd"
+
+    # ---- memcached and the server side -------------------------------------------------
+    @contextmanager
+    def memcached(self, threads, keys, value_size):
+        p = self.tb.spawn(self.tb.srv, ["memcached", "-u", "root", "-U", str(PORT), "-p", str(PORT), "-l",
+                                        SERVER_IP, "-t", str(threads), "-m", "2048", "-c", "4096"], self.logs)
+        try:
+            self.preload(keys, value_size)
+            yield p
+        finally:
+            self.tb.stop(p)
+
+    def preload(self, keys, value_size):
+        self.tb.client_xdp(True)
+        deadline = time.time() + 10
+        while True:
+            r = self.tb.run(self.tb.cli, [self.tool("bmc-bench"), "--preload", "-k", str(keys), "--value-size",
+                                          str(value_size), "-d", "0.1", "-n", "1"], timeout=900)
+            if r.returncode == 0:
+                return
+            if time.time() > deadline:
+                raise RuntimeError(f"preload failed: {r.stderr.strip()}")
+            time.sleep(0.2)
+
+    @contextmanager
+    def server(self, kind):
+        """Starts what sits in front of memcached: none, kernel, afxdp, echo-xdp, echo-afxdp."""
+        stats = os.path.join(self.out, "server-stats.json")
+        if os.path.exists(stats):
+            os.remove(stats)
+        if kind == "none":
+            yield None
+            return
+        if kind in ("kernel", "afxdp"):
+            argv = [self.tool("bmcd"), "-i", SIF, "--backend", kind, "--interval", "0", "--stats-file", stats]
+        else:
+            argv = [self.tool("bmc-floor"), "-i", SIF, "--kind", kind.split("-")[1], "--stats-file", stats]
+        p = self.tb.spawn(self.tb.srv, argv, self.logs)
+        for _ in range(300):
+            if os.path.exists(stats) or p.poll() is not None:
+                break
+            time.sleep(0.02)
+        if p.poll() is not None:
+            raise RuntimeError(f"{kind} did not start; see {self.out}/processes.log")
+        time.sleep(0.3)
+        try:
+            yield stats
+        finally:
+            self.tb.stop(p)
+
+    # ---- measurements ------------------------------------------------------------------
+    def socket_run(self, extra, name):
+        self.tb.client_xdp(True)
+        path = os.path.join(self.out, f"{name}.json")
+        argv = [self.tool("bmc-bench"), "-s", SERVER_IP, "--json", path] + extra
+        r = self.tb.run(self.tb.cli, argv, timeout=self.d * 4 + 60)
+        if r.returncode != 0 or not os.path.exists(path):
+            raise RuntimeError(f"bmc-bench {' '.join(extra)}: {r.stderr.strip()}")
+        with open(path) as f:
+            return json.load(f)
+
+    def socket_capacity(self, name, keys, echo):
+        return self.socket_run(["--mode", "closed", "-t", "1", "--outstanding", "32", "-d", str(self.d), "-k",
+                                str(keys), "--value-size", "32"] + (["--echo"] if echo else []), name + "-capacity")
+
+    def socket_latency(self, name, keys, rate, echo):
+        return self.socket_run(["--mode", "open", "-t", "1", "--rate", str(max(rate, 100)), "-d", str(self.d), "-k",
+                                str(keys), "--value-size", "32"] + (["--echo"] if echo else []), name + "-latency")
+
+    def xdpgen(self, name, keys, width=1, server_pass=False):
+        self.tb.client_xdp(False)
+        if server_pass:
+            self.tb.server_xdp_pass(True)
+        path = os.path.join(self.out, f"{name}-xdpgen.json")
+        try:
+            r = self.tb.run(self.tb.cli, [self.tool("bmc-xdpgen"), "-i", CIF, "--dst-mac", self.tb.server_mac, "-k",
+                                          str(keys), "-w", str(width), "-d", str(self.d), "--json", path],
+                            timeout=self.d * 4 + 60)
+        finally:
+            if server_pass:
+                self.tb.server_xdp_pass(False)
+            self.tb.client_xdp(True)
+        if r.returncode != 0:
+            raise RuntimeError(f"bmc-xdpgen: {r.stderr.strip()}")
+        with open(path) as f:
+            return json.load(f)
+
+    def measure_config(self, name, mc_threads, kind, keys):
+        log(f"configuration {name}")
+        echo = kind.startswith("echo")
+        with self.memcached(mc_threads, keys, 32), self.server(kind):
+            cap = self.socket_capacity(name, keys, echo)
+            lat = self.socket_latency(name, keys, 0.5 * cap["throughput_rps"], echo)
+            gen = self.xdpgen(name, keys, server_pass=(kind == "none"))
+        # An echo answers with one datagram that is not a memcached reply; everything
+        # else is counted by complete answers (a multi-get is one answer).
+        res = {"socket_capacity_rps": cap["throughput_rps"], "socket": cap, "latency_at_half": lat,
+               "xdpgen": gen, "capacity_rps": gen["reply_rps"] if echo else gen["answer_rps"]}
+        self.results["configs"][name] = res
+        log(f"  sockets {cap['throughput_rps']:.0f} req/s, in-kernel generator {gen['reply_rps']:.0f} replies/s, "
+            f"p50/p99 at 50% load {lat['latency_ns']['p50'] / 1e3:.1f}/{lat['latency_ns']['p99'] / 1e3:.1f} us")
+
+    def sweep(self, title, points, make):
+        self.results["sweeps"][title] = {}
+        for kind, label in (("kernel", "kernel backend"), ("none", "memcached -t 1")):
+            rows = []
+            for x in points:
+                rows.append([x, make(kind, x)])
+                log(f"  {title} {label} {x}: {rows[-1][1]:.0f} answers/s")
+            self.results["sweeps"][title][label] = rows
+
+    def run_sweeps(self):
+        q = self.args.quick
+        keys = 10000
+
+        def value(kind, v):
+            with self.memcached(1, keys, v), self.server(kind):
+                return self.xdpgen(f"sweep-value-{kind}-{v}", keys, server_pass=(kind == "none"))["answer_rps"]
+
+        def width(kind, w):
+            with self.memcached(1, keys, 32), self.server(kind):
+                return self.xdpgen(f"sweep-width-{kind}-{w}", keys, w, server_pass=(kind == "none"))["answer_rps"]
+
+        def keycount(kind, k):
+            with self.memcached(1, k, 32), self.server(kind):
+                return self.xdpgen(f"sweep-keys-{kind}-{k}", k, server_pass=(kind == "none"))["answer_rps"]
+
+        log("sweep: value size")
+        self.sweep("value_size", [32, 1024] if q else [32, 64, 128, 256, 512, 1024], value)
+        log("sweep: multi-get width")
+        self.sweep("multiget", [1, 10] if q else [1, 2, 5, 10, 20, 30], width)
+        log("sweep: key count (Zipf 0.99)")
+        self.sweep("keys", [10000, 100000] if q else [10000, 100000, 1000000, 10000000], keycount)
+
+    def profile(self):
+        """cpu-clock profile of the kernel backend under the in-kernel generator."""
+        if self.args.quick or not shutil.which("perf"):
+            return None
+        keys = 10000
+        with self.memcached(1, keys, 32), self.server("kernel"):
+            self.tb.client_xdp(False)
+            gen = subprocess.Popen(["ip", "netns", "exec", self.tb.cli, self.tool("bmc-xdpgen"), "-i", CIF,
+                                    "--dst-mac", self.tb.server_mac, "-k", str(keys), "-d", "4"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
+            data = os.path.join(self.out, "perf.data")
+            subprocess.run(["perf", "record", "-e", "cpu-clock", "-a", "-o", data, "--", "sleep", "2"],
+                           capture_output=True)
+            gen.wait()
+            self.tb.client_xdp(True)
+            rep = subprocess.run(["perf", "report", "--stdio", "-i", data, "--sort", "sym", "--percent-limit", "1.5"],
+                                 capture_output=True, text=True)
+        return "\n".join(l for l in rep.stdout.splitlines() if l and not l.startswith("#"))[:4000]
+
+    def run(self):
+        keys = 10000 if self.args.quick else 100000
+        plan = [("memcached-t1", 1, "none"), ("memcached-t2", 2, "none"), ("kernel", 1, "kernel"),
+                ("afxdp", 1, "afxdp"), ("floor-xdp-echo", 1, "echo-xdp"), ("floor-afxdp-echo", 1, "echo-afxdp")]
+        for name, t, kind in plan:
+            self.measure_config(name, t, kind, keys)
+        self.run_sweeps()
+        self.results["profile"] = self.profile()
+        self.results["ratios"] = ratios(self.results["configs"])
+        with open(os.path.join(self.out, "results.json"), "w") as f:
+            json.dump(self.results, f, indent=1)
+        empty = [n for n, c in self.results["configs"].items()
+                 if c["socket"]["answered"] == 0 or c["capacity_rps"] == 0]
+        return empty
+
+
+def ratios(c):
+    mc = max(c["memcached-t1"]["capacity_rps"], c["memcached-t2"]["capacity_rps"], 1)
+    k, a = c["kernel"], c["afxdp"]
+    lat_k, lat_m = k["latency_at_half"]["latency_ns"], c["memcached-t1"]["latency_at_half"]["latency_ns"]
+    r = {
+        "P1 kernel / XDP_TX echo (in-kernel generator)": [k["capacity_rps"] / max(c["floor-xdp-echo"]["capacity_rps"], 1), 0.8],
+        "P2 kernel / memcached alone (in-kernel generator)": [k["capacity_rps"] / mc, 18.0],
+        "P3 kernel / XDP_TX echo (socket clients)": [k["socket_capacity_rps"] / max(c["floor-xdp-echo"]["socket_capacity_rps"], 1), 0.9],
+        "P4 afxdp / AF_XDP echo (in-kernel generator)": [a["capacity_rps"] / max(c["floor-afxdp-echo"]["capacity_rps"], 1), 0.9],
+        "P5 p50 kernel / memcached at 50% load (lower is better)": [lat_k["p50"] / max(lat_m["p50"], 1), 0.2],
+        "P5 p99 kernel / memcached at 50% load (lower is better)": [lat_k["p99"] / max(lat_m["p99"], 1), 0.2],
+    }
+    out = {}
+    for name, (value, goal) in r.items():
+        met = value <= goal if "lower is better" in name else value >= goal
+        out[name] = {"value": value, "goal": goal, "met": met}
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--quick", action="store_true", help="short runs and sweeps (under 2 minutes)")
+    ap.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench: run as root (namespaces, BPF)")
+    args.out = args.out or os.path.join("bench", "results", time.strftime("%Y%m%d-%H%M%S"))
+    start = time.time()
+    b = Bench(args)
+    try:
+        empty = b.run()
+    finally:
+        b.tb.close()
+    subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "report.py"), b.out], check=True)
+    log(f"done in {time.time() - start:.0f} s; report: {b.out}/report.md")
+    if empty:
+        sys.exit(f"bench: configurations without replies: {', '.join(empty)}")
+
+
+if __name__ == "__main__":
+    main()
