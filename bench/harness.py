@@ -181,7 +181,19 @@ class Bench:
         return self.socket_run(["--mode", "open", "-t", "1", "--rate", str(max(rate, 100)), "-d", str(self.d), "-k",
                                 str(keys), "--value-size", "32"] + (["--echo"] if echo else []), name + "-latency")
 
-    def xdpgen(self, name, keys, width=1, server_pass=False):
+    @staticmethod
+    def served(stats):
+        """Requests the server side says it answered itself (cache hits or echoes)."""
+        if not stats or not os.path.exists(stats):
+            return None
+        with open(stats) as f:
+            j = json.load(f)
+        if "echoed" in j:
+            return j["echoed"]
+        return j["counters"]["hit_requests"] + j.get("afxdp", {}).get("counters", {}).get("hit_requests", 0)
+
+    def xdpgen(self, name, keys, width=1, server_pass=False, stats=None):
+        before = self.served(stats)
         self.tb.client_xdp(False)
         if server_pass:
             self.tb.server_xdp_pass(True)
@@ -197,15 +209,20 @@ class Bench:
         if r.returncode != 0:
             raise RuntimeError(f"bmc-xdpgen: {r.stderr.strip()}")
         with open(path) as f:
-            return json.load(f)
+            res = json.load(f)
+        if before is not None:
+            time.sleep(0.5)  # the server rewrites its counters every 200 ms
+            res["server_served"] = self.served(stats) - before
+            res["server_served_rps"] = res["server_served"] / res["elapsed_s"]
+        return res
 
     def measure_config(self, name, mc_threads, kind, keys):
         log(f"configuration {name}")
         echo = kind.startswith("echo")
-        with self.memcached(mc_threads, keys, 32), self.server(kind):
+        with self.memcached(mc_threads, keys, 32), self.server(kind) as stats:
             cap = self.socket_capacity(name, keys, echo)
             lat = self.socket_latency(name, keys, 0.5 * cap["throughput_rps"], echo)
-            gen = self.xdpgen(name, keys, server_pass=(kind == "none"))
+            gen = self.xdpgen(name, keys, server_pass=(kind == "none"), stats=stats)
         # An echo answers with one datagram that is not a memcached reply; everything
         # else is counted by complete answers (a multi-get is one answer).
         res = {"socket_capacity_rps": cap["throughput_rps"], "socket": cap, "latency_at_half": lat,

@@ -85,11 +85,13 @@ plot """ + ", ".join(plots) + "\n")
              "this one run on this machine; ratios are the comparable result, absolute numbers are not "
              "comparable across runs on a shared machine.", "",
              "## Capacity and latency", "",
-             "| configuration | in-kernel generator (answers/s) | socket client (answers/s) | p50 at 50% (us) | p99 at 50% (us) | lost at 50% |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+             "| configuration | in-kernel generator (answers/s) | served at the server (/s) | socket client (answers/s) | p50 at 50% (us) | p99 at 50% (us) | lost at 50% |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for n in NAMES:
         lat = c[n]["latency_at_half"]
-        lines.append(f"| {NAMES[n]} | {c[n]['capacity_rps']:.0f} | {c[n]['socket_capacity_rps']:.0f} | "
+        srv = c[n]["xdpgen"].get("server_served_rps")
+        lines.append(f"| {NAMES[n]} | {c[n]['capacity_rps']:.0f} | {'-' if srv is None else f'{srv:.0f}'} | "
+                     f"{c[n]['socket_capacity_rps']:.0f} | "
                      f"{lat['latency_ns']['p50'] / 1e3:.1f} | {lat['latency_ns']['p99'] / 1e3:.1f} | "
                      f"{lat['timeouts']} |")
     lines += ["", "## Goals", "", "| goal | measured | target | met |", "| --- | ---: | ---: | --- |"]
