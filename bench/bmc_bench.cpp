@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "datapath.hpp"
 #include "histogram.hpp"
 #include "tracker.hpp"
 #include "workload.hpp"
@@ -29,12 +30,6 @@
 using namespace bmc::bench;
 
 namespace {
-
-std::uint64_t now_ns() {
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return std::uint64_t(ts.tv_sec) * 1000000000ULL + std::uint64_t(ts.tv_nsec);
-}
 
 struct Options {
     std::string server = "198.18.0.1";
@@ -164,10 +159,10 @@ void run_thread(const Options &o, unsigned index, Shared &shared, ThreadResult &
     };
 
     if (!open)
-        for (unsigned i = 0; i < o.outstanding && r.sent < max_per_thread; i++) send_one(now_ns());
+        for (unsigned i = 0; i < o.outstanding && r.sent < max_per_thread; i++) send_one(bmc::monotonic_ns());
     std::vector<std::string> partial(65536);
     while (!shared.stop.load(std::memory_order_relaxed)) {
-        std::uint64_t now = now_ns();
+        std::uint64_t now = bmc::monotonic_ns();
         if (now >= t_end || (r.sent >= max_per_thread && tracker.outstanding() == 0)) break;
         if (open && r.sent < max_per_thread) {
             while (next_send <= now && r.sent < max_per_thread) {
@@ -186,7 +181,7 @@ void run_thread(const Options &o, unsigned index, Shared &shared, ThreadResult &
                 acc.append(reinterpret_cast<char *>(buf) + 8, std::size_t(n) - 8);
                 const bool ends = o.echo || (acc.size() >= 5 && acc.compare(acc.size() - 5, 5, "END\r\n") == 0);
                 std::uint64_t lat = 0;
-                const std::uint64_t t = now_ns();
+                const std::uint64_t t = bmc::monotonic_ns();
                 auto outcome = tracker.on_reply(id, ends, t, &lat);
                 if (outcome == Tracker::Reply::Complete) {
                     r.completed++;
@@ -203,7 +198,7 @@ void run_thread(const Options &o, unsigned index, Shared &shared, ThreadResult &
             shared.timeouts.fetch_add(expired, std::memory_order_relaxed);
             last_expire = now;
             if (!open)
-                for (std::uint64_t i = 0; i < expired && r.sent < max_per_thread; i++) send_one(now_ns());
+                for (std::uint64_t i = 0; i < expired && r.sent < max_per_thread; i++) send_one(bmc::monotonic_ns());
         }
     }
     // Whatever is still outstanding when the run ends has not been answered in time.
@@ -265,12 +260,12 @@ int main(int argc, char **argv) {
     Shared shared;
     std::vector<ThreadResult> results(o.threads);
     std::vector<std::thread> threads;
-    const std::uint64_t t0 = now_ns(), t_end = t0 + std::uint64_t(o.duration_s * 1e9);
+    const std::uint64_t t0 = bmc::monotonic_ns(), t_end = t0 + std::uint64_t(o.duration_s * 1e9);
     for (unsigned i = 0; i < o.threads; i++)
         threads.emplace_back(run_thread, std::cref(o), i, std::ref(shared), std::ref(results[i]), t0, t_end);
     if (o.progress) {
         std::uint64_t last = 0;
-        for (int s = 1; now_ns() < t_end; s++) {
+        for (int s = 1; bmc::monotonic_ns() < t_end; s++) {
             std::this_thread::sleep_for(std::chrono::seconds(1));
             std::uint64_t done = shared.completed.load();
             std::fprintf(stderr, "bmc-bench: %ds sent=%llu answered=%llu (%llu/s) timeouts=%llu\n", s,
@@ -281,7 +276,7 @@ int main(int argc, char **argv) {
         }
     }
     for (auto &t : threads) t.join();
-    const double elapsed = double(now_ns() - t0) / 1e9;
+    const double elapsed = double(bmc::monotonic_ns() - t0) / 1e9;
 
     ThreadResult total;
     for (auto &r : results) {

@@ -42,12 +42,6 @@ struct Template {  // mirrors struct gen_template in bench.bpf.c
     std::uint32_t key_off[kMaxWidth];
 };
 
-std::uint64_t now_ns() {
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return std::uint64_t(ts.tv_sec) * 1000000000ULL + std::uint64_t(ts.tv_nsec);
-}
-
 bool parse_mac(const std::string &s, std::uint8_t *out) {
     unsigned v[6];
     if (std::sscanf(s.c_str(), "%x:%x:%x:%x:%x:%x", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]) != 6) return false;
@@ -170,7 +164,7 @@ int main(int argc, char **argv) {
 
     std::atomic<bool> stop{false};
     std::atomic<int> failures{0};
-    const std::uint64_t t0 = now_ns();
+    const std::uint64_t t0 = bmc::monotonic_ns();
     std::vector<std::thread> gens;
     for (unsigned i = 0; i < threads; i++)
         gens.emplace_back([&, i] {
@@ -194,7 +188,7 @@ int main(int argc, char **argv) {
     std::this_thread::sleep_for(std::chrono::duration<double>(duration));
     stop = true;
     for (auto &g : gens) g.join();
-    const double elapsed = double(now_ns() - t0) / 1e9;
+    const double elapsed = double(bmc::monotonic_ns() - t0) / 1e9;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));  // replies in flight
     const std::uint64_t sent = sum_count(skel, 0), replies = sum_count(skel, 1), answers = sum_count(skel, 2);
     close(sink);

@@ -1,5 +1,7 @@
 #include "datapath.hpp"
 
+#include <time.h>
+
 #include <algorithm>
 
 static inline bmc_small_bucket *bmc_env_small(bmc_env *env, __u32 idx) {
@@ -39,6 +41,12 @@ bmc_config default_config() {
     c.max_age_ns = 10ULL * 1000000000ULL;
     c.fill_guard_ns = 10ULL * 1000000ULL;
     return c;
+}
+
+std::uint64_t monotonic_ns() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return std::uint64_t(ts.tv_sec) * 1000000000ULL + std::uint64_t(ts.tv_nsec);
 }
 
 std::uint16_t ipv4_header_checksum(const std::uint8_t *hdr, std::size_t len) {

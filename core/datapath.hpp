@@ -27,6 +27,10 @@ struct CacheMemory {
 // Defaults shared by the daemon and the tests.
 bmc_config default_config();
 
+// The clock of every timestamp in the cache: CLOCK_MONOTONIC, which is what
+// bpf_ktime_get_ns() reads in the BPF programs.
+std::uint64_t monotonic_ns();
+
 enum class Action { Pass, Tx };
 
 struct RxResult {

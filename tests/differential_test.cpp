@@ -14,12 +14,6 @@ using namespace bmc::test;
 
 namespace {
 
-std::uint64_t monotonic_ns() {
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return std::uint64_t(ts.tv_sec) * 1000000000ULL + std::uint64_t(ts.tv_nsec);
-}
-
 // Timestamps are written by each side from its own clock; everything else must agree.
 void mask_times(OwnedCache &c) {
     for (auto &b : c.small) {

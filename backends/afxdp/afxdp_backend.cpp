@@ -33,12 +33,6 @@ constexpr std::uint32_t kSlots = 65536;                   // one per 16-bit requ
 // Not in Debian 12's headers.
 constexpr int kSoPreferBusyPoll = 69, kSoBusyPollBudget = 70;
 
-std::uint64_t now_ns() {
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return std::uint64_t(ts.tv_sec) * 1000000000ULL + std::uint64_t(ts.tv_nsec);
-}
-
 std::string err_text(int e) { return std::strerror(e < 0 ? -e : e); }
 
 void put16(std::uint8_t *p, std::uint16_t v) {
@@ -172,7 +166,7 @@ struct AfxdpBackend::Poller {
         std::memcpy(h + 36, frame + 34, 2);
         std::memcpy(h + 38, frame + 38, 4);
         s.client_id = std::uint16_t(frame[kHdrLen] << 8 | frame[kHdrLen + 1]);
-        s.sent_ns.store(now_ns(), std::memory_order_release);
+        s.sent_ns.store(bmc::monotonic_ns(), std::memory_order_release);
 
         std::uint8_t buf[BMC_MAX_PAYLOAD];
         std::uint32_t plen = std::min<std::uint32_t>(len - kHdrLen, sizeof buf);
@@ -234,7 +228,7 @@ struct AfxdpBackend::Poller {
                 }
                 continue;
             }
-            const std::uint64_t now = now_ns();
+            const std::uint64_t now = bmc::monotonic_ns();
             for (std::uint32_t i = 0; i < n; i++) {
                 const xdp_desc *d = xsk_ring_cons__rx_desc(&rx, idx + i);
                 std::uint64_t addr = d->addr;
@@ -382,7 +376,7 @@ void AfxdpBackend::relay_loop() {
                 }
                 const std::uint16_t id = std::uint16_t(buf[0] << 8 | buf[1]);
                 Slot &s = p.slots[id];
-                const std::uint64_t sent = s.sent_ns.load(std::memory_order_acquire), now = now_ns();
+                const std::uint64_t sent = s.sent_ns.load(std::memory_order_acquire), now = bmc::monotonic_ns();
                 if (sent == 0 || now - sent > timeout) {
                     late_.fetch_add(1, std::memory_order_relaxed);
                     continue;
