@@ -121,6 +121,13 @@ int main(int argc, char **argv) {
         ->check(CLI::NonNegativeNumber);
     app.add_option("--small-buckets", small_buckets, "4-way buckets of 128-byte entries (power of two)");
     app.add_option("--large-buckets", large_buckets, "2-way buckets of 1536-byte entries (power of two)");
+    std::vector<std::string> allow;
+    app.add_option("--allow", allow,
+                   "answer clients in this prefix from the cache (repeatable; IPv4 or IPv6 CIDR). "
+                   "Default: the networks of --iface's addresses. Writes from anyone invalidate.");
+    app.add_option("--max-amplification", opts.max_amp,
+                   "never answer from the cache with more than this many reply bytes per request byte")
+        ->check(CLI::Range(1, 1000));
     app.add_option("--xdp-mode", xdp_mode, "auto (native, else generic), native or generic")
         ->check(CLI::IsMember({"auto", "native", "generic"}));
     app.add_option("--tc-attach", tc_attach, "auto (TCX link, else tc filter), tcx or netlink")
@@ -150,6 +157,15 @@ int main(int argc, char **argv) {
                      : tc_attach == "netlink" ? bmc::TcAttach::Netlink
                                               : bmc::TcAttach::Auto;
     libbpf_set_print(libbpf_log);
+    try {
+        std::vector<bmc::Prefix> prefixes;
+        for (const auto &a : allow) prefixes.push_back(bmc::Prefix::parse(a));
+        if (prefixes.empty()) prefixes = bmc::interface_networks(opts.iface);
+        opts.allow = bmc::Allowlist(prefixes);
+    } catch (const std::invalid_argument &e) {
+        std::fprintf(stderr, "bmcd: --allow %s\n", e.what());
+        return 2;
+    }
 
     // Signals are taken synchronously so that detaching never races a handler.
     sigset_t sigs;
@@ -163,8 +179,11 @@ int main(int argc, char **argv) {
         bmc::KernelBackend be(opts);
         std::unique_ptr<bmc::AfxdpBackend> afxdp;
         if (!be.notice().empty()) std::fprintf(stderr, "bmcd: %s\n", be.notice().c_str());
-        std::printf("bmcd: serving %s port %u (XDP %s, TC egress %s)\n", opts.iface.c_str(), opts.port,
-                    be.xdp_mode().c_str(), be.tc_mode().c_str());
+        std::string allowed;
+        for (const auto &p : opts.allow.prefixes()) allowed += (allowed.empty() ? "" : " ") + p.str();
+        std::printf("bmcd: serving %s port %u (XDP %s, TC egress %s); answering clients in %s\n",
+                    opts.iface.c_str(), opts.port, be.xdp_mode().c_str(), be.tc_mode().c_str(),
+                    allowed.empty() ? "no network (the interface has no address; see --allow)" : allowed.c_str());
 
         // The AF_XDP sockets are made on first use and kept until exit.
         auto select = [&](const std::string &which) {

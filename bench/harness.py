@@ -146,7 +146,10 @@ class Bench:
             yield None
             return
         if kind in ("kernel", "afxdp"):
-            argv = [self.tool("bmcd"), "-i", SIF, "--backend", kind, "--interval", "0", "--stats-file", stats]
+            # Values up to 1 KB answer 30-byte requests: lift the amplification limit (default 10)
+            # so that the value-size sweep measures the cache rather than the limit.
+            argv = [self.tool("bmcd"), "-i", SIF, "--backend", kind, "--interval", "0", "--stats-file", stats,
+                    "--max-amplification", "100"]
         else:
             argv = [self.tool("bmc-floor"), "-i", SIF, "--kind", kind.split("-")[1], "--stats-file", stats]
         p = self.tb.spawn(self.tb.srv, argv, self.logs)

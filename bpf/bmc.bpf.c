@@ -48,6 +48,15 @@ struct {
     __type(value, struct bmc_global);
 } bmc_global_state SEC(".maps");
 
+/* Clients the cache may answer; everyone else is left to memcached. */
+struct {
+    __uint(type, BPF_MAP_TYPE_LPM_TRIE);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __uint(max_entries, BMC_MAX_ALLOW);
+    __type(key, struct bmc_allow_key);
+    __type(value, __u8);
+} bmc_allow SEC(".maps");
+
 /* AF_XDP mode: the socket of each RX queue. */
 struct {
     __uint(type, BPF_MAP_TYPE_XSKMAP);
@@ -69,6 +78,7 @@ const volatile struct bmc_config bmc_cfg = {
     .port = BMC_DEFAULT_PORT,
     .small_mask = BMC_DEFAULT_SMALL_BUCKETS - 1,
     .large_mask = BMC_DEFAULT_LARGE_BUCKETS - 1,
+    .max_amp = BMC_DEFAULT_MAX_AMP,
     .max_age_ns = 10ULL * 1000000000ULL,
     .fill_guard_ns = 10ULL * 1000000ULL,
 };
@@ -264,7 +274,7 @@ static __always_inline int rx_reply(struct xdp_md *ctx, struct bmc_scratch *sc, 
 }
 
 static __always_inline int rx_udp(struct xdp_md *ctx, struct bmc_percpu *p, __u32 payload_off,
-                                  __u32 payload_len, int plain_ip)
+                                  __u32 payload_len, int plain_ip, int allowed)
 {
     struct bmc_env env = {};
     __u32 verdict, reply_len;
@@ -278,16 +288,12 @@ static __always_inline int rx_udp(struct xdp_md *ctx, struct bmc_percpu *p, __u3
     if (bpf_xdp_load_bytes(ctx, payload_off, p->sc.in, payload_len))
         return XDP_PASS;
     single = bmc_frame_single(p->sc.in);
-    rx_scan(p, BMC_FRAME_HDR_LEN, payload_len, single && plain_ip);
+    rx_scan(p, BMC_FRAME_HDR_LEN, payload_len, single && plain_ip && allowed);
 
-    verdict = bmc_rx_verdict(&p->rx);
+    verdict = bmc_rx_udp_verdict(&p->rx, single, plain_ip, allowed, bmc_env_config(&env)->max_amp);
     if (verdict == BMC_STAT_PASS_NOT_GET)
         return XDP_PASS;
     bmc_env_stat(&env, BMC_STAT_GET_REQS);
-    if (!single)
-        verdict = BMC_STAT_PASS_MULTI_DGRAM;
-    else if (!plain_ip)
-        verdict = BMC_STAT_PASS_NOT_PLAIN;
     if (verdict != BMC_STAT_HIT_REQS) {
         bmc_env_stat(&env, verdict);
         return XDP_PASS;
@@ -333,6 +339,14 @@ static __always_inline __u32 header_len(__u32 pkt_len)
     return opaque(pkt_len > BMC_HDR_MAX ? BMC_HDR_MAX : pkt_len);
 }
 
+static __always_inline int client_allowed(const struct bmc_frame *f)
+{
+    struct bmc_allow_key key = {.prefixlen = 128};
+
+    __builtin_memcpy(key.addr, f->src, sizeof(key.addr));
+    return bpf_map_lookup_elem(&bmc_allow, &key) != NULL;
+}
+
 /* In AF_XDP mode a plain single-datagram get goes to the AF_XDP socket of its queue,
  * which answers it from the same cache; with no socket there it passes to the stack. */
 static __always_inline int afxdp_get(struct xdp_md *ctx, struct bmc_frame *f)
@@ -340,7 +354,8 @@ static __always_inline int afxdp_get(struct xdp_md *ctx, struct bmc_frame *f)
     struct bmc_global *g = bmc_env_global(NULL);
     __u8 head[BMC_FRAME_HDR_LEN + 5];
 
-    if (!g || BMC_READ_ONCE(g->mode) != BMC_MODE_AFXDP || !f->plain || f->malformed)
+    if (!g || BMC_READ_ONCE(g->mode) != BMC_MODE_AFXDP || !f->plain || f->malformed ||
+        !client_allowed(f))
         return 0;
     if (bpf_xdp_load_bytes(ctx, f->payload_off, head, sizeof(head)) || !bmc_frame_single(head))
         return 0;
@@ -370,7 +385,7 @@ int bmc_rx(struct xdp_md *ctx)
             bmc_env_stat(&env, BMC_STAT_PASS_MALFORMED);
             return XDP_PASS;
         }
-        return rx_udp(ctx, p, f->payload_off, f->payload_len, f->plain);
+        return rx_udp(ctx, p, f->payload_off, f->payload_len, f->plain, client_allowed(f));
     }
     if (f->proto == BMC_IPPROTO_TCP)
         rx_tcp(ctx, p, f->payload_off, f->payload_len);

@@ -148,8 +148,9 @@ BMC_INLINE void bmc_rx_finish(struct bmc_env *env, struct bmc_rx *rx)
 }
 
 /* What to do with a scanned UDP get datagram: BMC_STAT_HIT_REQS to answer it, else the
- * pass counter that says why it goes to memcached. */
-BMC_INLINE __u32 bmc_rx_verdict(const struct bmc_rx *rx)
+ * pass counter that says why it goes to memcached. A reply larger than max_amp times the
+ * request's payload is left to memcached: the cache must not be a better reflector. */
+BMC_INLINE __u32 bmc_rx_verdict(const struct bmc_rx *rx, __u32 max_amp)
 {
     __u8 first = rx->st.first_cmd;
 
@@ -168,7 +169,27 @@ BMC_INLINE __u32 bmc_rx_verdict(const struct bmc_rx *rx)
         return rx->hits ? BMC_STAT_PASS_PARTIAL : BMC_STAT_PASS_MISS;
     if (rx->too_big)
         return BMC_STAT_PASS_TOO_BIG;
+    if ((__u64)rx->out_len + BMC_END_LEN > (__u64)max_amp * rx->end)
+        return BMC_STAT_PASS_AMPLIFICATION;
     return BMC_STAT_HIT_REQS;
+}
+
+/* The verdict for a UDP datagram to memcached's port, scanned with get_allowed = single
+ * && plain && allowed: NOT_GET for what is no get request at all (not counted as one). */
+BMC_INLINE __u32 bmc_rx_udp_verdict(const struct bmc_rx *rx, int single, int plain, int allowed,
+                                    __u32 max_amp)
+{
+    __u32 v = bmc_rx_verdict(rx, max_amp);
+
+    if (v == BMC_STAT_PASS_NOT_GET)
+        return v;
+    if (!single)
+        return BMC_STAT_PASS_MULTI_DGRAM;
+    if (!plain)
+        return BMC_STAT_PASS_NOT_PLAIN;
+    if (!allowed)
+        return BMC_STAT_PASS_NOT_ALLOWED;
+    return v;
 }
 
 /* Finish the reply in scratch->out: frame header echoing the request id, sequence 0 of

@@ -431,6 +431,10 @@ BMC_SUBPROG int bmc_parse_frame(const struct bmc_scratch *sc, __u32 pkt_len, __u
         frag = bmc_h16(sc, off + 6);
         if (frag & 0x1fff)
             return 0; /* not the first fragment: no ports */
+        f->src[10] = 0xff;
+        f->src[11] = 0xff;
+        for (i = 0; i < 4; i++)
+            f->src[12 + i] = (__u8)bmc_h8(sc, off + 12 + i);
         fragmented = (frag & 0x2000) != 0;
         nh = bmc_h8(sc, off + 9);
         l4 = off + ihl;
@@ -442,6 +446,8 @@ BMC_SUBPROG int bmc_parse_frame(const struct bmc_scratch *sc, __u32 pkt_len, __u
         l3_end = off + 40 + bmc_h16(sc, off + 4);
         if (l3_end > pkt_len)
             return 0;
+        for (i = 0; i < 16; i++)
+            f->src[i] = (__u8)bmc_h8(sc, off + 8 + i);
         nh = bmc_h8(sc, off + 6);
         l4 = off + 40;
         for (i = 0; i < 4; i++) {

@@ -37,6 +37,8 @@
     X(BMC_MODE_KERNEL, 0)           /* XDP answers gets */                                      \
     X(BMC_MODE_AFXDP, 1)            /* XDP hands gets to the AF_XDP socket of their queue */    \
     X(BMC_MAX_QUEUES, 64)                                                                       \
+    X(BMC_DEFAULT_MAX_AMP, 10)      /* reply bytes per request byte answered from the cache */  \
+    X(BMC_MAX_ALLOW, 256)           /* allowlist prefixes */                                    \
     X(BMC_DEFAULT_SMALL_BUCKETS, 16384)                                                         \
     X(BMC_DEFAULT_LARGE_BUCKETS, 1024)
 
@@ -100,7 +102,7 @@ BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
     F(__u16, pad0)                                                                              \
     F(__u32, small_mask)      /* small buckets - 1 (a power of two) */                          \
     F(__u32, large_mask)                                                                        \
-    F(__u32, pad1)                                                                              \
+    F(__u32, max_amp)         /* a reply is at most this many times its request's payload */   \
     F(__u64, max_age_ns)      /* entries older than this are not served */                      \
     F(__u64, fill_guard_ns)   /* a miss this soon after a write cannot lease a fill */
 
@@ -133,7 +135,14 @@ BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
     F(__u8, from_server)      /* source port is memcached's */                                  \
     F(__u8, malformed)        /* lengths that contradict each other */                          \
     F(__u8, complete)         /* the whole UDP datagram is in this frame */                     \
-    A(__u8, pad, 2)
+    A(__u8, pad, 2)                                                                             \
+    A(__u8, src, 16)          /* source address; IPv4 as ::ffff:a.b.c.d */
+
+// Allowlist (LPM trie) key: prefix length in bits over a 16-byte address, IPv4 mapped
+// into ::ffff:0:0/96.
+#define BMC_ALLOW_KEY_FIELDS(F, A)                                                              \
+    F(__u32, prefixlen)                                                                         \
+    A(__u8, addr, 16)
 
 // A key's bytes, as seen by the key comparison (256 >= BMC_MAX_KEY_LEN).
 #define BMC_KEYBYTES_FIELDS(F, A) A(__u8, b, 256)
@@ -151,7 +160,8 @@ BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
     X(bmc_cmd, BMC_CMD_FIELDS, 8)                                                               \
     X(bmc_scratch, BMC_SCRATCH_FIELDS, 8)                                                       \
     X(bmc_frame, BMC_FRAME_FIELDS, 4)                                                           \
-    X(bmc_keybytes, BMC_KEYBYTES_FIELDS, 1)
+    X(bmc_keybytes, BMC_KEYBYTES_FIELDS, 1)                                                     \
+    X(bmc_allow_key, BMC_ALLOW_KEY_FIELDS, 4)
 
 #define BMC_FIELD_SCALAR(type, name) type name;
 #define BMC_FIELD_ARRAY(type, name, count) type name[count];
@@ -211,6 +221,8 @@ static_assert(BMC_SCRATCH_OUT >= BMC_SCRATCH_MASK + 7 + 256);
     X(BMC_STAT_PASS_MULTI_DGRAM, "pass_multi_datagram")                                         \
     X(BMC_STAT_PASS_NOT_GET, "pass_not_get")                                                    \
     X(BMC_STAT_PASS_NOT_PLAIN, "pass_vlan_ipv6_or_ip_options")                                  \
+    X(BMC_STAT_PASS_NOT_ALLOWED, "pass_client_not_allowed")                                     \
+    X(BMC_STAT_PASS_AMPLIFICATION, "pass_over_max_amplification")                              \
     X(BMC_STAT_PASS_NO_ROOM, "pass_no_room")                                                    \
     X(BMC_STAT_RACE, "seqlock_retries")                                                         \
     X(BMC_STAT_REDIRECT, "redirect_afxdp")                                                      \

@@ -38,6 +38,7 @@ bmc_config default_config() {
     c.port = BMC_DEFAULT_PORT;
     c.small_mask = BMC_DEFAULT_SMALL_BUCKETS - 1;
     c.large_mask = BMC_DEFAULT_LARGE_BUCKETS - 1;
+    c.max_amp = BMC_DEFAULT_MAX_AMP;
     c.max_age_ns = 10ULL * 1000000000ULL;
     c.fill_guard_ns = 10ULL * 1000000ULL;
     return c;
@@ -57,7 +58,8 @@ std::uint16_t ipv4_header_checksum(const std::uint8_t *hdr, std::size_t len) {
     return std::uint16_t(~sum);  // in memory (network) order, like the BPF side
 }
 
-Datapath::Datapath(CacheMemory mem, const bmc_config &cfg) : env_{mem, cfg, &counters_} {}
+Datapath::Datapath(CacheMemory mem, const bmc_config &cfg, Allowlist allow)
+    : env_{mem, cfg, &counters_}, allow_(std::move(allow)) {}
 
 void Datapath::rx_scan(std::uint32_t start, std::uint32_t len, bool get_allowed,
                        std::uint64_t now_ns) {
@@ -78,7 +80,7 @@ void Datapath::rx_scan(std::uint32_t start, std::uint32_t len, bool get_allowed,
 }
 
 RxResult Datapath::rx_udp(std::uint8_t *frame, std::uint32_t &len, std::uint32_t capacity,
-                          std::uint32_t payload_off, std::uint32_t payload_len, bool plain_ip,
+                          std::uint32_t payload_off, std::uint32_t payload_len, bool plain_ip, bool allowed,
                           std::uint64_t now_ns) {
     if (payload_len > BMC_MAX_PAYLOAD || payload_len < BMC_FRAME_HDR_LEN) {
         count(BMC_STAT_PASS_MALFORMED);
@@ -86,15 +88,11 @@ RxResult Datapath::rx_udp(std::uint8_t *frame, std::uint32_t &len, std::uint32_t
     }
     std::memcpy(sc_.in, frame + payload_off, payload_len);
     bool single = bmc_frame_single(sc_.in);
-    rx_scan(BMC_FRAME_HDR_LEN, payload_len, single && plain_ip, now_ns);
+    rx_scan(BMC_FRAME_HDR_LEN, payload_len, single && plain_ip && allowed, now_ns);
 
-    std::uint32_t verdict = bmc_rx_verdict(&rx_);
+    std::uint32_t verdict = bmc_rx_udp_verdict(&rx_, single, plain_ip, allowed, env_.cfg.max_amp);
     if (verdict == BMC_STAT_PASS_NOT_GET) return {};
     count(BMC_STAT_GET_REQS);
-    if (!single)
-        verdict = BMC_STAT_PASS_MULTI_DGRAM;
-    else if (!plain_ip)
-        verdict = BMC_STAT_PASS_NOT_PLAIN;
     if (verdict != BMC_STAT_HIT_REQS) {
         count(verdict);
         return {};
@@ -170,7 +168,7 @@ RxResult Datapath::ingress(std::uint8_t *frame, std::uint32_t &len, std::uint32_
             count(BMC_STAT_PASS_MALFORMED);
             return {};
         }
-        return rx_udp(frame, len, capacity, f.payload_off, f.payload_len, f.plain, now_ns);
+        return rx_udp(frame, len, capacity, f.payload_off, f.payload_len, f.plain, allow_.contains(f.src), now_ns);
     }
     if (f.proto == BMC_IPPROTO_TCP) rx_tcp(frame, f.payload_off, f.payload_len, now_ns);
     return {};

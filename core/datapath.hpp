@@ -9,6 +9,7 @@
 #include <span>
 #include <vector>
 
+#include "allowlist.hpp"
 #include "bmc_grammar.h"
 
 namespace bmc {
@@ -50,7 +51,8 @@ namespace bmc {
 
 class Datapath {
 public:
-    Datapath(CacheMemory mem, const bmc_config &cfg);
+    // Only clients in `allow` are answered from the cache; writes from anyone invalidate.
+    Datapath(CacheMemory mem, const bmc_config &cfg, Allowlist allow = Allowlist::everyone());
 
     // One Ethernet frame arriving at the server (XDP's view). On Action::Tx the frame
     // has been rewritten in place into the reply, and resized.
@@ -68,7 +70,7 @@ public:
 
 private:
     RxResult rx_udp(std::uint8_t *frame, std::uint32_t &len, std::uint32_t capacity,
-                    std::uint32_t payload_off, std::uint32_t payload_len, bool plain_ip,
+                    std::uint32_t payload_off, std::uint32_t payload_len, bool plain_ip, bool allowed,
                     std::uint64_t now_ns);
     void rx_tcp(const std::uint8_t *frame, std::uint32_t payload_off, std::uint32_t payload_len,
                 std::uint64_t now_ns);
@@ -82,6 +84,7 @@ private:
     bmc_rx rx_{};
     bmc_tx tx_{};
     bmc_frame frame_{};
+    Allowlist allow_;
 };
 
 // Internet checksum of an IPv4 header (header checksum field included as stored).

@@ -36,7 +36,8 @@ TEST(BmcdCli, HelpDescribesEveryOption) {
 
 TEST(BmcdCli, BadArgumentsGiveOneLineAndExit2) {
     for (auto args : {"", "--iface", "--iface lo --port 70000", "--iface lo --bogus",
-                      "--iface lo --backend dpdk", "--iface lo --max-age -1"}) {
+                      "--iface lo --backend dpdk", "--iface lo --max-age -1", "--iface lo --allow 10.0.0.0/40",
+                      "--iface lo --allow nonsense", "--iface lo --max-amplification 0"}) {
         auto o = run(args);
         EXPECT_EQ(o.status, 2) << args;
         EXPECT_EQ(lines(o.err), 1) << args << ": " << o.err;

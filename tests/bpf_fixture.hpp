@@ -37,8 +37,11 @@ protected:
     static constexpr std::uint32_t kSmall = 64, kLarge = 16;
     std::unique_ptr<KernelBackend> be;
 
-    void load(std::uint64_t fill_guard_ns = default_config().fill_guard_ns) {
+    void load(std::uint64_t fill_guard_ns = default_config().fill_guard_ns, std::uint32_t max_amp = 1000,
+              Allowlist allow = Allowlist::everyone()) {
         KernelOptions o;
+        o.max_amp = max_amp;
+        o.allow = std::move(allow);
         o.attach = false;
         o.small_buckets = kSmall;
         o.large_buckets = kLarge;

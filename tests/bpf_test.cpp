@@ -239,6 +239,29 @@ TEST_F(BpfPackets, RequestsTheCacheCannotAnswerPassUnchanged) {
     expect_passed(get_request("get " + std::string(251, 'k') + "\r\n"));
 }
 
+TEST_F(BpfPackets, OnlyAllowedClientsAreAnswered) {
+    load(default_config().fill_guard_ns, 1000, Allowlist({Prefix::parse("2001:db8::/64"), Prefix::parse("198.18.0.2")}));
+    warm("k", "VALUE k 0 1\r\n1\r\n");
+    expect_served("k", "VALUE k 0 1\r\n1\r\n");
+    Bytes other = udp_frame({0xC6120003u, 40000}, kServer, mc_udp("get k\r\n"));  // 198.18.0.3
+    expect_passed(other);
+    EXPECT_EQ(count(BMC_STAT_PASS_NOT_ALLOWED), 1u);
+    expect_passed(udp_frame({0xC6120003u, 40000}, kServer, mc_udp("delete k\r\n")));
+    EXPECT_EQ(count(BMC_STAT_INVAL_TEXT), 1u);  // an outsider's write still invalidates
+    expect_passed(get_request("get k\r\n"));
+}
+
+TEST_F(BpfPackets, RepliesOverTheAmplificationLimitPass) {
+    load(default_config().fill_guard_ns, BMC_DEFAULT_MAX_AMP);
+    const std::string item = "VALUE k 0 200\r\n" + std::string(200, 'v') + "\r\n";
+    warm("k", item);
+    expect_passed(get_request("get k\r\n"));
+    EXPECT_EQ(count(BMC_STAT_PASS_AMPLIFICATION), 1u);
+    auto r = xdp(get_request("get k" + std::string(20, ' ') + "\r\n", 0x4321));
+    EXPECT_EQ(r.retval, XDP_TX);
+    EXPECT_EQ(r.out, expected_reply(item + "END\r\n", 0x4321));
+}
+
 // ---- verifier budget, for every clang the build uses ------------------------------------
 
 TEST(Verifier, EveryProgramVerifiesWellUnderBudget) {

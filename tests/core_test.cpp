@@ -392,3 +392,55 @@ TEST_F(CoreDatapath, RequestsTheCacheDoesNotAnswerPassUnchanged) {
         EXPECT_EQ(f, orig);
     }
 }
+
+// ---- allowlist and amplification -----------------------------------------------------------
+
+TEST(Allowlist, ParsesAndMatchesBothFamilies) {
+    auto v4 = Prefix::parse("198.18.0.0/15");
+    EXPECT_EQ(v4.len, 96u + 15);
+    EXPECT_EQ(v4.str(), "198.18.0.0/15");
+    std::uint8_t a[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 19, 7, 7};
+    EXPECT_TRUE(v4.contains(a));
+    a[13] = 20;
+    EXPECT_FALSE(v4.contains(a));
+    auto v6 = Prefix::parse("2001:db8::/32");
+    std::uint8_t b[16] = {0x20, 0x01, 0x0d, 0xb8, 1, 2, 3, 4};
+    EXPECT_TRUE(v6.contains(b));
+    b[3] = 0xb9;
+    EXPECT_FALSE(v6.contains(b));
+    EXPECT_EQ(Prefix::parse("10.1.2.3").str(), "10.1.2.3/32");
+    EXPECT_EQ(Prefix::parse("10.1.2.3/8").str(), "10.0.0.0/8");  // host bits dropped
+    for (auto bad : {"10.0.0.0/33", "10.0.0/8", "fe80::/129", "x", "1.2.3.4/", "1.2.3.4/-1"})
+        EXPECT_THROW(Prefix::parse(bad), std::invalid_argument) << bad;
+}
+
+TEST(Allowlist, ClientsOutsideGetMemcachedButTheirWritesInvalidate) {
+    OwnedCache cache(64, 16);
+    Datapath dp(cache.mem(), test_config(64, 16), Allowlist({Prefix::parse("203.0.113.0/24")}));
+    std::uint64_t now = 1000000000000ULL;
+    Bytes req = get_request("get k\r\n");
+    ASSERT_EQ(dp.ingress(req, now += 1000).action, Action::Pass);  // no lease for an outsider
+    dp.egress(reply_frame("VALUE k 0 1\r\n1\r\nEND\r\n"), now += 1000);
+    EXPECT_EQ(dp.counters()[BMC_STAT_FILL_NO_LEASE], 1u);
+    EXPECT_EQ(dp.counters()[BMC_STAT_PASS_NOT_ALLOWED], 1u);
+    EXPECT_EQ(dp.counters()[BMC_STAT_MISS_KEYS], 0u);
+    Bytes del = tcp_request("delete k\r\n");
+    dp.ingress(del, now += 1000);
+    EXPECT_EQ(dp.counters()[BMC_STAT_INVAL_TEXT], 1u);
+}
+
+TEST(Amplification, RepliesOverTheLimitGoToMemcached) {
+    OwnedCache cache(64, 16);
+    Datapath dp(cache.mem(), test_config(64, 16, BMC_DEFAULT_MAX_AMP));
+    std::uint64_t now = 1000000000000ULL;
+    const std::string v(200, 'v');
+    Bytes miss = get_request("get k\r\n");
+    dp.ingress(miss, now += 1000);
+    dp.egress(reply_frame("VALUE k 0 200\r\n" + v + "\r\nEND\r\n"), now += 1000);
+    Bytes req = get_request("get k\r\n");  // 15 bytes asking for 229
+    EXPECT_EQ(dp.ingress(req, now += 1000).action, Action::Pass);
+    EXPECT_EQ(dp.counters()[BMC_STAT_PASS_AMPLIFICATION], 1u);
+    // Padding the request with spaces to a tenth of the reply is answered.
+    Bytes padded = get_request("get k" + std::string(20, ' ') + "\r\n");
+    EXPECT_EQ(dp.ingress(padded, now += 1000).action, Action::Tx);
+}

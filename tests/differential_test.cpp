@@ -99,7 +99,8 @@ private:
         default: break;
         }
         Endpoint dst = pick(40) ? kServer : Endpoint{kServer.ip, 11212};
-        return udp_frame(kClient, dst, mc_udp(text, std::uint16_t(rng_()), seq, total), o);
+        Endpoint src = pick(12) ? kClient : Endpoint{0xC6120003u, 40000};  // 198.18.0.3: not allowed
+        return udp_frame(src, dst, mc_udp(text, std::uint16_t(rng_()), seq, total), o);
     }
     Packet get() {
         std::string t = pick(6) ? "get" : "gets";
@@ -212,19 +213,21 @@ private:
 
 class Differential : public BpfFixture {
 protected:
+    // The generated sources: 198.18.0.2 (allowed), 198.18.0.3 (not), 2001:db8::2 (allowed).
+    static Allowlist allow() { return Allowlist({Prefix::parse("198.18.0.2/32"), Prefix::parse("2001:db8::/64")}); }
     void SetUp() override {
         BMC_REQUIRE_ROOT();
-        load(/*fill_guard_ns=*/0);
+        load(/*fill_guard_ns=*/0, BMC_DEFAULT_MAX_AMP, allow());
     }
 };
 
 }  // namespace
 
 TEST_F(Differential, CoreAndBpfAgreeOnEveryPacket) {
-    const std::uint32_t seed = 20261124, n = 4000;
+    const std::uint32_t seed = 20261124, n = 10000;
     Corpus corpus(seed);
     OwnedCache mirror(kSmall, kLarge), expected(kSmall, kLarge);
-    Datapath dp(mirror.mem(), be->config());
+    Datapath dp(mirror.mem(), be->config(), allow());
     std::uint32_t tx = 0, failures = 0;
 
     for (std::uint32_t i = 0; i < n && failures < 5; i++) {
@@ -277,4 +280,6 @@ TEST_F(Differential, CoreAndBpfAgreeOnEveryPacket) {
     EXPECT_GT(c[BMC_STAT_PASS_MALFORMED], 10u);
     EXPECT_GT(c[BMC_STAT_INVAL_BINARY], 10u);
     EXPECT_GT(c[BMC_STAT_INVAL_GLOBAL], 10u);
+    EXPECT_GT(c[BMC_STAT_PASS_NOT_ALLOWED], 10u);
+    EXPECT_GT(c[BMC_STAT_PASS_AMPLIFICATION], 10u);
 }

@@ -97,7 +97,9 @@ protected:
     void SetUp() override {
         BMC_REQUIRE_ROOT();
         auto &s = servers[backend()];
-        if (!s) s = std::make_unique<Server>("e2e", std::vector<std::string>{"--backend", backend()});
+        if (!s)
+            s = std::make_unique<Server>(
+                "e2e", std::vector<std::string>{"--backend", backend(), "--max-amplification", "100"});
         server = s.get();
         tcp = server->tcp();
         udp = server->udp();
@@ -349,6 +351,21 @@ TEST(E2ELifecycleErrors, ZeroCopyOnVethIsRefusedWithOneLine) {
     std::remove(log.c_str());
     EXPECT_NE(out.find("bmcd: zero-copy AF_XDP on bmcs0 queue 0: "), std::string::npos) << out;
     EXPECT_EQ(tb.run_in(tb.server_ns(), "ip link show dev bmcs0").find("xdp"), std::string::npos);
+}
+
+TEST(E2ESecurity, ClientsOutsideTheAllowlistAreLeftToMemcached) {
+    BMC_REQUIRE_ROOT();
+    for (std::string backend : kBackends) {
+        Server s("allow", {"--backend", backend, "--allow", "203.0.113.0/24", "--allow", "2001:db8::/32"});
+        auto tcp = s.tcp();
+        auto udp = s.udp();
+        ASSERT_EQ(tcp->call("set ak 0 0 2\r\nv1\r\n"), "STORED\r\n");
+        std::this_thread::sleep_for(15ms);
+        const auto before = tcp->stat("cmd_get");
+        for (int i = 0; i < 5; i++) EXPECT_EQ(udp->request("get ak\r\n", true).text, item("ak", "v1") + "END\r\n");
+        EXPECT_EQ(tcp->stat("cmd_get"), before + 5) << backend << ": memcached answered every get";
+        EXPECT_EQ(s.cache_hits(), 0u) << backend;
+    }
 }
 
 // ---- the two backends against each other ------------------------------------------------

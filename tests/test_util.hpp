@@ -42,10 +42,12 @@ struct OwnedCache {
     }
 };
 
-inline bmc_config test_config(std::uint32_t n_small, std::uint32_t n_large) {
+// Amplification is limited by its own tests; the others use values of any size.
+inline bmc_config test_config(std::uint32_t n_small, std::uint32_t n_large, std::uint32_t max_amp = 1000) {
     bmc_config c = default_config();
     c.small_mask = n_small - 1;
     c.large_mask = n_large - 1;
+    c.max_amp = max_amp;
     return c;
 }
 

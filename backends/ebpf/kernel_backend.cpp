@@ -64,11 +64,22 @@ KernelBackend::KernelBackend(const KernelOptions &opts) : opts_(opts) {
         cfg.large_mask = opts_.large_buckets - 1;
         cfg.max_age_ns = opts_.max_age_ns;
         cfg.fill_guard_ns = opts_.fill_guard_ns;
+        cfg.max_amp = opts_.max_amp;
+        if (opts_.allow.prefixes().size() > BMC_MAX_ALLOW)
+            throw Error("at most " + std::to_string(BMC_MAX_ALLOW) + " allowlist prefixes");
         bpf_map__set_max_entries(skel_->maps.bmc_small, opts_.small_buckets);
         bpf_map__set_max_entries(skel_->maps.bmc_large, opts_.large_buckets);
         if (int err = bmc_kern__load(skel_))
             throw Error("loading the BPF programs failed: " + errno_text(err) + load_hint(err));
         map_cache();
+        for (const Prefix &p : opts_.allow.prefixes()) {
+            bmc_allow_key key{};
+            key.prefixlen = p.len;
+            std::memcpy(key.addr, p.addr.data(), 16);
+            std::uint8_t one = 1;
+            if (bpf_map_update_elem(bpf_map__fd(skel_->maps.bmc_allow), &key, &one, BPF_ANY))
+                throw Error("cannot add " + p.str() + " to the allowlist: " + errno_text(errno));
+        }
         if (opts_.attach) {
             attach_xdp();
             attach_tc();

@@ -30,6 +30,9 @@ struct KernelOptions {
     std::uint32_t large_buckets = BMC_DEFAULT_LARGE_BUCKETS;
     std::uint64_t max_age_ns = default_config().max_age_ns;
     std::uint64_t fill_guard_ns = default_config().fill_guard_ns;
+    std::uint32_t max_amp = BMC_DEFAULT_MAX_AMP;
+    // Clients the cache answers; writes from anyone still invalidate.
+    Allowlist allow = Allowlist::everyone();
     XdpMode xdp_mode = XdpMode::Auto;
     TcAttach tc_attach = TcAttach::Auto;
     // Load the programs and maps without attaching them (BPF_PROG_TEST_RUN users).
@@ -47,6 +50,7 @@ public:
     // Sum of the per-CPU counters.
     Counters read_counters() const;
     CacheMemory cache() const { return cache_; }
+    const Allowlist &allowlist() const { return opts_.allow; }
     bmc_config config() const;
 
     const std::string &xdp_mode() const { return xdp_mode_; }  // "native" or "generic"
