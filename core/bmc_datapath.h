@@ -106,6 +106,19 @@ BMC_INLINE void bmc_rx_flush(struct bmc_env *env, __u32 stat, __u64 now)
     bmc_env_stat(env, stat);
 }
 
+/* A delayed flush_all. Delays over 30 days are absolute Unix times in memcached, which
+ * the datapath cannot convert: those, and unknown delays, count from the longest. */
+BMC_INLINE void bmc_rx_flush_at(struct bmc_env *env, __u32 delay_s, __u64 now)
+{
+    struct bmc_global *g = bmc_env_global(env);
+
+    if (!g)
+        return;
+    if (delay_s == 0 || delay_s > BMC_MAX_RELATIVE_DELAY)
+        delay_s = BMC_MAX_RELATIVE_DELAY;
+    bmc_flush_at(g, now + (__u64)delay_s * 1000000000ULL);
+}
+
 BMC_INLINE void bmc_rx_actions(struct bmc_env *env, struct bmc_scratch *sc, struct bmc_rx *rx,
                                __u32 act)
 {
@@ -119,6 +132,8 @@ BMC_INLINE void bmc_rx_actions(struct bmc_env *env, struct bmc_scratch *sc, stru
         bmc_rx_flush(env, BMC_STAT_INVAL_FLUSH, rx->now);
     if (act & BMC_ACT_GLOBAL)
         bmc_rx_flush(env, BMC_STAT_INVAL_GLOBAL, rx->now);
+    if (act & BMC_ACT_FLUSH_AT)
+        bmc_rx_flush_at(env, rx->st.flush_delay, rx->now);
     if (act & BMC_ACT_GET_END) {
         rx->get_done = 1;
         if (rx->st.pos + 1 < rx->end)
@@ -240,6 +255,15 @@ BMC_SUBPROG int bmc_rx_binary_cmd(struct bmc_env *env, struct bmc_scratch *sc, s
     key_off = off + BMC_BIN_HDR_LEN + r.ext_len;
     if (bmc_bin_in_map(bmc_bin_flush_map, r.opcode)) {
         bmc_rx_flush(env, BMC_STAT_INVAL_FLUSH, rx->now);
+        /* Flush's optional extras: a 4-byte expiration, the delay. */
+        if (r.ext_len == 4 && key_off <= rx->end && key_off >= 4) {
+            __u32 d = ((__u32)sc->in[(key_off - 4) & BMC_SCRATCH_MASK] << 24) |
+                      ((__u32)sc->in[(key_off - 3) & BMC_SCRATCH_MASK] << 16) |
+                      ((__u32)sc->in[(key_off - 2) & BMC_SCRATCH_MASK] << 8) |
+                      sc->in[(key_off - 1) & BMC_SCRATCH_MASK];
+            if (d)
+                bmc_rx_flush_at(env, d, rx->now);
+        }
     } else if (bmc_bin_in_map(bmc_bin_mut_map, r.opcode)) {
         if (key_off + r.key_len > rx->end || r.key_len > BMC_MAX_KEY_LEN) {
             bmc_rx_flush(env, BMC_STAT_INVAL_GLOBAL, rx->now);

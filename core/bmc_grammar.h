@@ -31,6 +31,7 @@
 #define BMC_ACT_GET_END 8u /* the answerable get line ended with nkeys >= 1 */
 #define BMC_ACT_BAD 16u    /* the answerable get line cannot be answered */
 #define BMC_ACT_VALUE 32u  /* a VALUE reply line ended; the data block follows */
+#define BMC_ACT_FLUSH_AT 64u /* flush_all with a delay: flush_delay seconds from now */
 
 struct bmc_scan {
     __u64 w0, w1;    /* first 16 bytes of the current token, little-endian */
@@ -45,6 +46,7 @@ struct bmc_scan {
     __u32 key_len;
     __u32 value_bytes; /* VALUE: the <bytes> field */
     __u32 prev_line_start; /* start of the line that just ended */
+    __u32 flush_delay;     /* flush_all <delay>, with BMC_ACT_FLUSH_AT */
     __u8 cmd;        /* command table row of this line, or BMC_NO_CMD */
     __u8 arg;        /* tokens completed in this line */
     __u8 in_tok;
@@ -171,6 +173,7 @@ BMC_INLINE __u32 bmc_token_end(struct bmc_scan *st)
     if (arg == 0) {
         cmd = (__u8)bmc_cmd_lookup(st->w0, st->w1, st->tok_len);
         st->cmd = cmd;
+        st->flush_delay = 0; /* kept past the line end for BMC_ACT_FLUSH_AT */
         if (st->lines == 0)
             st->first_cmd = cmd;
         if (cmd == BMC_NO_CMD) {
@@ -224,6 +227,11 @@ BMC_INLINE __u32 bmc_token_end(struct bmc_scan *st)
         }
         return 0;
     }
+    if (kind == BMC_KIND_FLUSH) {
+        if (arg == 1 && st->tok_digits && st->tok_len <= 9)
+            st->flush_delay = (__u32)st->num;
+        return 0;
+    }
     if (kind == BMC_KIND_VALUE) {
         if (arg == 1) {
             bmc_set_key(st, BMC_FAM_NONE);
@@ -255,6 +263,8 @@ BMC_INLINE __u32 bmc_line_end(struct bmc_scan *st)
         if (kind == BMC_KIND_VALUE && st->arg >= 4 && st->value_bytes != 0xffffffffu &&
             st->key_len <= BMC_MAX_KEY_LEN)
             act |= BMC_ACT_VALUE;
+        if (kind == BMC_KIND_FLUSH && st->flush_delay)
+            act |= BMC_ACT_FLUSH_AT;
     } else if (st->get_line) {
         act |= bmc_bad_get(st, BMC_STAT_PASS_MALFORMED);
     }
@@ -331,6 +341,10 @@ BMC_INLINE __u32 bmc_scan_finish(const struct bmc_scan *st)
         return st->arg <= key_arg ? BMC_ACT_GLOBAL : 0;
     if (kind == BMC_KIND_MULTIKEY || kind == BMC_KIND_META || kind == BMC_KIND_META_GET)
         return BMC_ACT_GLOBAL;
+    /* flush_all whose delay may continue: it already flushed; the deadline is unknown, so
+     * flush again at the latest moment memcached could pick. */
+    if (kind == BMC_KIND_FLUSH)
+        return BMC_ACT_FLUSH_AT;
     return 0;
 }
 

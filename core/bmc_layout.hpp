@@ -39,6 +39,7 @@
     X(BMC_MAX_QUEUES, 64)                                                                       \
     X(BMC_DEFAULT_MAX_AMP, 10)      /* reply bytes per request byte answered from the cache */  \
     X(BMC_MAX_ALLOW, 256)           /* allowlist prefixes */                                    \
+    X(BMC_MAX_RELATIVE_DELAY, 2592000) /* memcached: larger exptimes are Unix times */          \
     X(BMC_DEFAULT_SMALL_BUCKETS, 16384)                                                         \
     X(BMC_DEFAULT_LARGE_BUCKETS, 1024)
 
@@ -94,7 +95,8 @@ BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
 #define BMC_GLOBAL_FIELDS(F, A)                                                                 \
     F(__u32, epoch)                                                                             \
     F(__u32, mode)            /* BMC_MODE_KERNEL or BMC_MODE_AFXDP */                           \
-    F(__u64, last_flush_ns)
+    F(__u64, last_flush_ns)                                                                     \
+    F(__u64, flush_at_ns)     /* flush_all N: from then on, entries filled before are dead */
 
 // Load-time configuration (BPF .rodata, set before load).
 #define BMC_CONFIG_FIELDS(F, A)                                                                 \

@@ -105,7 +105,7 @@ TEST(Commands, GatAndGatsInvalidateEveryKey) {
 
 TEST(Commands, FlushAllIsGlobal) {
     EXPECT_EQ(all_acts(scan("flush_all\r\n", false)), BMC_ACT_FLUSH);
-    EXPECT_EQ(all_acts(scan("flush_all 10 noreply\r\n", false)), BMC_ACT_FLUSH);
+    EXPECT_EQ(all_acts(scan("flush_all 10 noreply\r\n", false)), BMC_ACT_FLUSH | BMC_ACT_FLUSH_AT);
 }
 
 TEST(Commands, MetaMutationsInvalidateAtLineEnd) {
@@ -147,6 +147,7 @@ TEST(Commands, SegmentCutInsideAMutationIsGlobal) {
     EXPECT_EQ(scan("get x\r\nset ", false).finish, BMC_ACT_GLOBAL);    // key not seen
     EXPECT_EQ(scan("get x\r\nse", false).finish, BMC_ACT_GLOBAL);      // name may continue
     EXPECT_EQ(scan("get x\r\nflush_al", false).finish, BMC_ACT_GLOBAL);
+    EXPECT_EQ(scan("flush_all 1", false).finish, BMC_ACT_FLUSH_AT);  // the delay may go on
     EXPECT_EQ(scan("set k 0 0 5", false).finish, 0u);                   // key complete
     EXPECT_EQ(scan("get x\r\nge", false).finish, 0u);                   // reads are harmless
     EXPECT_EQ(scan("gat 10 a b", false).finish, BMC_ACT_GLOBAL);        // more keys may follow
@@ -443,4 +444,28 @@ TEST(Amplification, RepliesOverTheLimitGoToMemcached) {
     // Padding the request with spaces to a tenth of the reply is answered.
     Bytes padded = get_request("get k" + std::string(20, ' ') + "\r\n");
     EXPECT_EQ(dp.ingress(padded, now += 1000).action, Action::Tx);
+}
+
+TEST_F(CoreDatapath, DelayedFlushKillsEverythingStoredBeforeItsDeadline) {
+    warm("old", "VALUE old 0 1\r\n1\r\n");
+    Bytes flush = tcp_request("flush_all 2\r\n");
+    rx(flush);  // flushes at once too: stricter than memcached, which still serves for 2 s
+    EXPECT_EQ(count(BMC_STAT_INVAL_FLUSH), 1u);
+    now += 20000000;  // past the fill guard
+    warm("mid", "VALUE mid 0 1\r\n2\r\n");  // stored before the deadline
+    Bytes a = get_request("get mid\r\n");
+    EXPECT_EQ(rx(a), Action::Tx);
+    now += 2000000000;  // the deadline passes: memcached has dropped "mid"
+    Bytes b = get_request("get mid\r\n");
+    EXPECT_EQ(rx(b), Action::Pass);
+    warm("new", "VALUE new 0 1\r\n3\r\n");  // stored after the deadline
+    Bytes c = get_request("get new\r\n");
+    EXPECT_EQ(rx(c), Action::Tx);
+}
+
+TEST(Commands, FlushAllDelayIsParsed) {
+    auto r = scan("flush_all 15\r\n", false);
+    EXPECT_EQ(all_acts(r), BMC_ACT_FLUSH | BMC_ACT_FLUSH_AT);
+    EXPECT_EQ(all_acts(scan("flush_all 0\r\n", false)), BMC_ACT_FLUSH);
+    EXPECT_EQ(all_acts(scan("flush_all noreply\r\n", false)), BMC_ACT_FLUSH);
 }

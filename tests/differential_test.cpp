@@ -27,6 +27,7 @@ void mask_times(OwnedCache &c) {
         for (auto &w : b.way) w.h.fill_ns = 0;
     }
     c.global.last_flush_ns = 0;
+    c.global.flush_at_ns = c.global.flush_at_ns != 0;  // set or not must agree
 }
 
 void copy_from(OwnedCache &dst, const CacheMemory &src) {

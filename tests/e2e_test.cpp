@@ -368,6 +368,15 @@ TEST(E2ESecurity, ClientsOutsideTheAllowlistAreLeftToMemcached) {
     }
 }
 
+TEST_P(E2E, DelayedFlushAllMakesEarlierEntriesUnservable) {
+    ASSERT_TRUE(warm("df", "before"));
+    ASSERT_EQ(tcp->call("flush_all 1\r\n"), "OK\r\n");
+    EXPECT_EQ(udp->request("get df\r\n", true).text, truth("df"));  // memcached still has it
+    std::this_thread::sleep_for(1100ms);
+    EXPECT_EQ(truth("df"), "END\r\n");
+    for (int i = 0; i < 3; i++) EXPECT_EQ(udp->request("get df\r\n", true).text, "END\r\n");
+}
+
 // ---- the two backends against each other ------------------------------------------------
 
 TEST(E2EBackends, SameRequestsGiveIdenticalReplies) {
