@@ -18,6 +18,7 @@
 
 #include "afxdp_backend.hpp"
 #include "kernel_backend.hpp"
+#include "memcached_watch.hpp"
 
 namespace {
 
@@ -128,6 +129,10 @@ int main(int argc, char **argv) {
     app.add_option("--max-amplification", opts.max_amp,
                    "never answer from the cache with more than this many reply bytes per request byte")
         ->check(CLI::Range(1, 1000));
+    std::string memcached_host;
+    app.add_option("--memcached", memcached_host,
+                   "memcached's IPv4 address, watched over TCP so that a restart flushes the cache "
+                   "(default: --iface's first IPv4 address)");
     app.add_option("--xdp-mode", xdp_mode, "auto (native, else generic), native or generic")
         ->check(CLI::IsMember({"auto", "native", "generic"}));
     app.add_option("--tc-attach", tc_attach, "auto (TCX link, else tc filter), tcx or netlink")
@@ -212,6 +217,18 @@ int main(int argc, char **argv) {
             return s;
         };
         select(backend);
+        if (memcached_host.empty()) memcached_host = bmc::interface_ipv4(opts.iface);
+        std::unique_ptr<bmc::MemcachedWatch> watch;
+        if (!memcached_host.empty())
+            watch = std::make_unique<bmc::MemcachedWatch>(
+                memcached_host, opts.port, [&be] { be.flush_all(); },
+                [](const std::string &msg) {
+                    std::printf("bmcd: %s\n", msg.c_str());
+                    std::fflush(stdout);
+                });
+        else
+            std::fprintf(stderr, "bmcd: no IPv4 address to reach memcached on; a memcached restart will not "
+                                 "flush the cache (see --memcached)\n");
         if (!stats_file.empty() && !write_stats_file(stats_file, snapshot(), "running"))
             throw bmc::Error("cannot write " + stats_file);
 

@@ -93,3 +93,21 @@ std::vector<Prefix> interface_networks(const std::string &iface) {
 }
 
 }  // namespace bmc
+
+namespace bmc {
+
+std::string interface_ipv4(const std::string &iface) {
+    std::string out;
+    ifaddrs *list = nullptr;
+    if (getifaddrs(&list) != 0) return out;
+    for (ifaddrs *a = list; a && out.empty(); a = a->ifa_next) {
+        if (!a->ifa_addr || a->ifa_addr->sa_family != AF_INET || iface != a->ifa_name) continue;
+        char buf[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in *>(a->ifa_addr)->sin_addr, buf, sizeof buf);
+        out = buf;
+    }
+    freeifaddrs(list);
+    return out;
+}
+
+}  // namespace bmc

@@ -43,4 +43,6 @@ private:
 namespace bmc {
 // The networks of an interface's IPv4 and IPv6 addresses (empty if it has none).
 std::vector<Prefix> interface_networks(const std::string &iface);
+// The interface's first IPv4 address as text, or "" if it has none.
+std::string interface_ipv4(const std::string &iface);
 }  // namespace bmc

@@ -377,6 +377,52 @@ TEST_P(E2E, DelayedFlushAllMakesEarlierEntriesUnservable) {
     for (int i = 0; i < 3; i++) EXPECT_EQ(udp->request("get df\r\n", true).text, "END\r\n");
 }
 
+TEST(E2EFaults, NoValueFromBeforeAMemcachedRestartIsServed) {
+    BMC_REQUIRE_ROOT();
+    for (std::string backend : kBackends) {
+        Server s("restart", {"--backend", backend});
+        {
+            auto tcp = s.tcp();
+            auto udp = s.udp();
+            ASSERT_EQ(tcp->call("set rk 0 0 3\r\nold\r\n"), "STORED\r\n");
+            std::this_thread::sleep_for(15ms);
+            for (int i = 0; i < 3; i++) udp->request("get rk\r\n", true);
+            ASSERT_GT(s.cache_hits(), 0u) << backend << ": the value was not cached; the test would be void";
+        }
+        s.tb->stop(s.memcached, SIGTERM);
+        s.memcached = s.tb->spawn(s.tb->server_ns(),
+                                  {"memcached", "-u", "root", "-U", "11211", "-p", "11211", "-l", Testbed::kServerIp,
+                                   "-t", "1", "-m", "64"},
+                                  s.dir + "/memcached2.log");
+        auto tcp = s.tcp();
+        ASSERT_TRUE(tcp->ok());
+        auto udp = s.udp();
+        for (int i = 0; i < 5; i++) EXPECT_EQ(udp->request("get rk\r\n", true).text, "END\r\n") << backend;
+        EXPECT_NE(read_file(s.log_path).find("cache flushed"), std::string::npos) << read_file(s.log_path);
+    }
+}
+
+TEST(E2EFaults, SigkillLeavesNothingAttachedAndMemcachedAnswers) {
+    BMC_REQUIRE_ROOT();
+    for (std::string backend : kBackends) {
+        Server s("kill9", {"--backend", backend});
+        auto tcp = s.tcp();
+        auto udp = s.udp();
+        ASSERT_EQ(tcp->call("set kk 0 0 2\r\nok\r\n"), "STORED\r\n");
+        std::this_thread::sleep_for(15ms);
+        for (int i = 0; i < 3; i++) udp->request("get kk\r\n", true);
+        EXPECT_EQ(s.tb->stop(s.bmcd, SIGKILL), 128 + SIGKILL);
+        std::this_thread::sleep_for(200ms);  // link teardown is asynchronous
+        const std::string ns = s.tb->server_ns();
+        EXPECT_EQ(s.tb->run_in(ns, "ip link show dev bmcs0").find("xdp"), std::string::npos) << backend;
+        EXPECT_EQ(s.tb->run_in(ns, "bpftool net show dev bmcs0").find("bmc_"), std::string::npos) << backend;
+        EXPECT_EQ(s.tb->run_in(ns, "ss -H -a --xdp"), "") << backend;
+        const auto before = tcp->stat("cmd_get");
+        EXPECT_EQ(udp->request("get kk\r\n", true).text, item("kk", "ok") + "END\r\n");
+        EXPECT_EQ(tcp->stat("cmd_get"), before + 1) << backend << ": memcached answered";
+    }
+}
+
 // ---- the two backends against each other ------------------------------------------------
 
 TEST(E2EBackends, SameRequestsGiveIdenticalReplies) {

@@ -68,6 +68,8 @@ public:
     // program hands them to the AF_XDP socket of their queue). One store in the shared
     // global state; the cache is untouched, so it stays warm across a switch.
     void set_mode(std::uint32_t mode);
+    // flush_all for the whole cache (a new epoch), e.g. when memcached restarts.
+    void flush_all();
     std::uint32_t mode() const;
 
 private:
