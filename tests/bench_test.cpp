@@ -137,3 +137,24 @@ TEST(Workload, KeysAndValuesHaveTheirSizes) {
     EXPECT_NE(value_of(w, 77), value_of(w, 78));
     EXPECT_EQ(expected_reply(w, {1}), "VALUE " + key_name(w, 1) + " 0 32\r\n" + value_of(w, 1) + "\r\nEND\r\n");
 }
+
+#include "consistency.hpp"
+
+TEST(ConsistencyRule, AcceptsFreshAndConcurrentValuesAndRejectsStaleOrUnwritten) {
+    // key 0: "a" acked at 20; "b" sent at 30, acked at 40; deleted (sent 50, acked 60)
+    std::vector<std::vector<Version>> h = {{{Value{"a"}, 10, 20}, {Value{"b"}, 30, 40}, {Value{}, 50, 60}}};
+    auto verdict = [&](Value v, std::uint64_t sent, std::uint64_t recv) {
+        auto r = check(h, {{0, v, sent, recv}});
+        return r.stale ? "stale" : r.never_written ? "never" : "ok";
+    };
+    EXPECT_STREQ(verdict(Value{"a"}, 25, 28), "ok");      // newest acknowledged
+    EXPECT_STREQ(verdict(Value{"b"}, 25, 35), "ok");      // concurrent with the write of b
+    EXPECT_STREQ(verdict(Value{"a"}, 35, 45), "ok");      // b not acknowledged when sent
+    EXPECT_STREQ(verdict(Value{"a"}, 45, 48), "stale");   // b was acknowledged before
+    EXPECT_STREQ(verdict(Value{"b"}, 65, 70), "stale");   // the delete was acknowledged
+    EXPECT_STREQ(verdict(Value{}, 65, 70), "ok");
+    EXPECT_STREQ(verdict(Value{"b"}, 22, 25), "stale");   // b not sent yet: wrong, and counted
+    EXPECT_STREQ(verdict(Value{"zzz"}, 65, 70), "never");
+    auto r = check(h, {{kUnparseable, Value{"junk"}, 1, 2}});
+    EXPECT_EQ(r.never_written, 1u);
+}

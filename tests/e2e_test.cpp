@@ -423,6 +423,27 @@ TEST(E2EFaults, SigkillLeavesNothingAttachedAndMemcachedAnswers) {
     }
 }
 
+// The randomized checker (bench/bmc_check.cpp): every mutating command, over TCP and UDP,
+// against single- and multi-key UDP gets on a hot key set; no stale or unwritten value.
+TEST_P(E2E, ConsistencyCheckerFindsNoStaleOrUnwrittenValue) {
+    const auto hits_before = server->cache_hits();
+    const std::string out = server->tb->run_in(
+        server->tb->client_ns(),
+        std::string(BMC_CHECK_PATH) + " --ops 10000 --keys 16 --write-pause-us 3000 --max-seconds 120");
+    nlohmann::json j;
+    const auto start = out.find("{\"");
+    ASSERT_NE(start, std::string::npos) << out;
+    ASSERT_NO_THROW(j = nlohmann::json::parse(out.substr(start))) << out;
+    std::printf("consistency (%s): %s\n", GetParam().c_str(), j.dump().c_str());
+    EXPECT_GE(j["operations"].get<std::uint64_t>(), 10000u);
+    EXPECT_EQ(j["violations"].get<std::uint64_t>(), 0u) << j["examples"].dump();
+    EXPECT_GT(j["key_reads_checked"].get<std::uint64_t>(), 10000u);
+    EXPECT_GT(j["writes_by_command"].size(), 30u);  // every command ran, over both transports
+    const auto served = server->cache_hits() - hits_before;
+    std::printf("consistency (%s): %llu gets answered by the cache\n", GetParam().c_str(), (unsigned long long)served);
+    EXPECT_GT(served, 500u) << "the cache answered too little for the check to mean much";
+}
+
 // ---- the two backends against each other ------------------------------------------------
 
 TEST(E2EBackends, SameRequestsGiveIdenticalReplies) {

@@ -1,0 +1,384 @@
+// bmc-check: a randomized consistency checker for a memcached with bmc in front.
+//
+// One writer owns a small hot key set and applies every kind of mutating command (text,
+// meta, binary; over TCP and UDP); after each write it reads the stored bytes back over
+// TCP, which memcached answers itself, so the key's history of values is known exactly.
+// Reader threads send single- and multi-key gets over UDP, which the cache may answer.
+// Every operation is recorded with its send and acknowledge times. Afterwards each UDP
+// read is checked: it must return a value no older than the newest write acknowledged
+// before the read was sent, and never a value that was not written.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "consistency.hpp"
+#include "datapath.hpp"
+
+namespace {
+
+using namespace bmc::bench;
+
+struct Options {
+    std::string server = "198.18.0.1";
+    int port = 11211;
+    std::uint64_t ops = 10000;
+    double max_seconds = 60;
+    unsigned readers = 2;
+    unsigned keys = 6;
+    unsigned write_pause_us = 0;
+    std::uint32_t seed = 1;
+};
+
+std::uint64_t now() { return bmc::monotonic_ns(); }
+
+sockaddr_in server_addr(const Options &o) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(std::uint16_t(o.port));
+    inet_pton(AF_INET, o.server.c_str(), &a.sin_addr);
+    return a;
+}
+
+class Tcp {
+public:
+    explicit Tcp(const Options &o) {
+        fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in a = server_addr(o);
+        if (connect(fd_, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0) throw std::runtime_error("connect");
+        int one = 1;
+        setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    ~Tcp() { close(fd_); }
+    // Sends req and reads until the reply ends with `end`.
+    std::string call(const std::string &req, const std::string &end) {
+        send(fd_, req.data(), req.size(), MSG_NOSIGNAL);
+        std::string buf;
+        char tmp[4096];
+        while (buf.size() < end.size() || buf.compare(buf.size() - end.size(), end.size(), end) != 0) {
+            pollfd p{fd_, POLLIN, 0};
+            if (poll(&p, 1, 3000) != 1) throw std::runtime_error("TCP reply timed out for " + req.substr(0, 40));
+            ssize_t n = recv(fd_, tmp, sizeof tmp, 0);
+            if (n <= 0) throw std::runtime_error("TCP connection closed");
+            buf.append(tmp, std::size_t(n));
+        }
+        return buf;
+    }
+    std::string text(const std::string &cmd) {
+        std::string r = call(cmd + "mn\r\n", "MN\r\n");
+        return r.substr(0, r.size() - 4);
+    }
+    // Binary requests followed by a NOOP: every response up to the NOOP's.
+    std::string binary(std::string req) {
+        req += noop();
+        send(fd_, req.data(), req.size(), MSG_NOSIGNAL);
+        std::string buf;
+        char tmp[4096];
+        for (;;) {
+            for (std::size_t off = 0; off + 24 <= buf.size();) {
+                std::uint32_t body = std::uint32_t(std::uint8_t(buf[off + 8])) << 24 |
+                                     std::uint32_t(std::uint8_t(buf[off + 9])) << 16 |
+                                     std::uint32_t(std::uint8_t(buf[off + 10])) << 8 | std::uint8_t(buf[off + 11]);
+                if (off + 24 + body > buf.size()) break;
+                if (buf[off + 1] == 0x0a) return buf.substr(0, off);
+                off += 24 + body;
+            }
+            pollfd p{fd_, POLLIN, 0};
+            if (poll(&p, 1, 3000) != 1) throw std::runtime_error("binary reply timed out");
+            ssize_t n = recv(fd_, tmp, sizeof tmp, 0);
+            if (n <= 0) throw std::runtime_error("TCP connection closed");
+            buf.append(tmp, std::size_t(n));
+        }
+    }
+    static std::string noop() { return bin(0x0a, "", "", ""); }
+    static std::string bin(std::uint8_t op, const std::string &key, const std::string &extras, const std::string &value) {
+        std::string b(24, '\0');
+        b[0] = char(0x80);
+        b[1] = char(op);
+        b[2] = char(key.size() >> 8);
+        b[3] = char(key.size());
+        b[4] = char(extras.size());
+        std::uint32_t body = std::uint32_t(extras.size() + key.size() + value.size());
+        b[8] = char(body >> 24);
+        b[9] = char(body >> 16);
+        b[10] = char(body >> 8);
+        b[11] = char(body);
+        return b + extras + key + value;
+    }
+
+private:
+    int fd_;
+};
+
+class Udp {
+public:
+    explicit Udp(const Options &o) {
+        fd_ = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        sockaddr_in a = server_addr(o);
+        connect(fd_, reinterpret_cast<sockaddr *>(&a), sizeof a);
+    }
+    ~Udp() { close(fd_); }
+    // One request; joined payloads of the reply datagrams (until END if until_end).
+    std::optional<std::string> call(const std::string &payload, bool until_end, int timeout_ms = 500) {
+        const std::uint16_t id = next_++;
+        std::string d = {char(id >> 8), char(id), 0, 0, 0, 1, 0, 0};
+        d += payload;
+        send(fd_, d.data(), d.size(), 0);
+        std::string text;
+        char buf[65536];
+        const std::uint64_t deadline = now() + std::uint64_t(timeout_ms) * 1000000;
+        for (;;) {
+            std::uint64_t t = now();
+            if (t >= deadline) return std::nullopt;
+            pollfd p{fd_, POLLIN, 0};
+            if (poll(&p, 1, int((deadline - t) / 1000000) + 1) != 1) continue;
+            ssize_t n = recv(fd_, buf, sizeof buf, 0);
+            if (n < 8 || std::uint16_t(std::uint8_t(buf[0]) << 8 | std::uint8_t(buf[1])) != id) continue;
+            text.append(buf + 8, std::size_t(n) - 8);
+            if (!until_end || (text.size() >= 5 && text.compare(text.size() - 5, 5, "END\r\n") == 0)) return text;
+        }
+    }
+
+private:
+    int fd_;
+    std::uint16_t next_ = std::uint16_t(std::random_device{}());
+};
+
+std::string key_name(unsigned k) { return "ck" + std::to_string(k); }
+
+// Parses "VALUE <key> <flags> <bytes>\r\n<data>\r\n...END\r\n" into key -> data.
+bool parse_values(const std::string &text, std::map<std::string, std::string> &out) {
+    std::size_t pos = 0;
+    while (pos < text.size()) {
+        if (text.compare(pos, 5, "END\r\n") == 0) return pos + 5 == text.size();
+        if (text.compare(pos, 6, "VALUE ") != 0) return false;
+        std::size_t eol = text.find("\r\n", pos);
+        if (eol == std::string::npos) return false;
+        char key[256];
+        unsigned flags;
+        std::size_t bytes;
+        if (std::sscanf(text.c_str() + pos, "VALUE %250s %u %zu", key, &flags, &bytes) != 3) return false;
+        if (eol + 2 + bytes + 2 > text.size()) return false;
+        out[key] = text.substr(eol + 2, bytes);
+        pos = eol + 2 + bytes + 2;
+    }
+    return false;
+}
+
+struct Writer {
+    const Options &o;
+    Tcp tcp, probe, btcp;  // text, reads of the truth, binary (a connection keeps its protocol)
+    Udp udp;
+    std::mt19937 rng;
+    std::vector<std::vector<Version>> &history;
+    std::vector<bool> numeric;  // keys holding numbers, for incr/decr/ma
+    std::uint64_t seq = 0, writes = 0, udp_lost = 0;
+    std::map<std::string, std::uint64_t> by_command;
+
+    Writer(const Options &o, std::vector<std::vector<Version>> &h)
+        : o(o), tcp(o), probe(o), btcp(o), udp(o), rng(o.seed), history(h), numeric(o.keys) {}
+
+    Value stored(unsigned k) {  // memcached's own answer over TCP
+        std::map<std::string, std::string> v;
+        std::string r = probe.text("get " + key_name(k) + "\r\n");
+        if (!parse_values(r, v)) throw std::runtime_error("bad reply to get: " + r.substr(0, 60));
+        auto it = v.find(key_name(k));
+        return it == v.end() ? Value{} : Value{it->second};
+    }
+
+    void record(unsigned k, std::uint64_t sent, std::uint64_t acked) { history[k].push_back({stored(k), sent, acked}); }
+
+    std::string fresh() { return "w" + std::to_string(++seq) + "-" + std::to_string(rng() % 1000); }
+
+    // One random mutation of key k; returns its name.
+    std::string step() {
+        const unsigned k = rng() % o.keys;
+        const std::string key = key_name(k);
+        const bool via_udp = rng() % 3 == 0;
+        std::string v = fresh(), name;
+        std::string text;   // a text or meta command
+        std::string bin;    // or a binary request
+        const unsigned pick = rng() % 23;
+        bool is_num = numeric[k];
+        switch (pick) {
+        case 0: name = "set"; text = "set " + key + " 0 0 " + std::to_string(v.size()) + "\r\n" + v + "\r\n"; is_num = false; break;
+        case 1: name = "add"; text = "add " + key + " 0 0 " + std::to_string(v.size()) + "\r\n" + v + "\r\n"; break;
+        case 2: name = "replace"; text = "replace " + key + " 0 0 " + std::to_string(v.size()) + "\r\n" + v + "\r\n"; is_num = false; break;
+        case 3: name = "append"; text = "append " + key + " 0 0 1\r\na\r\n"; is_num = false; break;
+        case 4: name = "prepend"; text = "prepend " + key + " 0 0 1\r\np\r\n"; is_num = false; break;
+        case 5: {
+            name = "cas";
+            std::string g = probe.text("gets " + key + "\r\n");
+            std::size_t eol = g.find("\r\n");
+            if (g.compare(0, 6, "VALUE ") != 0) return "cas-skipped";
+            std::string cas = g.substr(0, eol);
+            cas = cas.substr(cas.rfind(' ') + 1);
+            text = "cas " + key + " 0 0 " + std::to_string(v.size()) + " " + cas + "\r\n" + v + "\r\n";
+            is_num = false;
+            break;
+        }
+        case 6: name = "incr"; text = "incr " + key + " 3\r\n"; break;
+        case 7: name = "decr"; text = "decr " + key + " 2\r\n"; break;
+        case 8: name = "delete"; text = "delete " + key + "\r\n"; break;
+        case 9: name = "touch"; text = "touch " + key + " 0\r\n"; break;
+        case 10: name = "gat"; text = "gat 0 " + key + "\r\n"; break;
+        case 11: name = "gats"; text = "gats 0 " + key + "\r\n"; break;
+        case 12: name = "ms"; text = "ms " + key + " " + std::to_string(v.size()) + "\r\n" + v + "\r\n"; is_num = false; break;
+        case 13: name = "md"; text = "md " + key + "\r\n"; break;
+        case 14: name = "ma"; text = "ma " + key + "\r\n"; break;
+        case 15: name = "mg_touch"; text = "mg " + key + " T0 v\r\n"; break;
+        case 16: name = "set_number"; text = "set " + key + " 0 0 2\r\n" + std::to_string(10 + rng() % 90) + "\r\n"; is_num = true; break;
+        case 17: name = "bin_set"; bin = Tcp::bin(0x01, key, std::string(8, '\0'), v); is_num = false; break;
+        case 18: name = "bin_delete"; bin = Tcp::bin(0x04, key, "", ""); break;
+        case 19: name = "bin_append"; bin = Tcp::bin(0x0e, key, "", "b"); is_num = false; break;
+        case 20: name = "bin_incr"; bin = Tcp::bin(0x05, key, std::string("\0\0\0\0\0\0\0\x01", 8) + std::string(12, '\0'), ""); break;
+        case 21: name = "bin_touch"; bin = Tcp::bin(0x1c, key, std::string(4, '\0'), ""); break;
+        default: name = "flush_all"; text = "flush_all\r\n"; break;
+        }
+        const std::uint64_t sent = now();
+        if (via_udp) {
+            name += "_udp";
+            if (!udp.call(bin.empty() ? text : bin, false).has_value()) udp_lost++;  // outcome learned below
+        } else if (bin.empty()) {
+            tcp.text(text);
+        } else {
+            btcp.binary(bin);
+        }
+        const std::uint64_t acked = now();
+        if (pick == 22) {
+            for (unsigned j = 0; j < o.keys; j++) record(j, sent, acked);
+        } else {
+            record(k, sent, acked);
+        }
+        numeric[k] = is_num;
+        writes++;
+        by_command[name]++;
+        return name;
+    }
+};
+
+struct ReaderResult {
+    std::vector<Read> reads;
+    std::uint64_t lost = 0, gets = 0;
+};
+
+void reader(const Options &o, unsigned index, std::atomic<bool> &stop, std::atomic<std::uint64_t> &ops,
+            ReaderResult &r) {
+    Udp udp(o);
+    std::mt19937 rng(o.seed * 31 + index);
+    while (!stop.load(std::memory_order_relaxed)) {
+        unsigned n = 1 + rng() % 3;
+        std::vector<unsigned> keys;
+        std::string req = "get";
+        for (unsigned i = 0; i < n; i++) {
+            keys.push_back(rng() % o.keys);
+            req += " " + key_name(keys.back());
+        }
+        const std::uint64_t sent = now();
+        auto reply = udp.call(req + "\r\n", true);
+        const std::uint64_t recv = now();
+        r.gets++;
+        ops.fetch_add(1, std::memory_order_relaxed);
+        if (!reply) {
+            r.lost++;
+            continue;
+        }
+        std::map<std::string, std::string> values;
+        if (!parse_values(*reply, values)) {
+            r.reads.push_back({kUnparseable, Value{"<unparseable: " + reply->substr(0, 60) + ">"}, sent, recv});
+            continue;
+        }
+        for (unsigned k : keys) {
+            auto it = values.find(key_name(k));
+            r.reads.push_back({k, it == values.end() ? Value{} : Value{it->second}, sent, recv});
+        }
+        std::this_thread::sleep_for(std::chrono::microseconds(rng() % 300));  // let writes interleave
+    }
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+    CLI::App app{"bmc-check: randomized consistency checker (run in the clients' namespace)"};
+    Options o;
+    app.add_option("-s,--server", o.server);
+    app.add_option("-p,--port", o.port);
+    app.add_option("-n,--ops", o.ops, "operations in all (reads and writes)");
+    app.add_option("--max-seconds", o.max_seconds, "stop after this long even if fewer operations ran");
+    app.add_option("--readers", o.readers)->check(CLI::Range(1, 16));
+    app.add_option("--keys", o.keys, "hot keys")->check(CLI::Range(1, 1000));
+    app.add_option("--write-pause-us", o.write_pause_us, "pause between writes (more reads between them)");
+    app.add_option("--seed", o.seed);
+    CLI11_PARSE(app, argc, argv);
+
+    std::vector<std::vector<Version>> history(o.keys);
+    nlohmann::json result;
+    std::vector<ReaderResult> rr(o.readers);
+    std::uint64_t violations = 0, stale = 0, never = 0, checked = 0;
+    std::vector<std::string> examples;
+    try {
+        Writer w(o, history);
+        for (unsigned k = 0; k < o.keys; k++) {  // a known starting value for every key
+            std::uint64_t t = now();
+            w.tcp.text("set " + key_name(k) + " 0 0 5\r\nstart\r\n");
+            w.record(k, t, now());
+        }
+        std::atomic<bool> stop{false};
+        std::atomic<std::uint64_t> ops{0};
+        std::vector<std::thread> threads;
+        for (unsigned i = 0; i < o.readers; i++)
+            threads.emplace_back(reader, std::cref(o), i, std::ref(stop), std::ref(ops), std::ref(rr[i]));
+        const std::uint64_t t_end = now() + std::uint64_t(o.max_seconds * 1e9);
+        try {
+            while (ops.load() + w.writes < o.ops && now() < t_end) {
+                w.step();
+                if (o.write_pause_us) std::this_thread::sleep_for(std::chrono::microseconds(w.rng() % (2 * o.write_pause_us)));
+                std::this_thread::sleep_for(std::chrono::microseconds(200 + w.rng() % 800));
+            }
+        } catch (...) {
+            stop = true;
+            for (auto &t : threads) t.join();
+            throw;
+        }
+        stop = true;
+        for (auto &t : threads) t.join();
+
+        std::vector<Read> all;
+        for (auto &r : rr) all.insert(all.end(), r.reads.begin(), r.reads.end());
+        CheckReport rep = check(history, all);
+        violations = rep.stale + rep.never_written;
+        stale = rep.stale;
+        never = rep.never_written;
+        checked = rep.checked;
+        for (auto &e : rep.examples) examples.push_back(key_name(e.key) + ": " + e.text);
+        std::uint64_t gets = 0, lost = 0;
+        for (auto &r : rr) {
+            gets += r.gets;
+            lost += r.lost;
+        }
+        result = {{"operations", gets + w.writes}, {"writes", w.writes}, {"udp_gets", gets},
+                  {"key_reads_checked", checked}, {"violations", violations}, {"stale", stale},
+                  {"never_written", never}, {"lost_gets", lost}, {"lost_udp_writes", w.udp_lost},
+                  {"writes_by_command", w.by_command}, {"examples", examples}};
+    } catch (const std::exception &e) {
+        std::fprintf(stderr, "bmc-check: %s\n", e.what());
+        return 2;
+    }
+    std::printf("%s\n", result.dump().c_str());
+    return violations ? 1 : 0;
+}
