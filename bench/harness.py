@@ -286,6 +286,21 @@ class Bench:
                                  capture_output=True, text=True)
         return "\n".join(l for l in rep.stdout.splitlines() if l and not l.startswith("#"))[:4000]
 
+    def consistency(self, ops):
+        """bmc-check against both backends: longer runs than CI's 10,000 operations."""
+        bad = []
+        for kind in ("kernel", "afxdp"):
+            with self.memcached(1, 10, 32), self.server(kind):
+                r = self.tb.run(self.tb.cli, [self.tool("bmc-check"), "--ops", str(ops), "--keys", "16",
+                                              "--write-pause-us", "3000", "--max-seconds", str(max(60, ops / 2000))],
+                                timeout=max(120, ops / 1000))
+            log(f"consistency {kind}: {r.stdout.strip()[:2000]}")
+            with open(os.path.join(self.out, f"consistency-{kind}.json"), "w") as f:
+                f.write(r.stdout)
+            if r.returncode != 0:
+                bad.append(kind)
+        return bad
+
     def run(self):
         keys = 10000 if self.args.quick else 100000
         plan = [("memcached-t1", 1, "none"), ("memcached-t2", 2, "none"), ("kernel", 1, "kernel"),
@@ -327,12 +342,19 @@ def main():
     ap.add_argument("--out", default=None)
     ap.add_argument("--quick", action="store_true", help="short runs and sweeps (under 2 minutes)")
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
+    ap.add_argument("--check", type=int, metavar="OPS", help="run only the consistency checker, OPS operations per backend")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: run as root (namespaces, BPF)")
     args.out = args.out or os.path.join("bench", "results", time.strftime("%Y%m%d-%H%M%S"))
     start = time.time()
     b = Bench(args)
+    if args.check:
+        try:
+            bad = b.consistency(args.check)
+        finally:
+            b.tb.close()
+        sys.exit(f"bench: consistency violations with {', '.join(bad)}" if bad else 0)
     try:
         empty = b.run()
     finally:
