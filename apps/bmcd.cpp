@@ -140,6 +140,13 @@ int main(int argc, char **argv) {
     app.add_option("--interval", interval_s, "seconds between status lines; 0 prints none")
         ->check(CLI::NonNegativeNumber);
     app.add_option("--stats-file", stats_file, "keep the counters as JSON in this file");
+    bool pin = false, detach = false;
+    std::string pin_dir;
+    app.add_flag("--pin", pin,
+                 "pinned deployment: the programs and the cache outlive bmcd and keep serving; a later "
+                 "bmcd --pin adopts them (warm cache, no gap)");
+    app.add_flag("--detach", detach, "remove a pinned deployment from --iface and exit");
+    app.add_option("--pin-dir", pin_dir, "where pins live (default: /sys/fs/bpf/bmc/IFACE)");
     app.add_flag("-v,--verbose", g_verbose, "show libbpf's messages");
 
     try {
@@ -151,6 +158,24 @@ int main(int argc, char **argv) {
     } catch (const CLI::ParseError &e) {
         std::fprintf(stderr, "bmcd: %s (see --help)\n", e.what());
         return 2;
+    }
+    if (pin_dir.empty()) pin_dir = "/sys/fs/bpf/bmc/" + opts.iface;
+    if (detach) {
+        try {
+            bmc::KernelBackend::detach_pinned(pin_dir);
+        } catch (const bmc::Error &e) {
+            std::fprintf(stderr, "bmcd: %s\n", e.what());
+            return 1;
+        }
+        std::printf("bmcd: detached the pinned deployment from %s\n", opts.iface.c_str());
+        return 0;
+    }
+    if (pin) {
+        opts.pin_dir = pin_dir;
+    } else if (bmc::KernelBackend::pinned_at(pin_dir)) {
+        std::fprintf(stderr, "bmcd: a pinned bmc deployment serves %s (bmcd --pin adopts it, bmcd --detach removes it)\n",
+                     opts.iface.c_str());
+        return 1;
     }
     xopts.zero_copy = zero_copy == "on" ? bmc::ZeroCopy::On : zero_copy == "off" ? bmc::ZeroCopy::Off : bmc::ZeroCopy::Auto;
     opts.max_age_ns = std::uint64_t(std::llround(max_age_s * 1e9));
@@ -184,6 +209,7 @@ int main(int argc, char **argv) {
         bmc::KernelBackend be(opts);
         std::unique_ptr<bmc::AfxdpBackend> afxdp;
         if (!be.notice().empty()) std::fprintf(stderr, "bmcd: %s\n", be.notice().c_str());
+        if (be.adopted()) std::printf("bmcd: adopted the pinned deployment in %s (cache kept)\n", pin_dir.c_str());
         std::string allowed;
         for (const auto &p : opts.allow.prefixes()) allowed += (allowed.empty() ? "" : " ") + p.str();
         std::printf("bmcd: serving %s port %u (XDP %s, TC egress %s); answering clients in %s\n",
@@ -260,7 +286,11 @@ int main(int argc, char **argv) {
         afxdp.reset();
         if (!stats_file.empty()) write_stats_file(stats_file, snap, "stopped");
         print_status(snap);
-        std::printf("bmcd: detached from %s\n", opts.iface.c_str());
+        if (pin)
+            std::printf("bmcd: left %s pinned in %s; it keeps serving (bmcd --detach removes it)\n",
+                        opts.iface.c_str(), pin_dir.c_str());
+        else
+            std::printf("bmcd: detached from %s\n", opts.iface.c_str());
     } catch (const bmc::Error &e) {
         std::fprintf(stderr, "bmcd: %s\n", e.what());
         return 1;

@@ -444,6 +444,53 @@ TEST_P(E2E, ConsistencyCheckerFindsNoStaleOrUnwrittenValue) {
     EXPECT_GT(served, 500u) << "the cache answered too little for the check to mean much";
 }
 
+TEST(E2EFaults, PinnedDeploymentOutlivesBmcdIsAdoptedAndDetached) {
+    BMC_REQUIRE_ROOT();
+    const std::string fs = "/tmp/bmct-bpffs-" + std::to_string(getpid());
+    sh("mkdir -p " + fs + " && mount -t bpf bpf " + fs);
+    const std::string dir = fs + "/bmc";
+    {
+        Server s("pin", {"--pin", "--pin-dir", dir});
+        auto tcp = s.tcp();
+        auto udp = s.udp();
+        ASSERT_EQ(tcp->call("set pk 0 0 4\r\nkept\r\n"), "STORED\r\n");
+        std::this_thread::sleep_for(15ms);
+        for (int i = 0; i < 3; i++) udp->request("get pk\r\n", true);
+        ASSERT_EQ(s.tb->stop(s.bmcd, SIGTERM), 0);
+        s.bmcd = -1;
+        // Still attached, still answering from the cache with bmcd gone.
+        const std::string ns = s.tb->server_ns();
+        EXPECT_NE(s.tb->run_in(ns, "ip link show dev bmcs0").find("xdp"), std::string::npos);
+        auto before = tcp->stat("cmd_get");
+        for (int i = 0; i < 5; i++) EXPECT_EQ(udp->request("get pk\r\n", true).text, item("pk", "kept") + "END\r\n");
+        EXPECT_EQ(tcp->stat("cmd_get"), before) << "the pinned programs answered";
+        // A plain bmcd refuses to start over it, clearly.
+        pid_t plain = s.tb->spawn(ns, {BMC_BMCD_PATH, "--iface", Testbed::kServerIf, "--pin-dir", dir}, s.dir + "/plain.log");
+        EXPECT_EQ(s.tb->stop(plain, 0, 10), 1);
+        EXPECT_NE(read_file(s.dir + "/plain.log").find("pinned"), std::string::npos);
+        // A new bmcd --pin adopts it: the cache is still warm.
+        s.start_bmcd({"--pin", "--pin-dir", dir});
+        EXPECT_NE(read_file(s.log_path).find("adopted"), std::string::npos) << read_file(s.log_path);
+        before = tcp->stat("cmd_get");
+        for (int i = 0; i < 5; i++) EXPECT_EQ(udp->request("get pk\r\n", true).text, item("pk", "kept") + "END\r\n");
+        EXPECT_EQ(tcp->stat("cmd_get"), before);
+        EXPECT_GE(s.stats()["counters"]["hit_requests"].get<std::uint64_t>(), 10u);  // kept counters too
+        ASSERT_EQ(s.tb->stop(s.bmcd, SIGTERM), 0);
+        s.bmcd = -1;
+        // --detach removes it; memcached answers again.
+        pid_t det = s.tb->spawn(ns, {BMC_BMCD_PATH, "--iface", Testbed::kServerIf, "--detach", "--pin-dir", dir},
+                                s.dir + "/detach.log");
+        EXPECT_EQ(s.tb->stop(det, 0, 10), 0) << read_file(s.dir + "/detach.log");
+        std::this_thread::sleep_for(200ms);
+        EXPECT_EQ(s.tb->run_in(ns, "ip link show dev bmcs0").find("xdp"), std::string::npos);
+        EXPECT_EQ(s.tb->run_in(ns, "bpftool net show dev bmcs0").find("bmc_"), std::string::npos);
+        before = tcp->stat("cmd_get");
+        EXPECT_EQ(udp->request("get pk\r\n", true).text, item("pk", "kept") + "END\r\n");
+        EXPECT_EQ(tcp->stat("cmd_get"), before + 1);
+    }
+    sh("umount " + fs + " && rmdir " + fs);
+}
+
 // ---- the two backends against each other ------------------------------------------------
 
 TEST(E2EBackends, SameRequestsGiveIdenticalReplies) {

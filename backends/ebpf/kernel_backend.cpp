@@ -4,8 +4,13 @@
 #include <bpf/libbpf.h>
 #include <linux/if_link.h>
 #include <net/if.h>
+#include <linux/magic.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
+
+#include <filesystem>
 
 #include <cerrno>
 #include <cstring>
@@ -38,7 +43,74 @@ void *map_region(bpf_map *map, std::size_t &len) {
     return p;
 }
 
+// What a pinned deployment consists of: maps that hold state, and the two links.
+const char *const kPinnedMaps[] = {"bmc_small", "bmc_large", "bmc_global_state", "bmc_stats", "bmc_allow"};
+constexpr const char *kXdpLink = "link_xdp", *kTcLink = "link_tc_egress";
+
+std::string pin_path(const std::string &dir, const char *name) { return dir + "/" + name; }
+
 }  // namespace
+
+bool KernelBackend::pinned_at(const std::string &dir) {
+    struct stat st;
+    return stat(pin_path(dir, kXdpLink).c_str(), &st) == 0;
+}
+
+void KernelBackend::detach_pinned(const std::string &dir) {
+    if (!pinned_at(dir)) throw Error("no pinned bmc deployment in " + dir);
+    // The pins hold the last references: unlinking them detaches the programs and frees
+    // the maps once no process has them open.
+    for (const char *name : {kXdpLink, kTcLink}) unlink(pin_path(dir, name).c_str());
+    for (const char *name : kPinnedMaps) unlink(pin_path(dir, name).c_str());
+    rmdir(dir.c_str());
+}
+
+void KernelBackend::adopt_maps() {
+    for (const char *name : kPinnedMaps) {
+        bpf_map *map = bpf_object__find_map_by_name(skel_->obj, name);
+        int fd = bpf_obj_get(pin_path(opts_.pin_dir, name).c_str());
+        if (!map || fd < 0) throw Error("pinned map " + pin_path(opts_.pin_dir, name) + " is missing");
+        if (bpf_map__value_size(map) * bpf_map__max_entries(map) != 0) {
+            bpf_map_info info{};
+            __u32 len = sizeof info;
+            if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && info.max_entries != bpf_map__max_entries(map)) {
+                close(fd);
+                throw Error(std::string("pinned ") + name + " has " + std::to_string(info.max_entries) +
+                            " entries, this bmcd wants " + std::to_string(bpf_map__max_entries(map)) +
+                            " (use the same bucket counts, or --detach first)");
+            }
+        }
+        int err = bpf_map__reuse_fd(map, fd);
+        close(fd);
+        if (err) throw Error(std::string("cannot reuse pinned map ") + name + ": " + errno_text(err));
+    }
+    adopted_ = true;
+}
+
+void KernelBackend::pin_or_adopt_links() {
+    const std::string xdp = pin_path(opts_.pin_dir, kXdpLink), tc = pin_path(opts_.pin_dir, kTcLink);
+    if (adopted_) {
+        // bpf_link_update swaps the program under a live link: no moment without one.
+        for (auto [path, prog] : {std::pair{xdp, xdp_prog_fd()}, std::pair{tc, tc_prog_fd()}}) {
+            int fd = bpf_obj_get(path.c_str());
+            if (fd < 0 || bpf_link_update(fd, prog, nullptr) != 0) {
+                int e = errno;
+                if (fd >= 0) close(fd);
+                throw Error("cannot take over the pinned link " + path + ": " + errno_text(e));
+            }
+            close(fd);
+        }
+        return;
+    }
+    if (tcx_link_fd_ < 0) throw Error("--pin needs TC egress as a TCX link (Linux 6.6 or later)");
+    if (bpf_obj_pin(xdp_link_fd_, xdp.c_str()) || bpf_obj_pin(tcx_link_fd_, tc.c_str()))
+        throw Error("cannot pin links in " + opts_.pin_dir + ": " + errno_text(errno));
+    for (const char *name : kPinnedMaps) {
+        bpf_map *map = bpf_object__find_map_by_name(skel_->obj, name);
+        if (bpf_obj_pin(bpf_map__fd(map), pin_path(opts_.pin_dir, name).c_str()))
+            throw Error(std::string("cannot pin ") + name + ": " + errno_text(errno));
+    }
+}
 
 std::uint32_t check_bucket_count(const char *what, std::uint64_t n) {
     if (n == 0 || n > (1u << 24) || (n & (n - 1)))
@@ -69,9 +141,24 @@ KernelBackend::KernelBackend(const KernelOptions &opts) : opts_(opts) {
             throw Error("at most " + std::to_string(BMC_MAX_ALLOW) + " allowlist prefixes");
         bpf_map__set_max_entries(skel_->maps.bmc_small, opts_.small_buckets);
         bpf_map__set_max_entries(skel_->maps.bmc_large, opts_.large_buckets);
+        if (!opts_.pin_dir.empty()) {
+            struct statfs fs;
+            std::error_code ec;
+            std::filesystem::create_directories(opts_.pin_dir, ec);
+            if (statfs(opts_.pin_dir.c_str(), &fs) != 0 || fs.f_type != BPF_FS_MAGIC)
+                throw Error(opts_.pin_dir + " is not on a BPF file system (mount -t bpf bpf /sys/fs/bpf)");
+            if (pinned_at(opts_.pin_dir)) adopt_maps();
+        }
         if (int err = bmc_kern__load(skel_))
             throw Error("loading the BPF programs failed: " + errno_text(err) + load_hint(err));
         map_cache();
+        if (adopted_) {  // the adopted allowlist is replaced by this instance's
+            bmc_allow_key key{}, next{};
+            while (bpf_map_get_next_key(bpf_map__fd(skel_->maps.bmc_allow), nullptr, &next) == 0) {
+                key = next;
+                bpf_map_delete_elem(bpf_map__fd(skel_->maps.bmc_allow), &key);
+            }
+        }
         for (const Prefix &p : opts_.allow.prefixes()) {
             bmc_allow_key key{};
             key.prefixlen = p.len;
@@ -80,11 +167,18 @@ KernelBackend::KernelBackend(const KernelOptions &opts) : opts_(opts) {
             if (bpf_map_update_elem(bpf_map__fd(skel_->maps.bmc_allow), &key, &one, BPF_ANY))
                 throw Error("cannot add " + p.str() + " to the allowlist: " + errno_text(errno));
         }
-        if (opts_.attach) {
+        if (opts_.attach && adopted_) {
+            ifindex_ = int(if_nametoindex(opts_.iface.c_str()));
+            xdp_mode_ = "pinned";
+            tc_mode_ = "tcx, pinned";
+            pin_or_adopt_links();
+        } else if (opts_.attach) {
             attach_xdp();
             attach_tc();
+            if (!opts_.pin_dir.empty()) pin_or_adopt_links();
         }
     } catch (...) {
+        if (!adopted_ && !opts_.pin_dir.empty() && pinned_at(opts_.pin_dir)) detach_pinned(opts_.pin_dir);
         detach();
         bmc_kern__destroy(skel_);
         throw;
@@ -175,11 +269,12 @@ void KernelBackend::attach_tc() {
 }
 
 void KernelBackend::detach() {
+    // Pinned links stay attached after our file descriptors close.
     if (xdp_link_fd_ >= 0) close(xdp_link_fd_);
     xdp_link_fd_ = -1;
     if (tcx_link_fd_ >= 0) close(tcx_link_fd_);
     tcx_link_fd_ = -1;
-    if (tc_netlink_attached_) {
+    if (tc_netlink_attached_ && opts_.pin_dir.empty()) {
         LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex_, .attach_point = BPF_TC_EGRESS);
         LIBBPF_OPTS(bpf_tc_opts, to, .handle = 0xb3c, .priority = 1);
         bpf_tc_detach(&hook, &to);

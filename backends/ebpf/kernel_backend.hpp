@@ -37,6 +37,10 @@ struct KernelOptions {
     TcAttach tc_attach = TcAttach::Auto;
     // Load the programs and maps without attaching them (BPF_PROG_TEST_RUN users).
     bool attach = true;
+    // Pinned deployment: links and maps are pinned here (a directory on a BPF file
+    // system) and outlive this process; if pins are already there, they are adopted: the
+    // new programs take over the pinned links and keep the pinned cache.
+    std::string pin_dir;
 };
 
 class KernelBackend {
@@ -58,6 +62,13 @@ public:
     // Notes for the operator, e.g. a fallback that was taken.
     const std::string &notice() const { return notice_; }
 
+    // Whether this instance took over an earlier pinned deployment.
+    bool adopted() const { return adopted_; }
+    // Removes a pinned deployment: unpinning its links detaches them. Throws if pin_dir
+    // holds no bmc deployment.
+    static void detach_pinned(const std::string &pin_dir);
+    static bool pinned_at(const std::string &pin_dir);
+
     int xdp_prog_fd() const;
     int tc_prog_fd() const;
     int xsks_map_fd() const;
@@ -77,6 +88,8 @@ private:
     void attach_tc();
     void detach();
     void map_cache();
+    void adopt_maps();
+    void pin_or_adopt_links();
 
     KernelOptions opts_;
     ::bmc_kern *skel_ = nullptr;
@@ -85,6 +98,7 @@ private:
     int tcx_link_fd_ = -1;
     bool tc_netlink_attached_ = false;
     bool tc_hook_created_ = false;
+    bool adopted_ = false;
     std::string xdp_mode_, tc_mode_, notice_;
     CacheMemory cache_;
     void *small_map_ = nullptr, *large_map_ = nullptr, *global_map_ = nullptr;
