@@ -491,6 +491,51 @@ TEST(E2EFaults, PinnedDeploymentOutlivesBmcdIsAdoptedAndDetached) {
     sh("umount " + fs + " && rmdir " + fs);
 }
 
+TEST(E2EFaults, MissingMemcachedAndInterfaceDownAreReportedNotFatal) {
+    BMC_REQUIRE_ROOT();
+    for (std::string backend : kBackends) {
+        Server s("down", {"--backend", backend});
+        // memcached goes away: bmcd says so and keeps running.
+        s.tb->stop(s.memcached, SIGTERM);
+        std::this_thread::sleep_for(300ms);
+        EXPECT_TRUE(s.tb->alive(s.bmcd)) << backend;
+        EXPECT_NE(read_file(s.log_path).find("lost memcached"), std::string::npos) << read_file(s.log_path);
+        s.memcached = s.tb->spawn(s.tb->server_ns(),
+                                  {"memcached", "-u", "root", "-U", "11211", "-p", "11211", "-l", Testbed::kServerIp,
+                                   "-t", "1", "-m", "64"},
+                                  s.dir + "/memcached2.log");
+        auto tcp = s.tcp();
+        ASSERT_TRUE(tcp->ok());
+        ASSERT_EQ(tcp->call("set dk 0 0 2\r\nup\r\n"), "STORED\r\n");
+        // The interface goes down under load and comes back: no crash, service resumes.
+        const std::string ns = s.tb->server_ns();
+        std::atomic<bool> done{false};
+        std::thread load([&] {
+            auto udp = s.udp();
+            for (int i = 0; i < 100000 && !done; i++) udp->request("get dk\r\n", true, 50);
+        });
+        std::this_thread::sleep_for(200ms);
+        s.tb->run_in(ns, "ip link set dev bmcs0 down");
+        std::this_thread::sleep_for(300ms);
+        s.tb->run_in(ns, "ip link set dev bmcs0 up");
+        std::this_thread::sleep_for(300ms);
+        done = true;
+        load.join();
+        EXPECT_TRUE(s.tb->alive(s.bmcd)) << backend << ": " << read_file(s.log_path);
+        auto udp = s.udp();
+        std::string got;
+        for (int i = 0; i < 50 && got != item("dk", "up") + "END\r\n"; i++) {
+            got = udp->request("get dk\r\n", true, 200).text;
+            std::this_thread::sleep_for(20ms);
+        }
+        EXPECT_EQ(got, item("dk", "up") + "END\r\n") << backend;
+        const auto hits = s.cache_hits();
+        for (int i = 0; i < 5; i++) udp->request("get dk\r\n", true);
+        EXPECT_GT(s.cache_hits(), hits) << backend << ": the cache serves again";
+        EXPECT_EQ(s.tb->stop(s.bmcd, SIGTERM), 0) << backend;
+    }
+}
+
 // ---- the two backends against each other ------------------------------------------------
 
 TEST(E2EBackends, SameRequestsGiveIdenticalReplies) {
