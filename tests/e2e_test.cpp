@@ -33,14 +33,17 @@ struct Server {
         sh("mkdir -p " + dir);
         stats_path = dir + "/bmcd.json";
         log_path = dir + "/bmcd.log";
-        memcached = tb->spawn(tb->server_ns(),
-                              {"memcached", "-u", "root", "-U", "11211", "-p", "11211", "-l",
-                               Testbed::kServerIp, "-t", "1", "-m", "64"},
-                              dir + "/memcached.log");
+        start_memcached("memcached.log");
         int probe = tb->client_tcp_connect(11211);
         if (probe < 0) throw std::runtime_error("memcached did not start");
         McTcp closer(probe);
         start_bmcd(bmcd_args);
+    }
+    void start_memcached(const std::string &log) {
+        memcached = tb->spawn(tb->server_ns(),
+                              {"memcached", "-u", "root", "-U", "11211", "-p", "11211", "-l", Testbed::kServerIp,
+                               "-t", "1", "-m", "64"},
+                              dir + "/" + log);
     }
     void start_bmcd(std::vector<std::string> extra) {
         std::vector<std::string> argv = {BMC_BMCD_PATH, "--iface", Testbed::kServerIf, "--interval", "0",
@@ -390,10 +393,7 @@ TEST(E2EFaults, NoValueFromBeforeAMemcachedRestartIsServed) {
             ASSERT_GT(s.cache_hits(), 0u) << backend << ": the value was not cached; the test would be void";
         }
         s.tb->stop(s.memcached, SIGTERM);
-        s.memcached = s.tb->spawn(s.tb->server_ns(),
-                                  {"memcached", "-u", "root", "-U", "11211", "-p", "11211", "-l", Testbed::kServerIp,
-                                   "-t", "1", "-m", "64"},
-                                  s.dir + "/memcached2.log");
+        s.start_memcached("memcached2.log");
         auto tcp = s.tcp();
         ASSERT_TRUE(tcp->ok());
         auto udp = s.udp();
@@ -500,10 +500,7 @@ TEST(E2EFaults, MissingMemcachedAndInterfaceDownAreReportedNotFatal) {
         std::this_thread::sleep_for(300ms);
         EXPECT_TRUE(s.tb->alive(s.bmcd)) << backend;
         EXPECT_NE(read_file(s.log_path).find("lost memcached"), std::string::npos) << read_file(s.log_path);
-        s.memcached = s.tb->spawn(s.tb->server_ns(),
-                                  {"memcached", "-u", "root", "-U", "11211", "-p", "11211", "-l", Testbed::kServerIp,
-                                   "-t", "1", "-m", "64"},
-                                  s.dir + "/memcached2.log");
+        s.start_memcached("memcached2.log");
         auto tcp = s.tcp();
         ASSERT_TRUE(tcp->ok());
         ASSERT_EQ(tcp->call("set dk 0 0 2\r\nup\r\n"), "STORED\r\n");
