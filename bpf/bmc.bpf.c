@@ -21,6 +21,8 @@
 #define BMC_COPY(dst, src, len) bpf_probe_read_kernel((dst), (len), (src))
 
 #define BMC_SUBPROG __attribute__((noinline))
+/* Hides a value's range from clang, so that the masks the verifier needs are emitted. */
+#define BMC_OPAQUE(x) asm volatile("" : "+r"(x))
 #include "bmc_gen.h"
 
 
@@ -213,64 +215,27 @@ static __always_inline void rx_scan(struct bmc_percpu *p, __u32 start, __u32 len
     bmc_rx_finish(&env, rx);
 }
 
-static __always_inline __u16 ip_checksum(const void *ip)
+
+/* Turn the request into the reply: headers rewritten in scratch->hdr by the shared
+ * code, payload built in scratch->out. The frame grows at the tail where the driver
+ * left room, else at the head: veth frames made from socket buffers have little
+ * tailroom but always XDP_PACKET_HEADROOM in front. */
+static __always_inline int rx_reply(struct xdp_md *ctx, struct bmc_percpu *p, __u32 payload_len)
 {
-    const __u16 *w = ip;
-    __u32 sum = 0;
-    int i;
-
-#pragma unroll
-    for (i = 0; i < (int)(sizeof(struct iphdr) / 2); i++)
-        sum += w[i];
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    return (__u16)~sum;
-}
-
-struct reply_hdr {
-    struct ethhdr eth;
-    struct iphdr ip;
-    struct udphdr udp;
-} __attribute__((packed));
-
-/* Turn the request into the reply built in scratch->out (payload_len bytes). The frame
- * grows at the tail where the driver left room, else at the head: veth frames made from
- * socket buffers have little tailroom but always XDP_PACKET_HEADROOM in front. */
-static __always_inline int rx_reply(struct xdp_md *ctx, struct bmc_scratch *sc, __u32 payload_len)
-{
-    void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
-    int delta = (int)(sizeof(struct reply_hdr) + payload_len) - (int)bpf_xdp_get_buff_len(ctx);
-    unsigned char mac[ETH_ALEN];
-    struct reply_hdr h;
-    __u32 addr;
-    __u16 port;
+    __u32 hdr_len;
+    int delta;
 
     if (payload_len > BMC_MAX_PAYLOAD || payload_len < BMC_FRAME_HDR_LEN)
         return -1;
-    if (data + sizeof(h) > data_end)
+    hdr_len = opaque(bmc_reply_headers(&p->sc, &p->frame, payload_len));
+    if (hdr_len < BMC_ETH_HLEN + 28 || hdr_len > 128)
         return -1;
-    __builtin_memcpy(&h, data, sizeof(h));
+    delta = (int)(hdr_len + payload_len) - (int)bpf_xdp_get_buff_len(ctx);
     if (bpf_xdp_adjust_tail(ctx, delta) && (delta < 0 || bpf_xdp_adjust_head(ctx, -delta)))
         return -1;
-
-    __builtin_memcpy(mac, h.eth.h_source, ETH_ALEN);
-    __builtin_memcpy(h.eth.h_source, h.eth.h_dest, ETH_ALEN);
-    __builtin_memcpy(h.eth.h_dest, mac, ETH_ALEN);
-    addr = h.ip.saddr;
-    h.ip.saddr = h.ip.daddr;
-    h.ip.daddr = addr;
-    h.ip.tot_len = bpf_htons(sizeof(struct iphdr) + sizeof(struct udphdr) + payload_len);
-    h.ip.ttl = 64;
-    h.ip.check = 0;
-    h.ip.check = ip_checksum((const char *)&h + sizeof(struct ethhdr));
-    port = h.udp.source;
-    h.udp.source = h.udp.dest;
-    h.udp.dest = port;
-    h.udp.len = bpf_htons(sizeof(struct udphdr) + payload_len);
-    h.udp.check = 0; /* optional for IPv4; the payload changed entirely */
-    if (bpf_xdp_store_bytes(ctx, 0, &h, sizeof(h)))
+    if (bpf_xdp_store_bytes(ctx, 0, p->sc.hdr, hdr_len))
         return -1;
-    return bpf_xdp_store_bytes(ctx, sizeof(h), sc->out, payload_len) ? -1 : 0;
+    return bpf_xdp_store_bytes(ctx, hdr_len, p->sc.out, payload_len) ? -1 : 0;
 }
 
 static __always_inline int rx_udp(struct xdp_md *ctx, struct bmc_percpu *p, __u32 payload_off,
@@ -299,7 +264,7 @@ static __always_inline int rx_udp(struct xdp_md *ctx, struct bmc_percpu *p, __u3
         return XDP_PASS;
     }
     reply_len = bmc_rx_build_reply(&p->sc, &p->rx);
-    if (rx_reply(ctx, &p->sc, reply_len)) {
+    if (rx_reply(ctx, p, reply_len)) {
         bmc_env_stat(&env, BMC_STAT_PASS_NO_ROOM);
         return XDP_PASS;
     }
@@ -385,7 +350,7 @@ int bmc_rx(struct xdp_md *ctx)
             bmc_env_stat(&env, BMC_STAT_PASS_MALFORMED);
             return XDP_PASS;
         }
-        return rx_udp(ctx, p, f->payload_off, f->payload_len, f->plain, client_allowed(f));
+        return rx_udp(ctx, p, f->payload_off, f->payload_len, f->answerable, client_allowed(f));
     }
     if (f->proto == BMC_IPPROTO_TCP)
         rx_tcp(ctx, p, f->payload_off, f->payload_len);

@@ -229,6 +229,59 @@ BMC_INLINE __u32 bmc_rx_build_reply(struct bmc_scratch *sc, const struct bmc_rx 
     return off + BMC_END_LEN;
 }
 
+/* Turn the request's headers, as copied into scratch->hdr, into the reply's: MACs, IPv4
+ * addresses and UDP ports swapped, a VLAN tag and IP options kept, lengths set for a
+ * payload of payload_len bytes, TTL 64, the IPv4 checksum recomputed and the UDP checksum
+ * zero (optional for IPv4; the payload changed entirely). Returns the headers' length. */
+BMC_INLINE __u32 bmc_reply_headers(struct bmc_scratch *sc, const struct bmc_frame *f, __u32 payload_len)
+{
+    const __u32 m = BMC_HDR_MAX - 1, l3 = f->l3_off, l4 = f->l4_off, ihl = l4 - l3;
+    __u32 i, sum = 0, v;
+    __u8 t;
+
+    /* Ethernet with at most one tag, then 20 to 60 bytes of IPv4: every index below stays
+     * under 18 + 60 + 8, which the verifier then sees without relying on the mask. */
+    if (l3 > BMC_ETH_HLEN + 4 || l4 < l3 + 20 || l4 > l3 + 60)
+        return 0;
+    for (i = 0; i < 6; i++) {
+        t = sc->hdr[i];
+        sc->hdr[i] = sc->hdr[i + 6];
+        sc->hdr[i + 6] = t;
+    }
+    for (i = 0; i < 4; i++) {
+        t = sc->hdr[(l3 + 12 + i) & m];
+        sc->hdr[(l3 + 12 + i) & m] = sc->hdr[(l3 + 16 + i) & m];
+        sc->hdr[(l3 + 16 + i) & m] = t;
+    }
+    v = ihl + 8 + payload_len;
+    sc->hdr[(l3 + 2) & m] = (__u8)(v >> 8);
+    sc->hdr[(l3 + 3) & m] = (__u8)v;
+    sc->hdr[(l3 + 8) & m] = 64;
+    sc->hdr[(l3 + 10) & m] = 0;
+    sc->hdr[(l3 + 11) & m] = 0;
+    for (i = 0; i < 60; i += 2) {
+        if (i >= ihl)
+            break;
+        sum += (__u32)sc->hdr[(l3 + i) & m] << 8 | sc->hdr[(l3 + i + 1) & m];
+    }
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = ~sum & 0xffff;
+    sc->hdr[(l3 + 10) & m] = (__u8)(sum >> 8);
+    sc->hdr[(l3 + 11) & m] = (__u8)sum;
+    for (i = 0; i < 2; i++) {
+        t = sc->hdr[(l4 + i) & m];
+        sc->hdr[(l4 + i) & m] = sc->hdr[(l4 + 2 + i) & m];
+        sc->hdr[(l4 + 2 + i) & m] = t;
+    }
+    v = 8 + payload_len;
+    sc->hdr[(l4 + 4) & m] = (__u8)(v >> 8);
+    sc->hdr[(l4 + 5) & m] = (__u8)v;
+    sc->hdr[(l4 + 6) & m] = 0;
+    sc->hdr[(l4 + 7) & m] = 0;
+    return l4 + 8;
+}
+
 /* Is this UDP request one datagram (sequence 0 of 1)? */
 BMC_INLINE int bmc_frame_single(const __u8 *frame)
 {

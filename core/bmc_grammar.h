@@ -13,6 +13,7 @@
 #include "bmc_layout.hpp"
 #define BMC_INLINE static inline
 #define BMC_SUBPROG static inline
+#define BMC_OPAQUE(x) ((void)0)
 #endif
 
 /* BMC_SUBPROG marks steps that the BPF build turns into global functions: the verifier
@@ -405,6 +406,7 @@ BMC_INLINE int bmc_bin_in_map(const __u64 *map, __u8 op)
 
 BMC_INLINE __u32 bmc_h8(const struct bmc_scratch *sc, __u32 off)
 {
+    BMC_OPAQUE(off); /* clang must not drop the mask on offsets it can bound itself */
     return sc->hdr[off & (BMC_HDR_MAX - 1)];
 }
 
@@ -420,7 +422,7 @@ BMC_SUBPROG int bmc_parse_frame(const struct bmc_scratch *sc, __u32 pkt_len, __u
                                 struct bmc_frame *f)
 {
     __u32 off = BMC_ETH_HLEN, type, l4, l3_end, nh = 0, i, ihl, tot, frag;
-    int vlan = 0, v4 = 0, fragmented = 0;
+    int vlan = 0, v4 = 0, v4_any = 0, fragmented = 0;
 
     if (!sc || !f)
         return 0;
@@ -454,6 +456,7 @@ BMC_SUBPROG int bmc_parse_frame(const struct bmc_scratch *sc, __u32 pkt_len, __u
         l4 = off + ihl;
         l3_end = off + tot;
         v4 = ihl == 20;
+        v4_any = 1;
     } else if (type == BMC_ETH_P_IPV6) {
         if (off + 40 > hlen || (bmc_h8(sc, off) >> 4) != 6)
             return 0;
@@ -514,6 +517,8 @@ BMC_SUBPROG int bmc_parse_frame(const struct bmc_scratch *sc, __u32 pkt_len, __u
     f->from_server = bmc_h16(sc, l4) == port;
     f->to_server = bmc_h16(sc, l4 + 2) == port;
     f->plain = !vlan && v4 && !fragmented;
+    f->answerable = v4_any && !fragmented;
+    f->l3_off = (__u8)off;
     return 0;
 }
 

@@ -26,10 +26,6 @@ constexpr std::uint32_t kEthHlen = BMC_ETH_HLEN;
 // Largest reply frame: Ethernet, IPv4, UDP and a full datagram payload.
 constexpr std::uint32_t kMaxFrame = BMC_ETH_HLEN + 20 + 8 + BMC_MAX_PAYLOAD;
 
-void put_be16(std::uint8_t *p, std::uint16_t v) {
-    p[0] = std::uint8_t(v >> 8);
-    p[1] = std::uint8_t(v);
-}
 
 }  // namespace
 
@@ -99,34 +95,14 @@ RxResult Datapath::rx_udp(std::uint8_t *frame, std::uint32_t &len, std::uint32_t
     }
     std::uint32_t reply_len = bmc_rx_build_reply(&sc_, &rx_);
 
-    // Same rewrite as rx_reply() in bpf/bmc.bpf.c; the request carried no IP options.
-    const std::uint32_t ip_off = kEthHlen, l4_off = ip_off + 20, off = l4_off + 8;
-    if (off + reply_len > capacity) {
+    const std::uint32_t hdr_len = bmc_reply_headers(&sc_, &frame_, reply_len);
+    if (hdr_len + reply_len > capacity) {
         count(BMC_STAT_PASS_NO_ROOM);
         return {};
     }
-    len = off + reply_len;
-    std::uint8_t *p = frame;
-    std::uint8_t mac[6];
-    std::memcpy(mac, p + 6, 6);
-    std::memcpy(p + 6, p, 6);
-    std::memcpy(p, mac, 6);
-    std::uint8_t addr[4];
-    std::memcpy(addr, p + ip_off + 12, 4);
-    std::memcpy(p + ip_off + 12, p + ip_off + 16, 4);
-    std::memcpy(p + ip_off + 16, addr, 4);
-    put_be16(p + ip_off + 2, std::uint16_t(20 + 8 + reply_len));
-    p[ip_off + 8] = 64;
-    p[ip_off + 10] = p[ip_off + 11] = 0;
-    std::uint16_t csum = ipv4_header_checksum(p + ip_off, 20);
-    std::memcpy(p + ip_off + 10, &csum, 2);
-    std::uint8_t port[2];
-    std::memcpy(port, p + l4_off, 2);
-    std::memcpy(p + l4_off, p + l4_off + 2, 2);
-    std::memcpy(p + l4_off + 2, port, 2);
-    put_be16(p + l4_off + 4, std::uint16_t(8 + reply_len));
-    p[l4_off + 6] = p[l4_off + 7] = 0;
-    std::memcpy(p + off, sc_.out, reply_len);
+    std::memcpy(frame, sc_.hdr, hdr_len);
+    std::memcpy(frame + hdr_len, sc_.out, reply_len);
+    len = hdr_len + reply_len;
     count(BMC_STAT_HIT_REQS);
     return {Action::Tx};
 }
@@ -168,7 +144,8 @@ RxResult Datapath::ingress(std::uint8_t *frame, std::uint32_t &len, std::uint32_
             count(BMC_STAT_PASS_MALFORMED);
             return {};
         }
-        return rx_udp(frame, len, capacity, f.payload_off, f.payload_len, f.plain, allow_.contains(f.src), now_ns);
+        return rx_udp(frame, len, capacity, f.payload_off, f.payload_len, f.answerable, allow_.contains(f.src),
+                      now_ns);
     }
     if (f.proto == BMC_IPPROTO_TCP) rx_tcp(frame, f.payload_off, f.payload_len, now_ns);
     return {};
