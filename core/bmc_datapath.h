@@ -229,29 +229,88 @@ BMC_INLINE __u32 bmc_rx_build_reply(struct bmc_scratch *sc, const struct bmc_rx 
     return off + BMC_END_LEN;
 }
 
-/* Turn the request's headers, as copied into scratch->hdr, into the reply's: MACs, IPv4
- * addresses and UDP ports swapped, a VLAN tag and IP options kept, lengths set for a
- * payload of payload_len bytes, TTL 64, the IPv4 checksum recomputed and the UDP checksum
- * zero (optional for IPv4; the payload changed entirely). Returns the headers' length. */
+BMC_INLINE __u32 bmc_fold16(__u32 sum)
+{
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    return sum;
+}
+
+/* The folded sum of the first len bytes of scratch->out as 16-bit big-endian words (an
+ * odd last byte padded with zero), for the IPv6 UDP checksum. */
+BMC_SUBPROG int bmc_sum_out(const struct bmc_scratch *sc, __u32 len)
+{
+    __u32 i, sum = 0;
+
+    if (!sc || len > BMC_MAX_PAYLOAD)
+        return 0;
+    for (i = 0; i < BMC_MAX_PAYLOAD; i += 2) {
+        if (i + 1 >= len)
+            break;
+        sum += (__u32)sc->out[i] << 8 | sc->out[i + 1];
+    }
+    if (len & 1)
+        sum += (__u32)sc->out[(len - 1) & BMC_SCRATCH_MASK] << 8;
+    return (int)bmc_fold16(sum);
+}
+
+/* Turn the request's headers, as copied into scratch->hdr, into the reply's: MACs,
+ * addresses and UDP ports swapped, a VLAN tag and IPv4 options kept, lengths set for a
+ * payload of payload_len bytes (already in scratch->out), TTL or hop limit 64. IPv4: the
+ * header checksum recomputed and the UDP checksum zero (optional there; the payload
+ * changed entirely). IPv6: the UDP checksum, which IPv6 requires, over the pseudo-header,
+ * the UDP header and the payload. Returns the headers' length, 0 if it cannot. */
 BMC_INLINE __u32 bmc_reply_headers(struct bmc_scratch *sc, const struct bmc_frame *f, __u32 payload_len)
 {
     const __u32 m = BMC_HDR_MAX - 1, l3 = f->l3_off, l4 = f->l4_off, ihl = l4 - l3;
+    const int v6 = f->answerable == 6;
     __u32 i, sum = 0, v;
     __u8 t;
 
-    /* Ethernet with at most one tag, then 20 to 60 bytes of IPv4: every index below stays
-     * under 18 + 60 + 8, which the verifier then sees without relying on the mask. */
-    if (l3 > BMC_ETH_HLEN + 4 || l4 < l3 + 20 || l4 > l3 + 60)
+    /* Ethernet with at most one tag, then 20 to 60 bytes of IPv4 or 40 of IPv6: every
+     * index below stays under 18 + 60 + 8, which the verifier then sees without relying
+     * on the mask. */
+    if (l3 > BMC_ETH_HLEN + 4 || l4 < l3 + 20 || l4 > l3 + 60 || (v6 && ihl != 40) ||
+        payload_len > BMC_MAX_PAYLOAD)
         return 0;
     for (i = 0; i < 6; i++) {
         t = sc->hdr[i];
         sc->hdr[i] = sc->hdr[i + 6];
         sc->hdr[i + 6] = t;
     }
-    for (i = 0; i < 4; i++) {
-        t = sc->hdr[(l3 + 12 + i) & m];
-        sc->hdr[(l3 + 12 + i) & m] = sc->hdr[(l3 + 16 + i) & m];
-        sc->hdr[(l3 + 16 + i) & m] = t;
+    for (i = 0; i < 16; i++) {  /* IPv4: 4 bytes at 12 and 16; IPv6: 16 at 8 and 24 */
+        if (!v6 && i >= 4)
+            break;
+        t = sc->hdr[(l3 + (v6 ? 8 : 12) + i) & m];
+        sc->hdr[(l3 + (v6 ? 8 : 12) + i) & m] = sc->hdr[(l3 + (v6 ? 24 : 16) + i) & m];
+        sc->hdr[(l3 + (v6 ? 24 : 16) + i) & m] = t;
+    }
+    for (i = 0; i < 2; i++) {
+        t = sc->hdr[(l4 + i) & m];
+        sc->hdr[(l4 + i) & m] = sc->hdr[(l4 + 2 + i) & m];
+        sc->hdr[(l4 + 2 + i) & m] = t;
+    }
+    v = 8 + payload_len;
+    sc->hdr[(l4 + 4) & m] = (__u8)(v >> 8);
+    sc->hdr[(l4 + 5) & m] = (__u8)v;
+    sc->hdr[(l4 + 6) & m] = 0;
+    sc->hdr[(l4 + 7) & m] = 0;
+    if (v6) {
+        sc->hdr[(l3 + 4) & m] = (__u8)(v >> 8);
+        sc->hdr[(l3 + 5) & m] = (__u8)v;
+        sc->hdr[(l3 + 7) & m] = 64;
+        for (i = 0; i < 32; i += 2)  /* pseudo-header: addresses, length, next header */
+            sum += (__u32)sc->hdr[(l3 + 8 + i) & m] << 8 | sc->hdr[(l3 + 9 + i) & m];
+        sum += v + BMC_IPPROTO_UDP;
+        for (i = 0; i < 8; i += 2)
+            sum += (__u32)sc->hdr[(l4 + i) & m] << 8 | sc->hdr[(l4 + i + 1) & m];
+        sum = bmc_fold16(sum + ((__u32)bmc_sum_out(sc, payload_len) & 0xffff));
+        sum = ~sum & 0xffff;
+        if (sum == 0)
+            sum = 0xffff;  /* zero means "no checksum" */
+        sc->hdr[(l4 + 6) & m] = (__u8)(sum >> 8);
+        sc->hdr[(l4 + 7) & m] = (__u8)sum;
+        return l4 + 8;
     }
     v = ihl + 8 + payload_len;
     sc->hdr[(l3 + 2) & m] = (__u8)(v >> 8);
@@ -264,21 +323,9 @@ BMC_INLINE __u32 bmc_reply_headers(struct bmc_scratch *sc, const struct bmc_fram
             break;
         sum += (__u32)sc->hdr[(l3 + i) & m] << 8 | sc->hdr[(l3 + i + 1) & m];
     }
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = ~sum & 0xffff;
+    sum = ~bmc_fold16(sum) & 0xffff;
     sc->hdr[(l3 + 10) & m] = (__u8)(sum >> 8);
     sc->hdr[(l3 + 11) & m] = (__u8)sum;
-    for (i = 0; i < 2; i++) {
-        t = sc->hdr[(l4 + i) & m];
-        sc->hdr[(l4 + i) & m] = sc->hdr[(l4 + 2 + i) & m];
-        sc->hdr[(l4 + 2 + i) & m] = t;
-    }
-    v = 8 + payload_len;
-    sc->hdr[(l4 + 4) & m] = (__u8)(v >> 8);
-    sc->hdr[(l4 + 5) & m] = (__u8)v;
-    sc->hdr[(l4 + 6) & m] = 0;
-    sc->hdr[(l4 + 7) & m] = 0;
     return l4 + 8;
 }
 

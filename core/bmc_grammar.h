@@ -422,7 +422,7 @@ BMC_SUBPROG int bmc_parse_frame(const struct bmc_scratch *sc, __u32 pkt_len, __u
                                 struct bmc_frame *f)
 {
     __u32 off = BMC_ETH_HLEN, type, l4, l3_end, nh = 0, i, ihl, tot, frag;
-    int vlan = 0, v4 = 0, v4_any = 0, fragmented = 0;
+    int vlan = 0, v4 = 0, v4_any = 0, v6_bare = 0, fragmented = 0;
 
     if (!sc || !f)
         return 0;
@@ -467,6 +467,7 @@ BMC_SUBPROG int bmc_parse_frame(const struct bmc_scratch *sc, __u32 pkt_len, __u
             f->src[i] = (__u8)bmc_h8(sc, off + 8 + i);
         nh = bmc_h8(sc, off + 6);
         l4 = off + 40;
+        v6_bare = nh == BMC_IPPROTO_UDP;
         for (i = 0; i < 4; i++) {
             if (l4 + 8 > hlen)
                 return 0;
@@ -517,7 +518,7 @@ BMC_SUBPROG int bmc_parse_frame(const struct bmc_scratch *sc, __u32 pkt_len, __u
     f->from_server = bmc_h16(sc, l4) == port;
     f->to_server = bmc_h16(sc, l4 + 2) == port;
     f->plain = !vlan && v4 && !fragmented;
-    f->answerable = v4_any && !fragmented;
+    f->answerable = fragmented ? 0 : v4_any ? 4 : v6_bare ? 6 : 0;
     f->l3_off = (__u8)off;
     return 0;
 }

@@ -137,7 +137,8 @@ BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
     F(__u8, from_server)      /* source port is memcached's */                                  \
     F(__u8, malformed)        /* lengths that contradict each other */                          \
     F(__u8, complete)         /* the whole UDP datagram is in this frame */                     \
-    F(__u8, answerable)       /* IPv4 (options allowed), at most one VLAN tag, unfragmented */  \
+    F(__u8, answerable)       /* 4: IPv4 (options allowed), 6: IPv6 without extension headers; \
+                                 at most one VLAN tag, unfragmented; 0: not answered */         \
     F(__u8, l3_off)           /* offset of the IP header */                                     \
     A(__u8, src, 16)          /* source address; IPv4 as ::ffff:a.b.c.d */
 

@@ -205,9 +205,17 @@ TEST_F(BpfPackets, WritesOverIpv6VlanOrFragmentsInvalidateToo) {
     EXPECT_EQ(count(BMC_STAT_INVAL_TEXT), 14u);
 }
 
-TEST_F(BpfPackets, GetsOverIpv6PassToMemcached) {
-    warm("k", "VALUE k 0 1\r\n1\r\n");
-    expect_passed(udp_frame(kClient, kServer, mc_udp("get k\r\n"), {.ipv6 = true}));
+TEST_F(BpfPackets, GetsOverIpv6AreAnsweredWithTheirUdpChecksum) {
+    warm("k", "VALUE k 0 5\r\nhello\r\n");
+    for (FrameOptions o : {FrameOptions{.ipv6 = true}, FrameOptions{.ipv6 = true, .vlan = 2}}) {
+        auto r = xdp(udp_frame(kClient, kServer, mc_udp("get k\r\n", 0x66), o));
+        EXPECT_EQ(r.retval, XDP_TX);
+        Bytes want = udp_frame(kServer, kClient, mc_udp("VALUE k 0 5\r\nhello\r\nEND\r\n", 0x66), o);
+        std::swap_ranges(want.begin(), want.begin() + 6, want.begin() + 6);
+        EXPECT_EQ(r.out, want);
+    }
+    // With an extension header it goes to memcached.
+    expect_passed(udp_frame(kClient, kServer, mc_udp("get k\r\n"), {.ipv6 = true, .hop_by_hop = true}));
     EXPECT_EQ(count(BMC_STAT_PASS_NOT_PLAIN), 1u);
 }
 

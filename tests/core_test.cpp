@@ -381,7 +381,7 @@ TEST_F(CoreDatapath, RequestsTheCacheDoesNotAnswerPassUnchanged) {
     warm("k", "VALUE k 0 1\r\n1\r\n");
     std::vector<Bytes> frames = {
         udp_frame(kClient, kServer, mc_udp("get k\r\n", 1, 0, 2)),          // multi-datagram
-        udp_frame(kClient, kServer, mc_udp("get k\r\n"), {.ipv6 = true}),     // IPv6
+        udp_frame(kClient, kServer, mc_udp("get k\r\n"), {.ipv6 = true, .hop_by_hop = true}),
         udp_frame(kClient, kServer, mc_udp("get k\r\n"), {.fragment = true}),
         udp_frame(kClient, {kServer.ip, 11212}, mc_udp("get k\r\n")),        // other port
         get_request("get k"),                                                 // no line end

@@ -59,7 +59,20 @@ Bytes ip6_frame(Endpoint src, Endpoint dst, std::uint8_t proto, const Bytes &l4,
     std::copy(prefix, prefix + 6, f.begin() + long(ip + 24));
     put32(f, ip + 36, dst.ip);
     f.insert(f.end(), ext.begin(), ext.end());
+    const std::size_t l4_off = f.size();
     f.insert(f.end(), l4.begin(), l4.end());
+    if (proto == 17) {  // IPv6 requires the UDP checksum: pseudo-header, header, payload
+        std::uint32_t sum = 0;
+        auto add = [&](const std::uint8_t *p, std::size_t n) {
+            for (std::size_t i = 0; i < n; i += 2) sum += std::uint32_t(p[i] << 8 | (i + 1 < n ? p[i + 1] : 0));
+        };
+        add(f.data() + ip + 8, 32);
+        sum += std::uint32_t(l4.size()) + 17;
+        add(f.data() + l4_off, l4.size());
+        while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+        std::uint16_t c = std::uint16_t(~sum);
+        put16(f, l4_off + 6, c ? c : 0xffff);
+    }
     return f;
 }
 
