@@ -55,7 +55,7 @@ void print_status(const Snapshot &s) {
     auto all = [&](bmc_stat st) { return (unsigned long long)(c[st] + u[st]); };
     std::printf(
         "[%s] gets=%llu served: xdp=%llu afxdp=%llu memcached=%llu | pass: miss=%llu partial=%llu "
-        "gets=%llu malformed=%llu too_many=%llu too_big=%llu multi_dgram=%llu vlan_ipv6_opts=%llu "
+        "gets=%llu malformed=%llu too_many=%llu too_big=%llu multi_dgram=%llu headers=%llu "
         "no_room=%llu | fill ok=%llu rejected=%llu | inval text=%llu meta=%llu binary=%llu flush=%llu "
         "global=%llu\n",
         s.backend, all(BMC_STAT_GET_REQS), (unsigned long long)c[BMC_STAT_HIT_REQS],

@@ -224,7 +224,7 @@ static_assert(BMC_SCRATCH_OUT >= BMC_SCRATCH_MASK + 7 + 256);
     X(BMC_STAT_PASS_TOO_BIG, "pass_reply_too_big")                                              \
     X(BMC_STAT_PASS_MULTI_DGRAM, "pass_multi_datagram")                                         \
     X(BMC_STAT_PASS_NOT_GET, "pass_not_get")                                                    \
-    X(BMC_STAT_PASS_NOT_PLAIN, "pass_vlan_ipv6_or_ip_options")                                  \
+    X(BMC_STAT_PASS_NOT_PLAIN, "pass_unanswerable_headers")                                  \
     X(BMC_STAT_PASS_NOT_ALLOWED, "pass_client_not_allowed")                                     \
     X(BMC_STAT_PASS_AMPLIFICATION, "pass_over_max_amplification")                              \
     X(BMC_STAT_PASS_NO_ROOM, "pass_no_room")                                                    \

@@ -70,15 +70,13 @@ void KernelBackend::adopt_maps() {
         bpf_map *map = bpf_object__find_map_by_name(skel_->obj, name);
         int fd = bpf_obj_get(pin_path(opts_.pin_dir, name).c_str());
         if (!map || fd < 0) throw Error("pinned map " + pin_path(opts_.pin_dir, name) + " is missing");
-        if (bpf_map__value_size(map) * bpf_map__max_entries(map) != 0) {
-            bpf_map_info info{};
-            __u32 len = sizeof info;
-            if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && info.max_entries != bpf_map__max_entries(map)) {
-                close(fd);
-                throw Error(std::string("pinned ") + name + " has " + std::to_string(info.max_entries) +
-                            " entries, this bmcd wants " + std::to_string(bpf_map__max_entries(map)) +
-                            " (use the same bucket counts, or --detach first)");
-            }
+        bpf_map_info info{};
+        __u32 len = sizeof info;
+        if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && info.max_entries != bpf_map__max_entries(map)) {
+            close(fd);
+            throw Error(std::string("pinned ") + name + " has " + std::to_string(info.max_entries) +
+                        " entries, this bmcd wants " + std::to_string(bpf_map__max_entries(map)) +
+                        " (use the same bucket counts, or --detach first)");
         }
         int err = bpf_map__reuse_fd(map, fd);
         close(fd);
