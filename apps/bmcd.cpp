@@ -147,6 +147,13 @@ int main(int argc, char **argv) {
                  "bmcd --pin adopts them (warm cache, no gap)");
     app.add_flag("--detach", detach, "remove a pinned deployment from --iface and exit");
     app.add_option("--pin-dir", pin_dir, "where pins live (default: /sys/fs/bpf/bmc/IFACE)");
+    app.add_option("--cgroup", opts.cgroup,
+                   "watch memcached's sockets in this cgroup (v2) and below for writes (default: the root "
+                   "of the cgroup2 hierarchy); only sockets on --port in bmcd's network namespace are taken");
+    app.add_option("--max-connections", opts.max_conns,
+                   "memcached connections observed at once (memcached -c); data on any further one flushes "
+                   "the cache")
+        ->check(CLI::Range(1u, 1u << 22));
     app.add_flag("-v,--verbose", g_verbose, "show libbpf's messages");
 
     try {

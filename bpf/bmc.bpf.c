@@ -59,6 +59,22 @@ struct {
     __type(value, __u8);
 } bmc_allow SEC(".maps");
 
+/* The host's addresses (IPv4 as ::ffff:a.b.c.d): BMC_LOCAL_UNICAST or _BROADCAST. */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 1024);
+    __type(key, struct bmc_keybytes16);
+    __type(value, __u8);
+} bmc_local SEC(".maps");
+
+/* VLAN ids configured on the interface (nonzero: frames with that tag are the host's). */
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 4096);
+    __type(key, __u32);
+    __type(value, __u8);
+} bmc_vlans SEC(".maps");
+
 /* AF_XDP mode: the socket of each RX queue. */
 struct {
     __uint(type, BPF_MAP_TYPE_XSKMAP);
@@ -75,6 +91,33 @@ struct {
 } bmc_stats SEC(".maps");
 
 
+/* ---- the write observer: memcached's own sockets -------------------------------------
+ * Where each connection's reading stands, by socket cookie (bpf_sk_storage_get is refused
+ * in sk_skb programs). Entries are made by bmc_sockops when memcached accepts, removed
+ * when the connection closes; bmcd sizes the map from memcached's connection limit. */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, BMC_DEFAULT_CONNS);
+    __type(key, __u64);
+    __type(value, struct bmc_conn);
+} bmc_conns SEC(".maps");
+
+/* memcached's accepted connections, each with bmc_stream as its stream verdict. */
+struct {
+    __uint(type, BPF_MAP_TYPE_SOCKHASH);
+    __uint(max_entries, BMC_DEFAULT_CONNS);
+    __type(key, __u64);
+    __type(value, __u64);
+} bmc_socks SEC(".maps");
+
+/* Sockets bound to memcached's port (its listeners), by cookie: their release or a new
+ * bind is a memcached restart. */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 256);
+    __type(key, __u64);
+    __type(value, __u8);
+} bmc_listeners SEC(".maps");
 
 const volatile struct bmc_config bmc_cfg = {
     .port = BMC_DEFAULT_PORT,
@@ -130,6 +173,27 @@ static __always_inline void bmc_env_stat(struct bmc_env *env, __u32 stat)
         *v += 1;
 }
 
+static __always_inline __u64 bmc_env_tai_ns(struct bmc_env *env)
+{
+    return bpf_ktime_get_tai_ns();
+}
+
+static __always_inline int bmc_env_local(struct bmc_env *env, const __u8 *addr16)
+{
+    struct bmc_keybytes16 key;
+    __u8 *v;
+
+    __builtin_memcpy(key.b, addr16, 16);
+    v = bpf_map_lookup_elem(&bmc_local, &key);
+    return v ? *v : 0;
+}
+
+static __always_inline int bmc_env_vlan(struct bmc_env *env, __u32 vid)
+{
+    __u8 *v = bpf_map_lookup_elem(&bmc_vlans, &vid);
+    return v && *v;
+}
+
 #include "bmc_gen_datapath.h"
 
 /* Per-CPU working memory. The scan state lives here rather than on the stack: values
@@ -140,6 +204,7 @@ struct bmc_percpu {
     struct bmc_rx rx;
     struct bmc_tx tx;
     struct bmc_frame frame;
+    struct bmc_obs obs;
 };
 
 struct {
@@ -180,13 +245,6 @@ static long rx_text_cb(__u32 i, void *unused)
     return p ? loop_result(bmc_rx_byte(&env, &p->sc, &p->rx)) : 1;
 }
 
-static long rx_binary_cb(__u32 i, void *unused)
-{
-    struct bmc_percpu *p = percpu();
-    struct bmc_env env = {};
-    return p ? loop_result(bmc_rx_binary_cmd(&env, &p->sc, &p->rx)) : 1;
-}
-
 static long tx_text_cb(__u32 i, void *unused)
 {
     struct bmc_percpu *p = percpu();
@@ -194,11 +252,9 @@ static long tx_text_cb(__u32 i, void *unused)
     return p ? loop_result(bmc_tx_byte(&env, &p->sc, &p->tx)) : 1;
 }
 
-/* Scan a payload already in scratch->in from `start`; binary if it starts with the
- * binary magic. */
+/* Scan a get datagram already in scratch->in from `start`. */
 static __always_inline void rx_scan(struct bmc_percpu *p, __u32 start, __u32 len, int get_allowed)
 {
-    struct bmc_env env = {};
     struct bmc_rx *rx = &p->rx;
 
     bmc_scan_init(&rx->st, start, get_allowed);
@@ -207,12 +263,9 @@ static __always_inline void rx_scan(struct bmc_percpu *p, __u32 start, __u32 len
     rx->out_len = BMC_FRAME_HDR_LEN;
     rx->hits = rx->misses = 0;
     rx->get_done = rx->trailing = rx->too_big = rx->pad = 0;
-    if (p->sc.in[start & BMC_SCRATCH_MASK] == BMC_BIN_MAGIC_REQ) {
-        bpf_loop(BMC_MAX_SCAN_CMDS, rx_binary_cb, NULL, 0);
+    if (p->sc.in[start & BMC_SCRATCH_MASK] == BMC_BIN_MAGIC_REQ)
         return;
-    }
     bpf_loop(BMC_MAX_PAYLOAD, rx_text_cb, NULL, 0);
-    bmc_rx_finish(&env, rx);
 }
 
 
@@ -238,6 +291,54 @@ static __always_inline int rx_reply(struct xdp_md *ctx, struct bmc_percpu *p, __
     return bpf_xdp_store_bytes(ctx, hdr_len, p->sc.out, payload_len) ? -1 : 0;
 }
 
+/* Does memcached have a UDP socket the stack would deliver this datagram to? The same
+ * lookup the stack makes, so memcached's -l is honoured. */
+static __always_inline int memcached_socket(struct xdp_md *ctx, struct bmc_percpu *p)
+{
+    const struct bmc_frame *f = &p->frame;
+    const __u32 m = BMC_HDR_MAX - 1, l3 = f->l3_off, l4 = f->l4_off;
+    struct bpf_sock_tuple t = {};
+    struct bpf_sock *sk;
+    __u32 i, size;
+
+    if (f->answerable == 6) {
+        for (i = 0; i < 16; i++) {
+            ((__u8 *)t.ipv6.saddr)[i] = p->sc.hdr[(l3 + 8 + i) & m];
+            ((__u8 *)t.ipv6.daddr)[i] = p->sc.hdr[(l3 + 24 + i) & m];
+        }
+        t.ipv6.sport = (__u16)(p->sc.hdr[l4 & m] | p->sc.hdr[(l4 + 1) & m] << 8);
+        t.ipv6.dport = (__u16)(p->sc.hdr[(l4 + 2) & m] | p->sc.hdr[(l4 + 3) & m] << 8);
+        size = sizeof(t.ipv6);
+    } else {
+        for (i = 0; i < 4; i++) {
+            ((__u8 *)&t.ipv4.saddr)[i] = p->sc.hdr[(l3 + 12 + i) & m];
+            ((__u8 *)&t.ipv4.daddr)[i] = p->sc.hdr[(l3 + 16 + i) & m];
+        }
+        t.ipv4.sport = (__u16)(p->sc.hdr[l4 & m] | p->sc.hdr[(l4 + 1) & m] << 8);
+        t.ipv4.dport = (__u16)(p->sc.hdr[(l4 + 2) & m] | p->sc.hdr[(l4 + 3) & m] << 8);
+        size = sizeof(t.ipv4);
+    }
+    sk = bpf_sk_lookup_udp(ctx, &t, size, BPF_F_CURRENT_NETNS, 0);
+    if (!sk)
+        return 0;
+    bpf_sk_release(sk);
+    return 1;
+}
+
+/* The checks of bmc_rx_deliverable, and memcached's socket: 0 if the stack would deliver
+ * the datagram (payload in scratch->in) to memcached, else why not. */
+static __always_inline __u32 deliverable(struct xdp_md *ctx, struct bmc_percpu *p, __u32 payload_len)
+{
+    struct bmc_env env = {};
+    __u32 d = bmc_rx_deliverable(&env, &p->sc, &p->frame, payload_len);
+
+    if (d)
+        return d;
+    if (bmc_env_config(&env)->check_socket && !memcached_socket(ctx, p))
+        return BMC_STAT_PASS_NO_SOCKET;
+    return 0;
+}
+
 static __always_inline int rx_udp(struct xdp_md *ctx, struct bmc_percpu *p, __u32 payload_off,
                                   __u32 payload_len, int plain_ip, int allowed)
 {
@@ -259,6 +360,8 @@ static __always_inline int rx_udp(struct xdp_md *ctx, struct bmc_percpu *p, __u3
     if (verdict == BMC_STAT_PASS_NOT_GET)
         return XDP_PASS;
     bmc_env_stat(&env, BMC_STAT_GET_REQS);
+    if (verdict == BMC_STAT_HIT_REQS)
+        verdict = deliverable(ctx, p, payload_len) ?: verdict;
     if (verdict != BMC_STAT_HIT_REQS) {
         bmc_env_stat(&env, verdict);
         return XDP_PASS;
@@ -270,23 +373,6 @@ static __always_inline int rx_udp(struct xdp_md *ctx, struct bmc_percpu *p, __u3
     }
     bmc_env_stat(&env, BMC_STAT_HIT_REQS);
     return XDP_TX;
-}
-
-static __always_inline void rx_tcp(struct xdp_md *ctx, struct bmc_percpu *p, __u32 payload_off,
-                                   __u32 payload_len)
-{
-    struct bmc_env env = {};
-
-    payload_len = opaque(payload_len);    if (payload_len == 0)
-        return;
-    if (payload_len > BMC_MAX_PAYLOAD) {
-        /* Larger than any segment at a 1500-byte MTU: its commands cannot be scanned. */
-        bmc_rx_flush(&env, BMC_STAT_INVAL_GLOBAL, bpf_ktime_get_ns());
-        return;
-    }
-    if (bpf_xdp_load_bytes(ctx, payload_off, p->sc.in, payload_len))
-        return;
-    rx_scan(p, 0, payload_len, 0);
 }
 
 /* Copies the frame's first bytes into scratch and finds its L4 payload there. */
@@ -314,18 +400,22 @@ static __always_inline int client_allowed(const struct bmc_frame *f)
 
 /* In AF_XDP mode a plain single-datagram get goes to the AF_XDP socket of its queue,
  * which answers it from the same cache; with no socket there it passes to the stack. */
-static __always_inline int afxdp_get(struct xdp_md *ctx, struct bmc_frame *f)
+static __always_inline int afxdp_get(struct xdp_md *ctx, struct bmc_percpu *p, struct bmc_frame *f)
 {
     struct bmc_global *g = bmc_env_global(NULL);
-    __u8 head[BMC_FRAME_HDR_LEN + 5];
+    const __u8 *head = p->sc.in;
+    __u32 len = opaque(f->payload_len);
 
     if (!g || BMC_READ_ONCE(g->mode) != BMC_MODE_AFXDP || !f->plain || f->malformed ||
         !client_allowed(f))
         return 0;
-    if (bpf_xdp_load_bytes(ctx, f->payload_off, head, sizeof(head)) || !bmc_frame_single(head))
+    if (len < BMC_FRAME_HDR_LEN + 5 || len > BMC_MAX_PAYLOAD || bpf_xdp_load_bytes(ctx, f->payload_off, p->sc.in, len) ||
+        !bmc_frame_single(head))
         return 0;
-    return head[8] == 'g' && head[9] == 'e' && head[10] == 't' &&
-           (head[11] == ' ' || (head[11] == 's' && head[12] == ' '));
+    if (!(head[8] == 'g' && head[9] == 'e' && head[10] == 't' &&
+          (head[11] == ' ' || (head[11] == 's' && head[12] == ' '))))
+        return 0;
+    return deliverable(ctx, p, len) == 0;
 }
 
 SEC("xdp")
@@ -342,7 +432,7 @@ int bmc_rx(struct xdp_md *ctx)
     if (!f || !f->to_server)
         return XDP_PASS;
     if (f->proto == BMC_IPPROTO_UDP) {
-        if (afxdp_get(ctx, f)) {
+        if (afxdp_get(ctx, p, f)) {
             bmc_env_stat(&env, BMC_STAT_REDIRECT);
             return bpf_redirect_map(&bmc_xsks, ctx->rx_queue_index, XDP_PASS);
         }
@@ -352,8 +442,6 @@ int bmc_rx(struct xdp_md *ctx)
         }
         return rx_udp(ctx, p, f->payload_off, f->payload_len, f->answerable, client_allowed(f));
     }
-    if (f->proto == BMC_IPPROTO_TCP)
-        rx_tcp(ctx, p, f->payload_off, f->payload_len);
     return XDP_PASS;
 }
 
@@ -380,6 +468,251 @@ int bmc_tx(struct __sk_buff *skb)
     p->tx.pad = 0;
     bpf_loop(BMC_MAX_PAYLOAD, tx_text_cb, NULL, 0);
     return TC_ACT_OK;
+}
+
+
+/* ---- write observer ---------------------------------------------------------------- */
+
+static __always_inline int our_netns(__u64 cookie)
+{
+    __u64 want = bmc_env_config(NULL)->netns_cookie;
+    return want == 0 || want == cookie;
+}
+
+static long obs_byte_cb(__u32 i, void *unused)
+{
+    struct bmc_percpu *p = percpu();
+    struct bmc_env env = {};
+    return p ? loop_result(bmc_obs_step(&env, &p->sc, &p->obs)) : 1;
+}
+
+struct obs_window {
+    struct __sk_buff *skb;
+    __u32 off;
+    __u32 end;
+};
+
+/* Data blocks are passed over without copying; anything else is read a window at a time. */
+static long obs_window_cb(__u32 i, void *ctx)
+{
+    struct obs_window *w = ctx;
+    struct bmc_percpu *p = percpu();
+    struct bmc_env env = {};
+    __u32 n;
+
+    if (!p || w->off >= w->end || p->obs.conn.mode == BMC_CONN_LOST)
+        return 1;
+    n = bmc_obs_skip(&env, &p->obs, w->end - w->off);
+    if (n) {
+        w->off += n;
+        return 0;
+    }
+    n = opaque(w->end - w->off);
+    if (n > BMC_OBS_WINDOW)
+        n = BMC_OBS_WINDOW;
+    n = opaque(n);
+    if (n < 1 || n > BMC_OBS_WINDOW)
+        return 1;
+    if (bpf_skb_load_bytes(w->skb, w->off, p->sc.in, n)) {
+        bmc_obs_lose(&env, &p->obs);
+        return 1;
+    }
+    p->obs.pos = 0;
+    p->obs.end = n;
+    bpf_loop(n, obs_byte_cb, NULL, 0);
+    if (p->obs.pos == 0)
+        return 1;
+    w->off += p->obs.pos;
+    return 0;
+}
+
+/* Read [off, off + len) of skb on the connection in p->obs. */
+static __always_inline void obs_read(struct __sk_buff *skb, struct bmc_percpu *p, __u32 off, __u32 len)
+{
+    struct bmc_env env = {};
+    struct obs_window w = {.skb = skb, .off = off, .end = off + len};
+
+    if (p->obs.conn.mode == BMC_CONN_LOST) {
+        bmc_obs_lose(&env, &p->obs);
+        return;
+    }
+    bpf_loop(2 * (len / BMC_OBS_WINDOW) + 4, obs_window_cb, &w, 0);
+    if (w.off < w.end && p->obs.conn.mode != BMC_CONN_LOST)
+        bmc_obs_lose(&env, &p->obs);
+    bmc_env_stat(&env, BMC_STAT_OBS_BYTES);
+}
+
+/* One chunk of a TCP connection, the connection's state by its socket cookie. */
+static __always_inline void obs_chunk(struct __sk_buff *skb, __u64 cookie, __u32 off, __u32 len)
+{
+    struct bmc_percpu *p = percpu();
+    struct bmc_env env = {};
+    struct bmc_conn *c = bpf_map_lookup_elem(&bmc_conns, &cookie);
+
+    if (!p)
+        return;
+    if (!c) {
+        bmc_rx_flush(&env, BMC_STAT_INVAL_UNOBSERVED, bpf_ktime_get_ns());
+        return;
+    }
+    /* One socket's chunks are read one at a time (under its lock), so the copy back
+     * cannot lose another CPU's update. */
+    __builtin_memcpy(&p->obs.conn, c, sizeof(*c));
+    p->obs.now = bpf_ktime_get_ns();
+    obs_read(skb, p, off, len);
+    __builtin_memcpy(c, &p->obs.conn, sizeof(*c));
+}
+
+/* memcached accepted a connection on its port: observe it from its first byte. */
+SEC("sockops")
+int bmc_sockops(struct bpf_sock_ops *ops)
+{
+    struct bmc_percpu *p = percpu();
+    struct bmc_env env = {};
+    __u64 cookie;
+
+    if (!p)
+        return 1;
+    if (ops->op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {
+        if (ops->local_port != bmc_env_config(&env)->port || !our_netns(bpf_get_netns_cookie(ops)))
+            return 1;
+        cookie = bpf_get_socket_cookie(ops);
+        bmc_conn_init(&p->obs.conn);
+        if (bpf_map_update_elem(&bmc_conns, &cookie, &p->obs.conn, BPF_NOEXIST)) {
+            bmc_env_stat(&env, BMC_STAT_OBS_FULL);
+            return 1;
+        }
+        if (bpf_sock_hash_update(ops, &bmc_socks, &cookie, BPF_NOEXIST)) {
+            bpf_map_delete_elem(&bmc_conns, &cookie);
+            bmc_env_stat(&env, BMC_STAT_OBS_FULL);
+            return 1;
+        }
+        bpf_sock_ops_cb_flags_set(ops, ops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+        bmc_env_stat(&env, BMC_STAT_OBS_CONNS);
+    } else if (ops->op == BPF_SOCK_OPS_STATE_CB && ops->args[1] == BPF_TCP_CLOSE) {
+        cookie = bpf_get_socket_cookie(ops);
+        bpf_map_delete_elem(&bmc_conns, &cookie);
+    }
+    return 1;
+}
+
+/* Every chunk of an observed connection, in order, after TCP reassembly. */
+SEC("sk_skb/stream_verdict")
+int bmc_stream(struct __sk_buff *skb)
+{
+    obs_chunk(skb, bpf_get_socket_cookie(skb), 0, skb->len);
+    return SK_PASS;
+}
+
+/* Test wrapper of the same reading (BPF_PROG_TEST_RUN cannot run sk_skb programs): the
+ * frame's bytes after the Ethernet header are a chunk of the connection skb->mark. */
+SEC("tc")
+int bmc_stream_test(struct __sk_buff *skb)
+{
+    struct bmc_percpu *p = percpu();
+    __u64 cookie = skb->mark;
+
+    if (!p || skb->len < BMC_ETH_HLEN)
+        return TC_ACT_OK;
+    if (!bpf_map_lookup_elem(&bmc_conns, &cookie)) {
+        bmc_conn_init(&p->obs.conn);
+        bpf_map_update_elem(&bmc_conns, &cookie, &p->obs.conn, BPF_NOEXIST);
+    }
+    obs_chunk(skb, cookie, BMC_ETH_HLEN, skb->len - BMC_ETH_HLEN);
+    return TC_ACT_OK;
+}
+
+/* Every datagram and segment delivered to a socket of memcached's cgroup, after
+ * defragmentation (skb data starts at the IP header). UDP requests are read here; a TCP
+ * segment with data on a connection nobody observes (one that predates bmcd, or arrived
+ * with the map full) starts a new epoch. Always lets the packet through. */
+SEC("cgroup_skb/ingress")
+int bmc_sock_ingress(struct __sk_buff *skb)
+{
+    struct bmc_percpu *p = percpu();
+    struct bmc_env env = {};
+    struct bmc_frame *f;
+    __u32 hlen, plen, off;
+    __u64 cookie;
+
+    if (!p || skb->local_port != bmc_env_config(&env)->port || !our_netns(bpf_get_netns_cookie(skb)))
+        return 1;
+    if (skb->protocol == bpf_htons(ETH_P_IP) || skb->protocol == bpf_htons(ETH_P_IPV6)) {
+        __builtin_memset(p->sc.hdr, 0, BMC_ETH_HLEN);
+        p->sc.hdr[12] = skb->protocol == bpf_htons(ETH_P_IP) ? 0x08 : 0x86;
+        p->sc.hdr[13] = skb->protocol == bpf_htons(ETH_P_IP) ? 0x00 : 0xdd;
+    } else {
+        return 1;
+    }
+    hlen = opaque(skb->len > BMC_HDR_MAX - BMC_ETH_HLEN ? BMC_HDR_MAX - BMC_ETH_HLEN : skb->len);
+    if (hlen < 20 || hlen > BMC_HDR_MAX - BMC_ETH_HLEN)
+        return 1;
+    if (bpf_skb_load_bytes(skb, 0, p->sc.hdr + BMC_ETH_HLEN, hlen))
+        return 1;
+    f = &p->frame;
+    bmc_parse_frame(&p->sc, skb->len + BMC_ETH_HLEN, hlen + BMC_ETH_HLEN, bmc_env_config(&env)->port, f);
+    if (!f->to_server || f->payload_len == 0)
+        return 1;
+    off = f->payload_off - BMC_ETH_HLEN;
+    plen = f->payload_len;
+    if (f->proto == BMC_IPPROTO_TCP) {
+        cookie = bpf_get_socket_cookie(skb);
+        if (!bpf_map_lookup_elem(&bmc_conns, &cookie))
+            bmc_rx_flush(&env, BMC_STAT_INVAL_UNOBSERVED, bpf_ktime_get_ns());
+        return 1;
+    }
+    if (f->proto != BMC_IPPROTO_UDP || f->malformed || plen < BMC_FRAME_HDR_LEN)
+        return 1;
+    if (bpf_skb_load_bytes(skb, off, p->sc.in, BMC_FRAME_HDR_LEN))
+        return 1;
+    if (!bmc_obs_udp_begin(&p->obs, p->sc.in, plen, bpf_ktime_get_ns()))
+        return 1;
+    obs_read(skb, p, off + BMC_FRAME_HDR_LEN, plen - BMC_FRAME_HDR_LEN);
+    bmc_obs_udp_end(&env, &p->obs);
+    return 1;
+}
+
+/* A socket bound to memcached's port: a memcached (re)starting. Nothing cached before
+ * can be trusted, whether or not bmcd is running. */
+static __always_inline int on_bind(struct bpf_sock *sk)
+{
+    struct bmc_env env = {};
+    __u64 cookie;
+    __u8 one = 1;
+
+    if (sk->src_port != bmc_env_config(&env)->port || !our_netns(bpf_get_netns_cookie(sk)) ||
+        (sk->protocol != BMC_IPPROTO_TCP && sk->protocol != BMC_IPPROTO_UDP))
+        return 1;
+    cookie = bpf_get_socket_cookie(sk);
+    bpf_map_update_elem(&bmc_listeners, &cookie, &one, BPF_ANY);
+    bmc_rx_flush(&env, BMC_STAT_INVAL_RESTART, bpf_ktime_get_ns());
+    return 1;
+}
+
+SEC("cgroup/post_bind4")
+int bmc_bind4(struct bpf_sock *sk)
+{
+    return on_bind(sk);
+}
+
+SEC("cgroup/post_bind6")
+int bmc_bind6(struct bpf_sock *sk)
+{
+    return on_bind(sk);
+}
+
+/* memcached's listener going away (it stopped, or crashed). */
+SEC("cgroup/sock_release")
+int bmc_release(struct bpf_sock *sk)
+{
+    struct bmc_env env = {};
+    __u64 cookie = bpf_get_socket_cookie(sk);
+
+    if (!bpf_map_lookup_elem(&bmc_listeners, &cookie))
+        return 1;
+    bpf_map_delete_elem(&bmc_listeners, &cookie);
+    bmc_rx_flush(&env, BMC_STAT_INVAL_RESTART, bpf_ktime_get_ns());
+    return 1;
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -111,3 +111,38 @@ std::string interface_ipv4(const std::string &iface) {
 }
 
 }  // namespace bmc
+
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <cstring>
+
+namespace bmc {
+
+namespace {
+bool iface_ioctl(const std::string &iface, unsigned long req, ifreq &ifr) {
+    std::memset(&ifr, 0, sizeof ifr);
+    if (iface.size() >= IFNAMSIZ) return false;
+    std::memcpy(ifr.ifr_name, iface.c_str(), iface.size());
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return false;
+    bool ok = ioctl(fd, req, &ifr) == 0;
+    close(fd);
+    return ok;
+}
+}  // namespace
+
+bool interface_is_loopback(const std::string &iface) {
+    ifreq ifr;
+    return iface_ioctl(iface, SIOCGIFFLAGS, ifr) && (ifr.ifr_flags & IFF_LOOPBACK);
+}
+
+bool interface_mac(const std::string &iface, std::uint8_t mac[6]) {
+    ifreq ifr;
+    if (!iface_ioctl(iface, SIOCGIFHWADDR, ifr)) return false;
+    std::memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
+    return true;
+}
+
+}  // namespace bmc

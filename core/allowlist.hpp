@@ -43,6 +43,9 @@ private:
 namespace bmc {
 // The networks of an interface's IPv4 and IPv6 addresses (empty if it has none).
 std::vector<Prefix> interface_networks(const std::string &iface);
+// Whether the interface is a loopback device; its hardware address (false if none).
+bool interface_is_loopback(const std::string &iface);
+bool interface_mac(const std::string &iface, std::uint8_t mac[6]);
 // The interface's first IPv4 address as text, or "" if it has none.
 std::string interface_ipv4(const std::string &iface);
 }  // namespace bmc

@@ -60,12 +60,13 @@ BMC_INLINE __u32 bmc_large_index(const struct bmc_config *cfg, __u32 hash)
 }
 
 /* flush_at: a delayed flush_all's deadline (0: none). Once it has passed, entries filled
- * before it are dead, as memcached treats items stored before it. */
+ * up to flush_cutoff are dead, as memcached treats items stored before its deadline
+ * (bmc_rx_flush_at: flush_at is never later than memcached's, the cutoff never earlier). */
 BMC_INLINE int bmc_entry_live(const struct bmc_entry_hdr *e, __u32 gen, __u32 epoch, __u64 flush_at,
-                              __u64 now, __u64 max_age)
+                              __u64 flush_cutoff, __u64 now, __u64 max_age)
 {
     return e->item_len != 0 && e->gen == gen && e->epoch == epoch && now - e->fill_ns <= max_age &&
-           !(flush_at && now >= flush_at && e->fill_ns <= flush_at);
+           !(flush_at && now >= flush_at && e->fill_ns <= flush_cutoff);
 }
 
 /* Find a servable candidate for (hash, key_len). The caller copies it, compares the key
@@ -75,14 +76,14 @@ BMC_INLINE int bmc_find(struct bmc_small_bucket *sb, struct bmc_large_bucket *lb
                         __u32 key_len, __u64 now, struct bmc_found *f)
 {
     __u32 gen = BMC_READ_ONCE(sb->hdr.gen), epoch = BMC_READ_ONCE(g->epoch), i, s;
-    __u64 flush_at = BMC_READ_ONCE(g->flush_at_ns);
+    __u64 flush_at = BMC_READ_ONCE(g->flush_at_ns), cutoff = BMC_READ_ONCE(g->flush_cutoff_ns);
     struct bmc_entry_hdr *e;
 
     for (i = 0; i < BMC_SMALL_WAYS; i++) {
         e = &sb->way[i].h;
         s = BMC_READ_ONCE(e->seq);
         if (!(s & 1) && e->hash == hash && e->key_len == key_len && e->item_len <= BMC_SMALL_DATA &&
-            bmc_entry_live(e, gen, epoch, flush_at, now, cfg->max_age_ns)) {
+            bmc_entry_live(e, gen, epoch, flush_at, cutoff, now, cfg->max_age_ns)) {
             f->e = e;
             f->seq = s;
             f->large = 0;
@@ -93,7 +94,7 @@ BMC_INLINE int bmc_find(struct bmc_small_bucket *sb, struct bmc_large_bucket *lb
         e = &lb->way[i].h;
         s = BMC_READ_ONCE(e->seq);
         if (!(s & 1) && e->hash == hash && e->key_len == key_len && e->item_len <= BMC_LARGE_DATA &&
-            bmc_entry_live(e, gen, epoch, flush_at, now, cfg->max_age_ns)) {
+            bmc_entry_live(e, gen, epoch, flush_at, cutoff, now, cfg->max_age_ns)) {
             f->e = e;
             f->seq = s;
             f->large = 1;
@@ -138,14 +139,16 @@ BMC_INLINE void bmc_flush(struct bmc_global *g, __u64 now)
 
 /* flush_all N: memcached keeps serving items until N seconds from now, then drops every
  * item stored before that moment; the latest such command sets the moment. */
-BMC_INLINE void bmc_flush_at(struct bmc_global *g, __u64 at)
+BMC_INLINE void bmc_flush_at(struct bmc_global *g, __u64 at, __u64 cutoff)
 {
+    BMC_WRITE_ONCE(g->flush_cutoff_ns, cutoff);
+    BMC_SMP_WMB();
     BMC_WRITE_ONCE(g->flush_at_ns, at);
 }
 
 /* The way a fill of `hash` replaces: the same key, else a dead entry, else the oldest. */
 BMC_INLINE struct bmc_entry_hdr *bmc_pick_small(struct bmc_small_bucket *sb, __u32 hash,
-                                                __u32 key_len, __u32 gen, __u32 epoch, __u64 flush_at,
+                                                __u32 key_len, __u32 gen, __u32 epoch, __u64 flush_at, __u64 cutoff,
                                                 const struct bmc_config *cfg, __u64 now)
 {
     struct bmc_entry_hdr *victim = &sb->way[0].h, *e;
@@ -158,7 +161,7 @@ BMC_INLINE struct bmc_entry_hdr *bmc_pick_small(struct bmc_small_bucket *sb, __u
     }
     for (i = 0; i < BMC_SMALL_WAYS; i++) {
         e = &sb->way[i].h;
-        if (!bmc_entry_live(e, gen, epoch, flush_at, now, cfg->max_age_ns))
+        if (!bmc_entry_live(e, gen, epoch, flush_at, cutoff, now, cfg->max_age_ns))
             return e;
         if (e->fill_ns < victim->fill_ns)
             victim = e;
@@ -167,7 +170,7 @@ BMC_INLINE struct bmc_entry_hdr *bmc_pick_small(struct bmc_small_bucket *sb, __u
 }
 
 BMC_INLINE struct bmc_entry_hdr *bmc_pick_large(struct bmc_large_bucket *lb, __u32 hash,
-                                                __u32 key_len, __u32 gen, __u32 epoch, __u64 flush_at,
+                                                __u32 key_len, __u32 gen, __u32 epoch, __u64 flush_at, __u64 cutoff,
                                                 const struct bmc_config *cfg, __u64 now)
 {
     struct bmc_entry_hdr *victim = &lb->way[0].h, *e;
@@ -180,7 +183,7 @@ BMC_INLINE struct bmc_entry_hdr *bmc_pick_large(struct bmc_large_bucket *lb, __u
     }
     for (i = 0; i < BMC_LARGE_WAYS; i++) {
         e = &lb->way[i].h;
-        if (!bmc_entry_live(e, gen, epoch, flush_at, now, cfg->max_age_ns))
+        if (!bmc_entry_live(e, gen, epoch, flush_at, cutoff, now, cfg->max_age_ns))
             return e;
         if (e->fill_ns < victim->fill_ns)
             victim = e;
@@ -198,11 +201,11 @@ BMC_INLINE __u32 bmc_fill_claim(struct bmc_small_bucket *sb, struct bmc_large_bu
                                 struct bmc_found *out)
 {
     __u32 slot = bmc_lease_slot(hash), gen, epoch, s;
-    __u64 lw, lns, flush_at;
+    __u64 lw, lns, flush_at, cutoff;
     struct bmc_entry_hdr *e;
 
     /* Only items that can be answered alone in one datagram are worth a slot. */
-    if (item_len == 0 || item_len > BMC_MAX_PAYLOAD - BMC_FRAME_HDR_LEN - 5)
+    if (item_len == 0 || item_len > BMC_MAX_REPLY - BMC_FRAME_HDR_LEN - 5)
         return BMC_STAT_FILL_TOO_BIG;
     gen = BMC_READ_ONCE(sb->hdr.gen);
     lw = BMC_READ_ONCE(sb->hdr.lease_word[slot]);
@@ -217,11 +220,12 @@ BMC_INLINE __u32 bmc_fill_claim(struct bmc_small_bucket *sb, struct bmc_large_bu
         return BMC_STAT_FILL_GUARD;
     epoch = BMC_READ_ONCE(g->epoch);
     flush_at = BMC_READ_ONCE(g->flush_at_ns);
+    cutoff = BMC_READ_ONCE(g->flush_cutoff_ns);
     if (item_len <= BMC_SMALL_DATA) {
-        e = bmc_pick_small(sb, hash, key_len, gen, epoch, flush_at, cfg, now);
+        e = bmc_pick_small(sb, hash, key_len, gen, epoch, flush_at, cutoff, cfg, now);
         out->large = 0;
     } else {
-        e = bmc_pick_large(lb, hash, key_len, gen, epoch, flush_at, cfg, now);
+        e = bmc_pick_large(lb, hash, key_len, gen, epoch, flush_at, cutoff, cfg, now);
         out->large = 1;
     }
     s = BMC_READ_ONCE(e->seq);

@@ -7,6 +7,9 @@
  *   bmc_env_global(env), bmc_env_config(env)
  *   bmc_env_stat(env, stat)                      count one event
  *   BMC_COPY(dst, src, len)                      copy len bytes (len already bounded)
+ *   bmc_env_tai_ns(env)                          CLOCK_TAI now (flush_all with a Unix time)
+ *   bmc_env_local(env, addr16)                   BMC_LOCAL_* of a host address, else 0
+ *   bmc_env_vlan(env, vid)                       whether the host has this VLAN configured
  * The including side parses packet headers, copies the L4 payload into scratch->in,
  * drives bmc_rx_byte / bmc_tx_byte over it and rewrites the packet.
  */
@@ -58,7 +61,7 @@ BMC_SUBPROG int bmc_rx_get_key(struct bmc_env *env, struct bmc_scratch *sc, stru
     len = f.e->item_len;
     if (len > BMC_LARGE_DATA || off > BMC_MAX_PAYLOAD)
         goto miss;
-    if (off + len + BMC_END_LEN > BMC_MAX_PAYLOAD) {
+    if (off + len + BMC_END_LEN > BMC_MAX_REPLY) {
         rx->too_big = 1;
         return 0;
     }
@@ -106,34 +109,42 @@ BMC_INLINE void bmc_rx_flush(struct bmc_env *env, __u32 stat, __u64 now)
     bmc_env_stat(env, stat);
 }
 
-/* A delayed flush_all. Delays over 30 days are absolute Unix times in memcached, which
- * the datapath cannot convert: those, and unknown delays, count from the longest. */
+/* A delayed flush_all N. memcached keeps a one-second clock and applies the flush when
+ * it reaches oldest_live = now + N - 1 on that clock, which lags real time by up to a
+ * second: items may go up to BMC_FLUSH_EARLY_S seconds before now + N. Every item stored
+ * before that moment goes, also those stored after the command. So the cache stops
+ * serving at now + N - 2 s, rounded down to a second (never later than memcached), and
+ * then drops every entry filled up to now + N (never fewer than memcached). N over 30
+ * days is a Unix time in memcached; tai_now (CLOCK_TAI, which is UTC plus a leap-second
+ * offset >= 0) converts it no later than it is due. */
 BMC_INLINE void bmc_rx_flush_at(struct bmc_env *env, __u32 delay_s, __u64 now)
 {
     struct bmc_global *g = bmc_env_global(env);
+    __u64 due, early = (__u64)BMC_FLUSH_EARLY_S * 1000000000ULL, tai, at;
 
     if (!g)
         return;
-    if (delay_s == 0 || delay_s > BMC_MAX_RELATIVE_DELAY)
-        delay_s = BMC_MAX_RELATIVE_DELAY;
-    bmc_flush_at(g, now + (__u64)delay_s * 1000000000ULL);
+    if (delay_s > BMC_MAX_RELATIVE_DELAY) {
+        tai = bmc_env_tai_ns(env);
+        at = (__u64)delay_s * 1000000000ULL;
+        due = now + (at > tai ? at - tai : 0);
+    } else {
+        due = now + (__u64)delay_s * 1000000000ULL;
+    }
+    at = due > now + early ? due - early : now;
+    at -= at % 1000000000ULL;
+    if (at < now)
+        at = now;
+    bmc_flush_at(g, at, due);
 }
 
 BMC_INLINE void bmc_rx_actions(struct bmc_env *env, struct bmc_scratch *sc, struct bmc_rx *rx,
                                __u32 act)
 {
-    if (act & BMC_ACT_KEY) {
-        if (rx->st.family == BMC_FAM_NONE)
-            bmc_rx_get_key(env, sc, rx);
-        else
-            bmc_rx_invalidate(env, rx->st.key_hash, rx->st.family, rx->now);
-    }
-    if (act & BMC_ACT_FLUSH)
-        bmc_rx_flush(env, BMC_STAT_INVAL_FLUSH, rx->now);
-    if (act & BMC_ACT_GLOBAL)
-        bmc_rx_flush(env, BMC_STAT_INVAL_GLOBAL, rx->now);
-    if (act & BMC_ACT_FLUSH_AT)
-        bmc_rx_flush_at(env, rx->st.flush_delay, rx->now);
+    /* Writes in a datagram are the observer's (bmc_stream.h), which sees them as
+     * memcached's socket receives them; a datagram holding one is no get. */
+    if ((act & BMC_ACT_KEY) && rx->st.family == BMC_FAM_NONE)
+        bmc_rx_get_key(env, sc, rx);
     if (act & BMC_ACT_GET_END) {
         rx->get_done = 1;
         if (rx->st.pos + 1 < rx->end)
@@ -154,12 +165,6 @@ BMC_INLINE int bmc_rx_byte(struct bmc_env *env, struct bmc_scratch *sc, struct b
     if (act)
         bmc_rx_actions(env, sc, rx, act);
     return 0;
-}
-
-BMC_INLINE void bmc_rx_finish(struct bmc_env *env, struct bmc_rx *rx)
-{
-    if (bmc_scan_finish(&rx->st) & BMC_ACT_GLOBAL)
-        bmc_rx_flush(env, BMC_STAT_INVAL_GLOBAL, rx->now);
 }
 
 /* What to do with a scanned UDP get datagram: BMC_STAT_HIT_REQS to answer it, else the
@@ -236,22 +241,125 @@ BMC_INLINE __u32 bmc_fold16(__u32 sum)
     return sum;
 }
 
-/* The folded sum of the first len bytes of scratch->out as 16-bit big-endian words (an
- * odd last byte padded with zero), for the IPv6 UDP checksum. */
-BMC_SUBPROG int bmc_sum_out(const struct bmc_scratch *sc, __u32 len)
+/* The folded sum of the first len bytes of scratch->out (or, with in, scratch->in) as
+ * 16-bit big-endian words (an odd last byte padded with zero): UDP checksums. */
+BMC_SUBPROG int bmc_sum_scratch(const struct bmc_scratch *sc, __u32 len, int in)
 {
+    const __u8 *b;
     __u32 i, sum = 0;
 
     if (!sc || len > BMC_MAX_PAYLOAD)
         return 0;
+    b = in ? sc->in : sc->out;
     for (i = 0; i < BMC_MAX_PAYLOAD; i += 2) {
         if (i + 1 >= len)
             break;
-        sum += (__u32)sc->out[i] << 8 | sc->out[i + 1];
+        sum += (__u32)b[i] << 8 | b[i + 1];
     }
     if (len & 1)
-        sum += (__u32)sc->out[(len - 1) & BMC_SCRATCH_MASK] << 8;
+        sum += (__u32)b[(len - 1) & BMC_SCRATCH_MASK] << 8;
     return (int)bmc_fold16(sum);
+}
+
+/* Would the Linux stack deliver this UDP datagram (headers in scratch->hdr, its
+ * payload_len payload bytes in scratch->in) to a socket of this host? 0 if so, else the
+ * pass counter that says why not. What it checks, as the stack does before any socket
+ * sees the datagram: unicast to the interface's MAC; a VLAN the host has configured; a
+ * valid IPv4 header checksum and no source route; a source that is not broadcast,
+ * multicast, unspecified, loopback from outside, v4-mapped or the host's own; a
+ * destination that is one of the host's unicast addresses; a UDP checksum that verifies,
+ * is absent (IPv4 only), or holds only the folded pseudo-header sum that a local
+ * sender's checksum offload leaves (CHECKSUM_PARTIAL, which the stack trusts). Netfilter
+ * and rp_filter are not modelled. The socket itself is the caller's to look up. */
+BMC_INLINE __u32 bmc_rx_deliverable(struct bmc_env *env, const struct bmc_scratch *sc,
+                                    const struct bmc_frame *f, __u32 payload_len)
+{
+    const struct bmc_config *cfg = bmc_env_config(env);
+    const __u32 l3 = f->l3_off, l4 = f->l4_off;
+    const int v6 = f->answerable == 6;
+    __u8 dst[16];
+    __u32 i, sum = 0, pseudo, field, udp_len, ihl, t, len;
+    int own = 0;
+
+    for (i = 0; i < 6; i++)
+        if (sc->hdr[i] != cfg->mac[i])
+            return BMC_STAT_PASS_NOT_OUR_MAC;
+    if (l3 == BMC_ETH_HLEN + 4 && !bmc_env_vlan(env, bmc_h16(sc, BMC_ETH_HLEN) & 0xfff))
+        return BMC_STAT_PASS_VLAN;
+    if (l3 > BMC_ETH_HLEN + 4 || l4 < l3 + 20 || l4 > l3 + 60)
+        return BMC_STAT_PASS_NOT_PLAIN;
+    ihl = l4 - l3;
+    __builtin_memset(dst, 0, sizeof(dst));
+    if (v6) {
+        __u32 z10 = 0, rest = 0;
+        for (i = 0; i < 16; i++)
+            dst[i] = (__u8)bmc_h8(sc, l3 + 24 + i);
+        for (i = 0; i < 10; i++)
+            z10 |= f->src[i];
+        for (i = 10; i < 15; i++)
+            rest |= f->src[i];
+        /* multicast, unspecified, loopback, v4-mapped */
+        if (f->src[0] == 0xff || (z10 == 0 && rest == 0 && f->src[15] == 0) ||
+            (z10 == 0 && rest == 0 && f->src[15] == 1 && !cfg->loopback) ||
+            (z10 == 0 && f->src[10] == 0xff && f->src[11] == 0xff))
+            return BMC_STAT_PASS_BAD_SOURCE;
+    } else {
+        dst[10] = 0xff;
+        dst[11] = 0xff;
+        for (i = 0; i < 4; i++)
+            dst[12 + i] = (__u8)bmc_h8(sc, l3 + 16 + i);
+        for (i = 0; i < 60; i += 2) {
+            if (i >= ihl)
+                break;
+            sum += bmc_h16(sc, l3 + i);
+        }
+        if (bmc_fold16(sum) != 0xffff)
+            return BMC_STAT_PASS_IP_CSUM;
+        /* Options: a source route (LSRR, SSRR) is refused by default, a malformed list
+         * always. */
+        for (i = 20; i < 60; ) {
+            if (i >= ihl)
+                break;
+            t = bmc_h8(sc, l3 + i);
+            if (t == 0)
+                break;
+            if (t == 1) {
+                i++;
+                continue;
+            }
+            len = i + 1 < ihl ? bmc_h8(sc, l3 + i + 1) : 0;
+            if (t == 0x83 || t == 0x89 || len < 2 || i + len > ihl)
+                return BMC_STAT_PASS_SOURCE_ROUTE;
+            i += len;
+        }
+        t = f->src[12];
+        if (t == 0 || t >= 224 || (t == 127 && !cfg->loopback))
+            return BMC_STAT_PASS_BAD_SOURCE;
+    }
+    own = bmc_env_local(env, f->src);
+    if (own == BMC_LOCAL_BROADCAST || (own && !cfg->loopback))
+        return BMC_STAT_PASS_BAD_SOURCE;
+    if (bmc_env_local(env, dst) != BMC_LOCAL_UNICAST)
+        return BMC_STAT_PASS_NOT_LOCAL;
+
+    /* UDP checksum: the pseudo-header (addresses, protocol, UDP length), the UDP header
+     * and the payload sum to 0xffff when it verifies. */
+    field = bmc_h16(sc, l4 + 6);
+    if (field == 0)
+        return v6 ? (__u32)BMC_STAT_PASS_UDP_CSUM : 0;
+    udp_len = bmc_h16(sc, l4 + 4);
+    pseudo = BMC_IPPROTO_UDP + udp_len;
+    for (i = 0; i < 16; i += 2) {
+        if (!v6 && i >= 4)
+            break;
+        pseudo += bmc_h16(sc, l3 + (v6 ? 8 : 12) + i) + bmc_h16(sc, l3 + (v6 ? 24 : 16) + i);
+    }
+    pseudo = bmc_fold16(pseudo);
+    if (field == pseudo)
+        return 0;
+    sum = pseudo + bmc_h16(sc, l4) + bmc_h16(sc, l4 + 2) + udp_len + field;
+    sum = bmc_fold16(sum + ((__u32)bmc_sum_scratch(sc, payload_len, 1) & 0xffff));
+    return sum == 0xffff ? 0 : (__u32)BMC_STAT_PASS_UDP_CSUM;
 }
 
 /* Turn the request's headers, as copied into scratch->hdr, into the reply's: MACs,
@@ -304,7 +412,7 @@ BMC_INLINE __u32 bmc_reply_headers(struct bmc_scratch *sc, const struct bmc_fram
         sum += v + BMC_IPPROTO_UDP;
         for (i = 0; i < 8; i += 2)
             sum += (__u32)sc->hdr[(l4 + i) & m] << 8 | sc->hdr[(l4 + i + 1) & m];
-        sum = bmc_fold16(sum + ((__u32)bmc_sum_out(sc, payload_len) & 0xffff));
+        sum = bmc_fold16(sum + ((__u32)bmc_sum_scratch(sc, payload_len, 0) & 0xffff));
         sum = ~sum & 0xffff;
         if (sum == 0)
             sum = 0xffff;  /* zero means "no checksum" */
@@ -333,51 +441,6 @@ BMC_INLINE __u32 bmc_reply_headers(struct bmc_scratch *sc, const struct bmc_fram
 BMC_INLINE int bmc_frame_single(const __u8 *frame)
 {
     return frame[2] == 0 && frame[3] == 0 && frame[4] == 0 && frame[5] == 1;
-}
-
-/* One binary-protocol request at *off. Returns 1 when the walk is over. */
-BMC_SUBPROG int bmc_rx_binary_cmd(struct bmc_env *env, struct bmc_scratch *sc, struct bmc_rx *rx)
-{
-    struct bmc_bin_req r;
-    __u32 off, key_off;
-
-    if (!sc || !rx)
-        return 1;
-    off = rx->st.pos;
-    if (off >= rx->end || off > BMC_SCRATCH_MASK)
-        return 1;
-    if (off + BMC_BIN_HDR_LEN > rx->end || bmc_bin_parse(sc->in + (off & BMC_SCRATCH_MASK), &r)) {
-        /* A header cut by the segment end or out of step: later requests in this stream
-         * cannot be found, so nothing they change can be trusted. */
-        bmc_rx_flush(env, BMC_STAT_INVAL_GLOBAL, rx->now);
-        return 1;
-    }
-    key_off = off + BMC_BIN_HDR_LEN + r.ext_len;
-    if (bmc_bin_in_map(bmc_bin_flush_map, r.opcode)) {
-        bmc_rx_flush(env, BMC_STAT_INVAL_FLUSH, rx->now);
-        /* Flush's optional extras: a 4-byte expiration, the delay. */
-        if (r.ext_len == 4 && key_off <= rx->end && key_off >= 4) {
-            __u32 d = ((__u32)sc->in[(key_off - 4) & BMC_SCRATCH_MASK] << 24) |
-                      ((__u32)sc->in[(key_off - 3) & BMC_SCRATCH_MASK] << 16) |
-                      ((__u32)sc->in[(key_off - 2) & BMC_SCRATCH_MASK] << 8) |
-                      sc->in[(key_off - 1) & BMC_SCRATCH_MASK];
-            if (d)
-                bmc_rx_flush_at(env, d, rx->now);
-        }
-    } else if (bmc_bin_in_map(bmc_bin_mut_map, r.opcode)) {
-        if (key_off + r.key_len > rx->end || r.key_len > BMC_MAX_KEY_LEN) {
-            bmc_rx_flush(env, BMC_STAT_INVAL_GLOBAL, rx->now);
-            return 1;
-        }
-        bmc_rx_invalidate(env, bmc_hash_bytes(sc->in + (key_off & BMC_SCRATCH_MASK), r.key_len),
-                          BMC_FAM_BINARY, rx->now);
-    }
-    rx->st.pos = off + BMC_BIN_HDR_LEN + r.body_len;
-    if (rx->st.pos > rx->end) {
-        bmc_rx_flush(env, BMC_STAT_INVAL_GLOBAL, rx->now);
-        return 1;
-    }
-    return 0;
 }
 
 /* A VALUE line just ended at tx->st.pos: offer its item as a fill and skip its data. */

@@ -33,6 +33,8 @@
 #define BMC_ACT_BAD 16u    /* the answerable get line cannot be answered */
 #define BMC_ACT_VALUE 32u  /* a VALUE reply line ended; the data block follows */
 #define BMC_ACT_FLUSH_AT 64u /* flush_all with a delay: flush_delay seconds from now */
+#define BMC_ACT_DATA 128u  /* a storage line ended: memcached reads data_len bytes as data */
+#define BMC_ACT_LOST 256u  /* a storage line whose data length memcached may read differently */
 
 struct bmc_scan {
     __u64 w0, w1;    /* first 16 bytes of the current token, little-endian */
@@ -63,7 +65,12 @@ struct bmc_scan {
     __u8 value_cas;
     __u8 lines;
     __u8 first_cmd;  /* command of the first line */
-    __u8 pad;
+    __u8 cut;        /* a NUL ended the line for memcached's tokenizer (it uses strlen) */
+    __u8 num_bad;    /* a token memcached must parse as a number certainly is none */
+    __u8 num_unsure; /* a number token in a form strtol may or may not take (sign, spaces) */
+    __u8 key_long;   /* the key token is longer than memcached accepts */
+    __u8 pad[3];
+    __u32 data_len;  /* with BMC_ACT_DATA: data block bytes, "\r\n" included */
 };
 
 /* Ingress state for one payload. */
@@ -164,6 +171,38 @@ BMC_INLINE __u32 bmc_bad_get(struct bmc_scan *st, __u8 reason)
     return BMC_ACT_BAD;
 }
 
+/* A token of a storage line, as memcached's safe_strtol/safe_strtoul would take it. Pure
+ * digits (at most 18, so no overflow) are a number; a token strtol cannot start on is
+ * certainly not; anything else (a sign, leading whitespace, trailing bytes after a
+ * whitespace byte) is left undecided. */
+BMC_INLINE void bmc_storage_token(struct bmc_scan *st, __u32 arg, __u32 key_arg, __u32 data_arg,
+                                  __u32 num_mask)
+{
+    __u8 c0 = (__u8)(st->w0 & 0xff);
+    __u64 v;
+
+    if (arg == key_arg && st->tok_len > BMC_MAX_KEY_LEN)
+        st->key_long = 1;
+    if (arg >= 8 || !((num_mask >> arg) & 1))
+        return;
+    if (!(st->tok_digits && st->tok_len <= 18)) {
+        if ((c0 >= '0' && c0 <= '9') || c0 == '+' || c0 == '-' || c0 == '\t' || c0 == '\v' ||
+            c0 == '\f' || c0 == '\r')
+            st->num_unsure = 1;
+        else
+            st->num_bad = 1;
+        return;
+    }
+    if (arg != data_arg)
+        return;
+    /* memcached stores strtol's long in an int32_t, then refuses < 0 and > INT_MAX - 2. */
+    v = st->num & 0xffffffffu;
+    if (v > 0x7ffffffdu)
+        st->num_bad = 1;
+    else
+        st->data_len = (__u32)v + 2;
+}
+
 BMC_INLINE __u32 bmc_token_end(struct bmc_scan *st)
 {
     __u32 arg = st->arg, act;
@@ -198,6 +237,8 @@ BMC_INLINE __u32 bmc_token_end(struct bmc_scan *st)
     kind = bmc_cmd_table[cmd].kind;
     key_arg = bmc_cmd_table[cmd].key_arg;
     family = bmc_cmd_table[cmd].family;
+    if (bmc_cmd_table[cmd].data_arg)
+        bmc_storage_token(st, arg, key_arg, bmc_cmd_table[cmd].data_arg, bmc_cmd_table[cmd].num_mask);
 
     if (kind == BMC_KIND_GET || kind == BMC_KIND_GETS) {
         if (!st->get_line)
@@ -266,6 +307,9 @@ BMC_INLINE __u32 bmc_line_end(struct bmc_scan *st)
             act |= BMC_ACT_VALUE;
         if (kind == BMC_KIND_FLUSH && st->flush_delay)
             act |= BMC_ACT_FLUSH_AT;
+        if (bmc_cmd_table[cmd].data_arg && st->arg >= bmc_cmd_table[cmd].min_args &&
+            st->arg <= bmc_cmd_table[cmd].max_args && !st->key_long && !st->num_bad)
+            act |= st->num_unsure ? BMC_ACT_LOST : BMC_ACT_DATA;
     } else if (st->get_line) {
         act |= bmc_bad_get(st, BMC_STAT_PASS_MALFORMED);
     }
@@ -275,6 +319,10 @@ BMC_INLINE __u32 bmc_line_end(struct bmc_scan *st)
     st->meta_mod = 0;
     st->key_pending = 0;
     st->get_line = 0;
+    st->cut = 0;
+    st->num_bad = 0;
+    st->num_unsure = 0;
+    st->key_long = 0;
     if (st->lines < 0xff)
         st->lines++;
     st->prev_line_start = st->line_start;
@@ -288,6 +336,22 @@ BMC_INLINE __u32 bmc_scan_step(struct bmc_scan *st, __u8 c, int next_is_lf)
 {
     __u32 act = 0;
 
+    /* memcached tokenizes the line up to its first NUL (strlen): the rest is not read,
+     * though the line still ends at '\n'. A get line holding one is left to memcached. */
+    if (st->cut && c != '\n') {
+        st->pos++;
+        return 0;
+    }
+    if (c == 0) {
+        if (st->in_tok)
+            act |= bmc_token_end(st);
+        st->in_tok = 0;
+        st->cut = 1;
+        if (st->get_line)
+            act |= bmc_bad_get(st, BMC_STAT_PASS_MALFORMED);
+        st->pos++;
+        return act;
+    }
     if (c == ' ' || c == '\n' || (c == '\r' && next_is_lf)) {
         if (st->in_tok)
             act |= bmc_token_end(st);

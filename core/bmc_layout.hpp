@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
+#include <initializer_list>
 
 // ---- constants ---------------------------------------------------------------------------
 // X(name, value): emitted to BPF as an enum constant of the same name.
@@ -22,6 +23,7 @@
     X(BMC_MTU, 1500)                                                                            \
     X(BMC_ETH_HLEN, 14)                                                                         \
     X(BMC_MAX_PAYLOAD, 1472)        /* UDP payload of a 1500-byte IPv4 datagram */              \
+    X(BMC_MAX_REPLY, 1400)          /* memcached's UDP_MAX_PAYLOAD_SIZE, frame header included */\
     X(BMC_SCRATCH_MASK, 2047)       /* payload offsets are masked with this for the verifier */ \
     X(BMC_SCRATCH_IN, 2560)         /* >= mask + 1 + max key: a masked key stays in bounds */   \
     X(BMC_SCRATCH_OUT, 4096)        /* >= mask + 1 + BMC_LARGE_DATA */                          \
@@ -41,7 +43,12 @@
     X(BMC_MAX_ALLOW, 256)           /* allowlist prefixes */                                    \
     X(BMC_MAX_RELATIVE_DELAY, 2592000) /* memcached: larger exptimes are Unix times */          \
     X(BMC_DEFAULT_SMALL_BUCKETS, 16384)                                                         \
-    X(BMC_DEFAULT_LARGE_BUCKETS, 1024)
+    X(BMC_DEFAULT_LARGE_BUCKETS, 1024)                                                          \
+    X(BMC_DEFAULT_CONNS, 4096)      /* observed memcached connections (its -c default: 1024) */ \
+    X(BMC_OBS_WINDOW, 2048)         /* stream bytes copied to scratch at a time (mask + 1) */   \
+    X(BMC_FLUSH_EARLY_S, 2)         /* memcached may apply flush_all N up to 2 s before N */    \
+    X(BMC_LOCAL_UNICAST, 1)         /* bmc_local value: an address of this host */              \
+    X(BMC_LOCAL_BROADCAST, 2)       /* bmc_local value: a broadcast address of this host */
 
 #define BMC_DECLARE_CONSTANT(name, value) inline constexpr std::uint32_t name = value;
 BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
@@ -96,7 +103,8 @@ BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
     F(__u32, epoch)                                                                             \
     F(__u32, mode)            /* BMC_MODE_KERNEL or BMC_MODE_AFXDP */                           \
     F(__u64, last_flush_ns)                                                                     \
-    F(__u64, flush_at_ns)     /* flush_all N: from then on, entries filled before are dead */
+    F(__u64, flush_at_ns)     /* flush_all N: from then on, entries filled before ... */        \
+    F(__u64, flush_cutoff_ns) /* ... this moment are dead (flush_at_ns <= flush_cutoff_ns) */
 
 // Load-time configuration (BPF .rodata, set before load).
 #define BMC_CONFIG_FIELDS(F, A)                                                                 \
@@ -106,7 +114,11 @@ BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
     F(__u32, large_mask)                                                                        \
     F(__u32, max_amp)         /* a reply is at most this many times its request's payload */   \
     F(__u64, max_age_ns)      /* entries older than this are not served */                      \
-    F(__u64, fill_guard_ns)   /* a miss this soon after a write cannot lease a fill */
+    F(__u64, fill_guard_ns)   /* a miss this soon after a write cannot lease a fill */         \
+    F(__u64, netns_cookie)    /* memcached's network namespace (0: any): whose sockets are watched */\
+    A(__u8, mac, 6)           /* the interface's MAC: only frames sent to it are answered */    \
+    F(__u8, loopback)         /* the interface is a loopback device (127/8 sources are fine) */ \
+    F(__u8, check_socket)     /* answer only if memcached has a UDP socket for the destination */
 
 // Command table row: a name packed little-endian into two words, what it does and
 // which argument holds its key.
@@ -117,7 +129,10 @@ BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
     F(__u8, kind)                                                                               \
     F(__u8, key_arg)                                                                            \
     F(__u8, family)                                                                             \
-    F(__u32, pad0)
+    F(__u8, data_arg)         /* storage command: the token giving the data block's length */   \
+    F(__u8, min_args)         /* tokens a storage line needs for memcached to read its data */  \
+    F(__u8, max_args)                                                                           \
+    F(__u8, num_mask)         /* tokens memcached parses as numbers before reading the data */
 
 // Per-CPU scratch: the L4 payload being parsed, and the reply being built. Offsets into
 // both are masked with BMC_SCRATCH_MASK, which keeps every access provably in bounds.
@@ -150,6 +165,8 @@ BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
 
 // A key's bytes, as seen by the key comparison (256 >= BMC_MAX_KEY_LEN).
 #define BMC_KEYBYTES_FIELDS(F, A) A(__u8, b, 256)
+// An address (IPv4 mapped into ::ffff:0:0/96): the bmc_local map's key.
+#define BMC_KEYBYTES16_FIELDS(F, A) A(__u8, b, 16)
 
 // Every struct, in dependency order: X(name, FIELDS, alignment).
 #define BMC_STRUCTS(X)                                                                          \
@@ -165,6 +182,7 @@ BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
     X(bmc_scratch, BMC_SCRATCH_FIELDS, 8)                                                       \
     X(bmc_frame, BMC_FRAME_FIELDS, 4)                                                           \
     X(bmc_keybytes, BMC_KEYBYTES_FIELDS, 1)                                                     \
+    X(bmc_keybytes16, BMC_KEYBYTES16_FIELDS, 1)                                                 \
     X(bmc_allow_key, BMC_ALLOW_KEY_FIELDS, 4)
 
 #define BMC_FIELD_SCALAR(type, name) type name;
@@ -228,6 +246,14 @@ static_assert(BMC_SCRATCH_OUT >= BMC_SCRATCH_MASK + 7 + 256);
     X(BMC_STAT_PASS_NOT_ALLOWED, "pass_client_not_allowed")                                     \
     X(BMC_STAT_PASS_AMPLIFICATION, "pass_over_max_amplification")                              \
     X(BMC_STAT_PASS_NO_ROOM, "pass_no_room")                                                    \
+    X(BMC_STAT_PASS_NOT_OUR_MAC, "pass_not_to_our_mac")                                         \
+    X(BMC_STAT_PASS_NOT_LOCAL, "pass_not_a_local_destination")                                  \
+    X(BMC_STAT_PASS_NO_SOCKET, "pass_no_memcached_socket")                                      \
+    X(BMC_STAT_PASS_IP_CSUM, "pass_bad_ip_checksum")                                            \
+    X(BMC_STAT_PASS_UDP_CSUM, "pass_bad_udp_checksum")                                          \
+    X(BMC_STAT_PASS_BAD_SOURCE, "pass_bad_source")                                              \
+    X(BMC_STAT_PASS_SOURCE_ROUTE, "pass_source_route")                                          \
+    X(BMC_STAT_PASS_VLAN, "pass_unconfigured_vlan")                                             \
     X(BMC_STAT_RACE, "seqlock_retries")                                                         \
     X(BMC_STAT_REDIRECT, "redirect_afxdp")                                                      \
     X(BMC_STAT_FILL_OK, "fill_accepted")                                                        \
@@ -241,7 +267,13 @@ static_assert(BMC_SCRATCH_OUT >= BMC_SCRATCH_MASK + 7 + 256);
     X(BMC_STAT_INVAL_META, "inval_meta")                                                        \
     X(BMC_STAT_INVAL_BINARY, "inval_binary")                                                    \
     X(BMC_STAT_INVAL_FLUSH, "inval_flush")                                                      \
-    X(BMC_STAT_INVAL_GLOBAL, "inval_conservative_global")
+    X(BMC_STAT_INVAL_GLOBAL, "inval_conservative_global")                                       \
+    X(BMC_STAT_INVAL_UNOBSERVED, "inval_unobserved_connection")                                 \
+    X(BMC_STAT_INVAL_LOST, "inval_stream_not_followed")                                         \
+    X(BMC_STAT_INVAL_RESTART, "inval_memcached_restart")                                        \
+    X(BMC_STAT_OBS_CONNS, "observed_connections")                                               \
+    X(BMC_STAT_OBS_FULL, "unobserved_connections_map_full")                                     \
+    X(BMC_STAT_OBS_BYTES, "observed_bytes")
 
 #define BMC_ENUM_ITEM(name) name,
 #define BMC_ENUM_ITEM2(name, text) name,
@@ -263,19 +295,33 @@ struct bmc_cmd_spec {
     bmc_cmd_kind kind;
     __u8 key_arg;
     bmc_family family;
+    // Storage commands, as memcached 1.6 reads them (proto_text.c): with a token count in
+    // [min_args, max_args] (the command included), a key of at most BMC_MAX_KEY_LEN and
+    // every token of num_mask a number, memcached consumes exactly <data_arg's value> + 2
+    // bytes after the line as data, whether it stores the item or rejects it.
+    __u8 data_arg = 0;
+    __u8 min_args = 0;
+    __u8 max_args = 0;
+    __u8 num_mask = 0;
 };
+
+inline constexpr __u8 bmc_bits(std::initializer_list<int> bits) {
+    __u8 m = 0;
+    for (int b : bits) m |= __u8(1u << b);
+    return m;
+}
 
 // The text and meta commands the cache recognises. Anything not listed is neither
 // answered nor invalidating (stats, version, verbosity, mn, me, ...).
 inline constexpr bmc_cmd_spec bmc_cmd_specs[] = {
     {"get", BMC_KIND_GET, 1, BMC_FAM_NONE},
     {"gets", BMC_KIND_GETS, 1, BMC_FAM_NONE},
-    {"set", BMC_KIND_KEYED, 1, BMC_FAM_TEXT},
-    {"add", BMC_KIND_KEYED, 1, BMC_FAM_TEXT},
-    {"replace", BMC_KIND_KEYED, 1, BMC_FAM_TEXT},
-    {"append", BMC_KIND_KEYED, 1, BMC_FAM_TEXT},
-    {"prepend", BMC_KIND_KEYED, 1, BMC_FAM_TEXT},
-    {"cas", BMC_KIND_KEYED, 1, BMC_FAM_TEXT},
+    {"set", BMC_KIND_KEYED, 1, BMC_FAM_TEXT, 4, 5, 6, bmc_bits({2, 3, 4})},
+    {"add", BMC_KIND_KEYED, 1, BMC_FAM_TEXT, 4, 5, 6, bmc_bits({2, 3, 4})},
+    {"replace", BMC_KIND_KEYED, 1, BMC_FAM_TEXT, 4, 5, 6, bmc_bits({2, 3, 4})},
+    {"append", BMC_KIND_KEYED, 1, BMC_FAM_TEXT, 4, 5, 6, bmc_bits({2, 3, 4})},
+    {"prepend", BMC_KIND_KEYED, 1, BMC_FAM_TEXT, 4, 5, 6, bmc_bits({2, 3, 4})},
+    {"cas", BMC_KIND_KEYED, 1, BMC_FAM_TEXT, 4, 6, 7, bmc_bits({2, 3, 4, 5})},
     {"incr", BMC_KIND_KEYED, 1, BMC_FAM_TEXT},
     {"decr", BMC_KIND_KEYED, 1, BMC_FAM_TEXT},
     {"delete", BMC_KIND_KEYED, 1, BMC_FAM_TEXT},
@@ -283,7 +329,7 @@ inline constexpr bmc_cmd_spec bmc_cmd_specs[] = {
     {"gat", BMC_KIND_MULTIKEY, 2, BMC_FAM_TEXT},
     {"gats", BMC_KIND_MULTIKEY, 2, BMC_FAM_TEXT},
     {"flush_all", BMC_KIND_FLUSH, 0, BMC_FAM_FLUSH},
-    {"ms", BMC_KIND_META, 1, BMC_FAM_META},
+    {"ms", BMC_KIND_META, 1, BMC_FAM_META, 2, 3, 19, bmc_bits({2})},
     {"md", BMC_KIND_META, 1, BMC_FAM_META},
     {"ma", BMC_KIND_META, 1, BMC_FAM_META},
     {"mg", BMC_KIND_META_GET, 1, BMC_FAM_META},
@@ -303,7 +349,8 @@ constexpr std::array<bmc_cmd, BMC_NUM_CMDS> bmc_make_cmd_table() {
     for (std::uint32_t i = 0; i < BMC_NUM_CMDS; i++) {
         const auto &s = bmc_cmd_specs[i];
         t[i] = bmc_cmd{bmc_pack_word(s.name, 0), bmc_pack_word(s.name, 8),
-                       static_cast<__u8>(s.name.size()), s.kind, s.key_arg, s.family, 0};
+                       static_cast<__u8>(s.name.size()), s.kind, s.key_arg, s.family,
+                       s.data_arg, s.min_args, s.max_args, s.num_mask};
     }
     return t;
 }

@@ -16,8 +16,15 @@ static inline void bmc_env_stat(bmc_env *env, __u32 stat) {
     if (stat < BMC_NUM_STATS) (*env->counters)[stat]++;
 }
 #define BMC_COPY(dst, src, len) std::memcpy((dst), (src), (len))
+static inline __u64 bmc_env_tai_ns(bmc_env *env) { return env->tai_ns ? env->tai_ns() : 0; }
+static inline int bmc_env_local(bmc_env *env, const __u8 *addr16) {
+    return env->delivery ? env->delivery->local_kind(addr16) : 0;
+}
+static inline int bmc_env_vlan(bmc_env *env, __u32 vid) {
+    return env->delivery && env->delivery->vlan(std::uint16_t(vid));
+}
 
-#include "bmc_datapath.h"
+#include "bmc_stream.h"
 
 namespace bmc {
 namespace {
@@ -54,8 +61,77 @@ std::uint16_t ipv4_header_checksum(const std::uint8_t *hdr, std::size_t len) {
     return std::uint16_t(~sum);  // in memory (network) order, like the BPF side
 }
 
-Datapath::Datapath(CacheMemory mem, const bmc_config &cfg, Allowlist allow)
-    : env_{mem, cfg, &counters_}, allow_(std::move(allow)) {}
+Datapath::Datapath(CacheMemory mem, const bmc_config &cfg, Allowlist allow, Delivery delivery)
+    : env_{mem, cfg, &counters_, tai_now_ns, nullptr}, allow_(std::move(allow)), delivery_(std::move(delivery)) {
+    env_.delivery = &delivery_;
+    std::memcpy(env_.cfg.mac, delivery_.mac.data(), 6);
+    env_.cfg.loopback = delivery_.loopback;
+}
+
+std::uint8_t Delivery::local_kind(const std::uint8_t *addr16) const {
+    for (const auto &[a, kind] : local)
+        if (std::memcmp(a.data(), addr16, 16) == 0) return kind;
+    return 0;
+}
+
+bool Delivery::vlan(std::uint16_t vid) const { return std::find(vlans.begin(), vlans.end(), vid) != vlans.end(); }
+
+std::uint64_t tai_now_ns() {
+    timespec ts;
+    clock_gettime(CLOCK_TAI, &ts);
+    return std::uint64_t(ts.tv_sec) * 1000000000ULL + std::uint64_t(ts.tv_nsec);
+}
+
+Observer::Observer(CacheMemory mem, const bmc_config &cfg) : env_{mem, cfg, &counters_, tai_now_ns, nullptr} {}
+
+void Observer::read(bmc_obs &o, std::span<const std::uint8_t> bytes) {
+    std::size_t off = 0;
+    if (o.conn.mode == BMC_CONN_LOST) {
+        bmc_obs_lose(&env_, &o);
+        return;
+    }
+    while (off < bytes.size() && o.conn.mode != BMC_CONN_LOST) {
+        const auto avail = std::uint32_t(std::min<std::size_t>(bytes.size() - off, UINT32_MAX));
+        if (std::uint32_t n = bmc_obs_skip(&env_, &o, avail)) {
+            off += n;
+            continue;
+        }
+        const auto n = std::min<std::uint32_t>(avail, BMC_OBS_WINDOW);
+        std::memcpy(sc_.in, bytes.data() + off, n);
+        o.pos = 0;
+        o.end = n;
+        while (!bmc_obs_step(&env_, &sc_, &o)) {}
+        off += o.pos;
+    }
+    counters_[BMC_STAT_OBS_BYTES]++;
+}
+
+void Observer::chunk(std::uint64_t conn_id, std::span<const std::uint8_t> bytes, std::uint64_t now_ns) {
+    auto &c = conns_[conn_id];
+    if (!c) {
+        c = std::make_unique<bmc_conn>();
+        bmc_conn_init(c.get());
+    }
+    bmc_obs o{};
+    o.conn = *c;
+    o.now = now_ns;
+    read(o, bytes);
+    *c = o.conn;
+}
+
+void Observer::datagram(std::span<const std::uint8_t> payload, std::uint64_t now_ns) {
+    bmc_obs o{};
+    if (!bmc_obs_udp_begin(&o, payload.data(), std::uint32_t(payload.size()), now_ns)) return;
+    read(o, payload.subspan(BMC_FRAME_HDR_LEN));
+    bmc_obs_udp_end(&env_, &o);
+}
+
+const bmc_conn *Observer::conn(std::uint64_t conn_id) const {
+    auto it = conns_.find(conn_id);
+    return it == conns_.end() ? nullptr : it->second.get();
+}
+
+Observer::~Observer() = default;
 
 void Datapath::rx_scan(std::uint32_t start, std::uint32_t len, bool get_allowed,
                        std::uint64_t now_ns) {
@@ -65,14 +141,9 @@ void Datapath::rx_scan(std::uint32_t start, std::uint32_t len, bool get_allowed,
     rx_.out_len = BMC_FRAME_HDR_LEN;
     rx_.hits = rx_.misses = 0;
     rx_.get_done = rx_.trailing = rx_.too_big = rx_.pad = 0;
-    if (sc_.in[start & BMC_SCRATCH_MASK] == BMC_BIN_MAGIC_REQ) {
-        for (std::uint32_t i = 0; i < BMC_MAX_SCAN_CMDS; i++)
-            if (bmc_rx_binary_cmd(&env_, &sc_, &rx_)) break;
-        return;
-    }
+    if (sc_.in[start & BMC_SCRATCH_MASK] == BMC_BIN_MAGIC_REQ) return;
     for (std::uint32_t i = 0; i < BMC_MAX_PAYLOAD; i++)
         if (bmc_rx_byte(&env_, &sc_, &rx_)) break;
-    bmc_rx_finish(&env_, &rx_);
 }
 
 RxResult Datapath::rx_udp(std::uint8_t *frame, std::uint32_t &len, std::uint32_t capacity,
@@ -89,6 +160,8 @@ RxResult Datapath::rx_udp(std::uint8_t *frame, std::uint32_t &len, std::uint32_t
     std::uint32_t verdict = bmc_rx_udp_verdict(&rx_, single, plain_ip, allowed, env_.cfg.max_amp);
     if (verdict == BMC_STAT_PASS_NOT_GET) return {};
     count(BMC_STAT_GET_REQS);
+    if (verdict == BMC_STAT_HIT_REQS)
+        if (std::uint32_t d = bmc_rx_deliverable(&env_, &sc_, &frame_, payload_len)) verdict = d;
     if (verdict != BMC_STAT_HIT_REQS) {
         count(verdict);
         return {};
@@ -105,17 +178,6 @@ RxResult Datapath::rx_udp(std::uint8_t *frame, std::uint32_t &len, std::uint32_t
     len = hdr_len + reply_len;
     count(BMC_STAT_HIT_REQS);
     return {Action::Tx};
-}
-
-void Datapath::rx_tcp(const std::uint8_t *frame, std::uint32_t payload_off,
-                      std::uint32_t payload_len, std::uint64_t now_ns) {
-    if (payload_len == 0) return;
-    if (payload_len > BMC_MAX_PAYLOAD) {
-        bmc_rx_flush(&env_, BMC_STAT_INVAL_GLOBAL, now_ns);
-        return;
-    }
-    std::memcpy(sc_.in, frame + payload_off, payload_len);
-    rx_scan(0, payload_len, false, now_ns);
 }
 
 const bmc_frame &Datapath::parse(std::span<const std::uint8_t> frame) {
@@ -147,7 +209,6 @@ RxResult Datapath::ingress(std::uint8_t *frame, std::uint32_t &len, std::uint32_
         return rx_udp(frame, len, capacity, f.payload_off, f.payload_len, f.answerable, allow_.contains(f.src),
                       now_ns);
     }
-    if (f.proto == BMC_IPPROTO_TCP) rx_tcp(frame, f.payload_off, f.payload_len, now_ns);
     return {};
 }
 

@@ -6,7 +6,10 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <span>
+#include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "allowlist.hpp"
@@ -23,6 +26,22 @@ struct CacheMemory {
     bmc_large_bucket *large = nullptr;
     std::uint32_t n_large = 0;
     bmc_global *global = nullptr;
+};
+
+// What the Linux stack of the server would deliver (bmc_rx_deliverable): the interface's
+// MAC, the host's addresses (IPv4 mapped into ::ffff:0:0/96) with BMC_LOCAL_UNICAST or
+// BMC_LOCAL_BROADCAST, and the VLAN ids configured on the interface.
+struct Delivery {
+    std::array<std::uint8_t, 6> mac{};
+    bool loopback = false;
+    std::vector<std::pair<std::array<std::uint8_t, 16>, std::uint8_t>> local;
+    std::vector<std::uint16_t> vlans;
+
+    std::uint8_t local_kind(const std::uint8_t *addr16) const;
+    bool vlan(std::uint16_t vid) const;
+    // Read from the system: the interface's MAC and VLANs, every address of this network
+    // namespace (a source that is the host's own is refused whichever interface has it).
+    static Delivery of_interface(const std::string &iface);
 };
 
 // Defaults shared by the daemon and the tests.
@@ -45,14 +64,19 @@ struct bmc_env {
     bmc::CacheMemory mem;
     bmc_config cfg;
     bmc::Counters *counters;
+    std::uint64_t (*tai_ns)();
+    const bmc::Delivery *delivery;
 };
+
+struct bmc_conn;
+struct bmc_obs;
 
 namespace bmc {
 
 class Datapath {
 public:
     // Only clients in `allow` are answered from the cache; writes from anyone invalidate.
-    Datapath(CacheMemory mem, const bmc_config &cfg, Allowlist allow = Allowlist::everyone());
+    Datapath(CacheMemory mem, const bmc_config &cfg, Allowlist allow, Delivery delivery);
 
     // One Ethernet frame arriving at the server (XDP's view). On Action::Tx the frame
     // has been rewritten in place into the reply, and resized.
@@ -72,8 +96,6 @@ private:
     RxResult rx_udp(std::uint8_t *frame, std::uint32_t &len, std::uint32_t capacity,
                     std::uint32_t payload_off, std::uint32_t payload_len, bool plain_ip, bool allowed,
                     std::uint64_t now_ns);
-    void rx_tcp(const std::uint8_t *frame, std::uint32_t payload_off, std::uint32_t payload_len,
-                std::uint64_t now_ns);
     void rx_scan(std::uint32_t start, std::uint32_t len, bool get_allowed, std::uint64_t now_ns);
     void count(std::uint32_t stat) { counters_[stat]++; }
     const bmc_frame &parse(std::span<const std::uint8_t> frame);
@@ -85,6 +107,33 @@ private:
     bmc_tx tx_{};
     bmc_frame frame_{};
     Allowlist allow_;
+    Delivery delivery_;
+};
+
+// CLOCK_TAI, which bpf_ktime_get_tai_ns() reads: flush_all with a Unix time.
+std::uint64_t tai_now_ns();
+
+// The write observer's reading (core/bmc_stream.h) over byte streams: TCP connections as
+// memcached's sockets receive them, and UDP datagrams' payloads. The kernel backend runs
+// the same reading on memcached's sockets; this instantiation serves the differential
+// tests and tools.
+class Observer {
+public:
+    Observer(CacheMemory mem, const bmc_config &cfg);
+    ~Observer();
+    // The next bytes of connection conn_id (a new id starts a connection).
+    void chunk(std::uint64_t conn_id, std::span<const std::uint8_t> bytes, std::uint64_t now_ns);
+    // One UDP datagram's payload, memcached's 8-byte frame header first.
+    void datagram(std::span<const std::uint8_t> payload, std::uint64_t now_ns);
+    const bmc_conn *conn(std::uint64_t conn_id) const;
+    const Counters &counters() const { return counters_; }
+
+private:
+    void read(bmc_obs &o, std::span<const std::uint8_t> bytes);
+    Counters counters_{};
+    bmc_env env_;
+    bmc_scratch sc_{};
+    std::unordered_map<std::uint64_t, std::unique_ptr<bmc_conn>> conns_;
 };
 
 // Internet checksum of an IPv4 header (header checksum field included as stored).

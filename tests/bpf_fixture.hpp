@@ -43,6 +43,7 @@ protected:
         o.max_amp = max_amp;
         o.allow = std::move(allow);
         o.attach = false;
+        o.delivery = test_delivery();
         o.small_buckets = kSmall;
         o.large_buckets = kLarge;
         o.fill_guard_ns = fill_guard_ns;

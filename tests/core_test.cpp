@@ -241,7 +241,7 @@ TEST(ReplyGrammar, ValueLine) {
 class CoreDatapath : public ::testing::Test {
 protected:
     OwnedCache cache{64, 16};
-    Datapath dp{cache.mem(), test_config(64, 16)};
+    Datapath dp{cache.mem(), test_config(64, 16), Allowlist::everyone(), test_delivery()};
     std::uint64_t now = 1000000000000ULL;
 
     Action rx(Bytes &f) { return dp.ingress(f, now += 1000).action; }
@@ -417,7 +417,7 @@ TEST(Allowlist, ParsesAndMatchesBothFamilies) {
 
 TEST(Allowlist, ClientsOutsideGetMemcachedButTheirWritesInvalidate) {
     OwnedCache cache(64, 16);
-    Datapath dp(cache.mem(), test_config(64, 16), Allowlist({Prefix::parse("203.0.113.0/24")}));
+    Datapath dp(cache.mem(), test_config(64, 16), Allowlist({Prefix::parse("203.0.113.0/24")}), test_delivery());
     std::uint64_t now = 1000000000000ULL;
     Bytes req = get_request("get k\r\n");
     ASSERT_EQ(dp.ingress(req, now += 1000).action, Action::Pass);  // no lease for an outsider
@@ -432,7 +432,7 @@ TEST(Allowlist, ClientsOutsideGetMemcachedButTheirWritesInvalidate) {
 
 TEST(Amplification, RepliesOverTheLimitGoToMemcached) {
     OwnedCache cache(64, 16);
-    Datapath dp(cache.mem(), test_config(64, 16, BMC_DEFAULT_MAX_AMP));
+    Datapath dp(cache.mem(), test_config(64, 16, BMC_DEFAULT_MAX_AMP), Allowlist::everyone(), test_delivery());
     std::uint64_t now = 1000000000000ULL;
     const std::string v(200, 'v');
     Bytes miss = get_request("get k\r\n");

@@ -228,7 +228,7 @@ TEST_F(Differential, CoreAndBpfAgreeOnEveryPacket) {
     const std::uint32_t seed = 20261124, n = 10000;
     Corpus corpus(seed);
     OwnedCache mirror(kSmall, kLarge), expected(kSmall, kLarge);
-    Datapath dp(mirror.mem(), be->config(), allow());
+    Datapath dp(mirror.mem(), be->config(), allow(), test_delivery());
     std::uint32_t tx = 0, failures = 0;
 
     for (std::uint32_t i = 0; i < n && failures < 5; i++) {

@@ -43,11 +43,11 @@ struct Server {
         memcached = tb->spawn(tb->server_ns(),
                               {"memcached", "-u", "root", "-U", "11211", "-p", "11211", "-l", Testbed::kServerIp,
                                "-t", "1", "-m", "64"},
-                              dir + "/" + log);
+                              dir + "/" + log, true);
     }
     void start_bmcd(std::vector<std::string> extra) {
         std::vector<std::string> argv = {BMC_BMCD_PATH, "--iface", Testbed::kServerIf, "--interval", "0",
-                                         "--stats-file", stats_path};
+                                         "--stats-file", stats_path, "--cgroup", tb->cgroup()};
         argv.insert(argv.end(), extra.begin(), extra.end());
         std::remove(stats_path.c_str());
         bmcd = tb->spawn(tb->server_ns(), argv, log_path);

@@ -8,6 +8,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -15,6 +16,7 @@
 #include <cstring>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -52,16 +54,48 @@ std::string read_file(const std::string &path) {
     return s.str();
 }
 
+namespace {
+// The cgroup2 hierarchy, mounted where `ip netns exec` (which remounts /sys) still sees
+// it, so that bmcd inside a namespace can open the testbed's cgroup.
+constexpr const char *kCgroupMount = "/tmp/bmct-cgroup2";
+
+bool is_cgroup2_mount(const std::string &path) {
+    std::ifstream mounts("/proc/self/mounts");
+    std::string dev, dir, type, rest;
+    while (mounts >> dev >> dir >> type && std::getline(mounts, rest))
+        if (type == "cgroup2" && dir == path) return true;
+    return false;
+}
+
+std::string cgroup_base() {
+    static const std::string root = [] {
+        if (!is_cgroup2_mount(kCgroupMount)) {
+            mkdir(kCgroupMount, 0755);
+            sh(std::string("mount -t cgroup2 none ") + kCgroupMount + " 2>/dev/null");
+        }
+        return is_cgroup2_mount(kCgroupMount) ? std::string(kCgroupMount) : std::string();
+    }();
+    return root;
+}
+
+pid_t owner_of(const std::string &name) { return pid_t(std::atol(name.c_str() + std::strlen(kPrefix))); }
+bool gone(pid_t owner) { return owner > 0 && kill(owner, 0) != 0 && errno == ESRCH; }
+}  // namespace
+
 void Testbed::remove_stale() {
+    if (!cgroup_base().empty()) {
+        for (const auto &e : std::filesystem::directory_iterator(cgroup_base())) {
+            const std::string name = e.path().filename();
+            if (name.rfind(kPrefix, 0) == 0 && gone(owner_of(name))) rmdir(e.path().c_str());
+        }
+    }
     std::istringstream list(sh("ip netns list 2>/dev/null"));
     std::string line;
     while (std::getline(list, line)) {
         std::string name = line.substr(0, line.find(' '));
         if (name.rfind(kPrefix, 0) != 0) continue;
         // bmct-<pid>-<n>-<tag>-{s,c}
-        pid_t owner = pid_t(std::atol(name.c_str() + std::strlen(kPrefix)));
-        if (owner > 0 && kill(owner, 0) != 0 && errno == ESRCH)
-            sh("ip netns del " + name + " 2>/dev/null");
+        if (gone(owner_of(name))) sh("ip netns del " + name + " 2>/dev/null");
     }
 }
 
@@ -71,6 +105,10 @@ Testbed::Testbed(const std::string &tag) {
     std::string base = std::string(kPrefix) + std::to_string(getpid()) + "-" + std::to_string(seq++) + "-" + tag;
     server_ns_ = base + "-s";
     client_ns_ = base + "-c";
+    if (cgroup_base().empty()) throw std::runtime_error("testbed: no cgroup2 hierarchy is mounted");
+    cgroup_ = cgroup_base() + "/" + base;
+    if (mkdir(cgroup_.c_str(), 0755) != 0)
+        throw std::runtime_error("testbed: cannot create cgroup " + cgroup_ + ": " + std::strerror(errno));
     try {
         must("ip netns add " + server_ns_);
         must("ip netns add " + client_ns_);
@@ -85,6 +123,7 @@ Testbed::Testbed(const std::string &tag) {
         must("ip -n " + client_ns_ + " link set dev " + kClientIf + " xdp obj " BMC_XDP_PASS_OBJ " sec xdp");
     } catch (...) {
         sh("ip netns del " + server_ns_ + " 2>/dev/null; ip netns del " + client_ns_ + " 2>/dev/null");
+        rmdir(cgroup_.c_str());
         throw;
     }
 }
@@ -93,9 +132,13 @@ Testbed::~Testbed() {
     for (pid_t p : children_)
         if (alive(p)) stop(p, SIGTERM, 3.0);
     sh("ip netns del " + server_ns_ + " 2>/dev/null; ip netns del " + client_ns_ + " 2>/dev/null");
+    // A cgroup can be removed once its processes are gone, which takes a moment after wait.
+    for (int i = 0; i < 100 && rmdir(cgroup_.c_str()) != 0 && errno == EBUSY; i++)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
 }
 
-pid_t Testbed::spawn(const std::string &ns, const std::vector<std::string> &argv, const std::string &log) {
+pid_t Testbed::spawn(const std::string &ns, const std::vector<std::string> &argv, const std::string &log,
+                     bool in_cgroup) {
     std::vector<std::string> full = {"ip", "netns", "exec", ns};
     full.insert(full.end(), argv.begin(), argv.end());
     pid_t parent = getpid();
@@ -104,6 +147,11 @@ pid_t Testbed::spawn(const std::string &ns, const std::vector<std::string> &argv
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent) _exit(127);
+        if (in_cgroup) {
+            int cg = open((cgroup_ + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
+            if (cg < 0 || write(cg, "0", 1) != 1) _exit(126);
+            close(cg);
+        }
         int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (fd >= 0) {
             dup2(fd, 1);

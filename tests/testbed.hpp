@@ -26,9 +26,14 @@ public:
 
     const std::string &server_ns() const { return server_ns_; }
     const std::string &client_ns() const { return client_ns_; }
+    // A cgroup (v2) of this testbed's own: memcached runs in it, and bmcd observes it, so
+    // that the socket-level programs of parallel runs never meet.
+    const std::string &cgroup() const { return cgroup_; }
 
     // Starts argv inside `ns`; the child dies with the test process. Output goes to log.
-    pid_t spawn(const std::string &ns, const std::vector<std::string> &argv, const std::string &log);
+    // With in_cgroup, the process starts inside cgroup().
+    pid_t spawn(const std::string &ns, const std::vector<std::string> &argv, const std::string &log,
+                bool in_cgroup = false);
     // Signals a process this testbed started and waits up to timeout_s; returns its exit
     // status (128+signal if killed), or -1 if it had to be killed.
     int stop(pid_t pid, int sig, double timeout_s = 5.0);
@@ -48,7 +53,7 @@ private:
     template <class F>
     auto in_client(F &&f);
 
-    std::string server_ns_, client_ns_;
+    std::string server_ns_, client_ns_, cgroup_;
     std::vector<pid_t> children_;
 };
 

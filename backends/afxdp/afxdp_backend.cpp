@@ -273,7 +273,7 @@ AfxdpBackend::AfxdpBackend(KernelBackend &kernel, const AfxdpOptions &opts) : ke
             p->queue = q;
             p->busy_poll = opts.busy_poll;
             p->echo = opts.echo;
-            p->dp = std::make_unique<Datapath>(kernel.cache(), kernel.config(), kernel.allowlist());
+            p->dp = std::make_unique<Datapath>(kernel.cache(), kernel.config(), kernel.allowlist(), kernel.delivery());
             p->area_len = std::size_t(opts.frames_per_queue) * kFrameSize;
             p->area = mmap(nullptr, p->area_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
             if (p->area == MAP_FAILED) {
@@ -357,7 +357,7 @@ AfxdpBackend::~AfxdpBackend() {
 }
 
 void AfxdpBackend::relay_loop() {
-    Datapath dp(kernel_.cache(), kernel_.config(), kernel_.allowlist());
+    Datapath dp(kernel_.cache(), kernel_.config(), kernel_.allowlist(), kernel_.delivery());
     std::uint8_t buf[65536];
     std::vector<std::uint8_t> frame;
     epoll_event evs[16];

@@ -10,7 +10,11 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+#include <sys/socket.h>
+
 #include <filesystem>
+#include <fstream>
 
 #include <cerrno>
 #include <cstring>
@@ -43,13 +47,41 @@ void *map_region(bpf_map *map, std::size_t &len) {
     return p;
 }
 
-// What a pinned deployment consists of: maps that hold state, and the two links.
-const char *const kPinnedMaps[] = {"bmc_small", "bmc_large", "bmc_global_state", "bmc_stats", "bmc_allow"};
+// What a pinned deployment consists of: maps that hold state, the two interface links,
+// the observer's cgroup links, and the SOCKHASH that carries its stream verdict.
+const char *const kPinnedMaps[] = {"bmc_small", "bmc_large", "bmc_global_state", "bmc_stats", "bmc_allow",
+                                   "bmc_conns", "bmc_socks", "bmc_listeners"};
 constexpr const char *kXdpLink = "link_xdp", *kTcLink = "link_tc_egress";
+const char *const kObserverLinks[] = {"link_sockops", "link_sock_ingress", "link_bind4", "link_bind6",
+                                      "link_release"};
+
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+#endif
 
 std::string pin_path(const std::string &dir, const char *name) { return dir + "/" + name; }
 
 }  // namespace
+
+std::string cgroup2_root() {
+    std::ifstream mounts("/proc/self/mounts");
+    std::string dev, dir, type, rest;
+    while (mounts >> dev >> dir >> type && std::getline(mounts, rest))
+        if (type == "cgroup2") return dir;
+    return "";
+}
+
+std::uint64_t netns_cookie() {
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) fd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    std::uint64_t cookie = 0;
+    socklen_t len = sizeof cookie;
+    int err = fd < 0 ? -1 : getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len);
+    if (fd >= 0) close(fd);
+    if (err != 0 || cookie == 0)
+        throw Error(std::string("cannot read this network namespace's cookie: ") + errno_text(errno));
+    return cookie;
+}
 
 bool KernelBackend::pinned_at(const std::string &dir) {
     struct stat st;
@@ -61,6 +93,14 @@ void KernelBackend::detach_pinned(const std::string &dir) {
     // The pins hold the last references: unlinking them detaches the programs and frees
     // the maps once no process has them open.
     for (const char *name : {kXdpLink, kTcLink}) unlink(pin_path(dir, name).c_str());
+    for (const char *name : kObserverLinks) unlink(pin_path(dir, name).c_str());
+    // Connections already in the SOCKHASH keep its verdict until they leave it.
+    if (int fd = bpf_obj_get(pin_path(dir, "bmc_socks").c_str()); fd >= 0) {
+        std::uint64_t key;
+        while (bpf_map_get_next_key(fd, nullptr, &key) == 0)
+            if (bpf_map_delete_elem(fd, &key) != 0) break;
+        close(fd);
+    }
     for (const char *name : kPinnedMaps) unlink(pin_path(dir, name).c_str());
     rmdir(dir.c_str());
 }
@@ -89,7 +129,10 @@ void KernelBackend::pin_or_adopt_links() {
     const std::string xdp = pin_path(opts_.pin_dir, kXdpLink), tc = pin_path(opts_.pin_dir, kTcLink);
     if (adopted_) {
         // bpf_link_update swaps the program under a live link: no moment without one.
-        for (auto [path, prog] : {std::pair{xdp, xdp_prog_fd()}, std::pair{tc, tc_prog_fd()}}) {
+        std::vector<std::pair<std::string, int>> links = {{xdp, xdp_prog_fd()}, {tc, tc_prog_fd()}};
+        for (std::size_t i = 0; i < observer_progs().size(); i++)
+            links.emplace_back(pin_path(opts_.pin_dir, kObserverLinks[i]), bpf_program__fd(observer_progs()[i]));
+        for (auto [path, prog] : links) {
             int fd = bpf_obj_get(path.c_str());
             if (fd < 0 || bpf_link_update(fd, prog, nullptr) != 0) {
                 int e = errno;
@@ -98,11 +141,15 @@ void KernelBackend::pin_or_adopt_links() {
             }
             close(fd);
         }
+        attach_verdict();
         return;
     }
     if (tcx_link_fd_ < 0) throw Error("--pin needs TC egress as a TCX link (Linux 6.6 or later)");
     if (bpf_obj_pin(xdp_link_fd_, xdp.c_str()) || bpf_obj_pin(tcx_link_fd_, tc.c_str()))
         throw Error("cannot pin links in " + opts_.pin_dir + ": " + errno_text(errno));
+    for (std::size_t i = 0; i < cgroup_link_fds_.size(); i++)
+        if (bpf_obj_pin(cgroup_link_fds_[i], pin_path(opts_.pin_dir, kObserverLinks[i]).c_str()))
+            throw Error("cannot pin links in " + opts_.pin_dir + ": " + errno_text(errno));
     for (const char *name : kPinnedMaps) {
         bpf_map *map = bpf_object__find_map_by_name(skel_->obj, name);
         if (bpf_obj_pin(bpf_map__fd(map), pin_path(opts_.pin_dir, name).c_str()))
@@ -135,10 +182,18 @@ KernelBackend::KernelBackend(const KernelOptions &opts) : opts_(opts) {
         cfg.max_age_ns = opts_.max_age_ns;
         cfg.fill_guard_ns = opts_.fill_guard_ns;
         cfg.max_amp = opts_.max_amp;
+        cfg.netns_cookie = netns_cookie();
+        if (opts_.attach) opts_.delivery = Delivery::of_interface(opts_.iface);
+        cfg.loopback = opts_.delivery.loopback;
+        std::memcpy(cfg.mac, opts_.delivery.mac.data(), 6);
+        cfg.check_socket = opts_.attach && opts_.check_socket;
         if (opts_.allow.prefixes().size() > BMC_MAX_ALLOW)
             throw Error("at most " + std::to_string(BMC_MAX_ALLOW) + " allowlist prefixes");
         bpf_map__set_max_entries(skel_->maps.bmc_small, opts_.small_buckets);
         bpf_map__set_max_entries(skel_->maps.bmc_large, opts_.large_buckets);
+        if (opts_.max_conns == 0) throw Error("the observer needs room for at least one connection");
+        bpf_map__set_max_entries(skel_->maps.bmc_conns, opts_.max_conns);
+        bpf_map__set_max_entries(skel_->maps.bmc_socks, opts_.max_conns);
         if (!opts_.pin_dir.empty()) {
             struct statfs fs;
             std::error_code ec;
@@ -157,6 +212,14 @@ KernelBackend::KernelBackend(const KernelOptions &opts) : opts_(opts) {
                 bpf_map_delete_elem(bpf_map__fd(skel_->maps.bmc_allow), &key);
             }
         }
+        for (const auto &[addr, kind] : opts_.delivery.local)
+            if (bpf_map_update_elem(bpf_map__fd(skel_->maps.bmc_local), addr.data(), &kind, BPF_ANY))
+                throw Error("cannot record the host's addresses: " + errno_text(errno));
+        for (std::uint32_t vid : opts_.delivery.vlans) {
+            std::uint8_t one = 1;
+            if (bpf_map_update_elem(bpf_map__fd(skel_->maps.bmc_vlans), &vid, &one, BPF_ANY))
+                throw Error("cannot record VLAN " + std::to_string(vid) + ": " + errno_text(errno));
+        }
         for (const Prefix &p : opts_.allow.prefixes()) {
             bmc_allow_key key{};
             key.prefixlen = p.len;
@@ -169,8 +232,11 @@ KernelBackend::KernelBackend(const KernelOptions &opts) : opts_(opts) {
             ifindex_ = int(if_nametoindex(opts_.iface.c_str()));
             xdp_mode_ = "pinned";
             tc_mode_ = "tcx, pinned";
+            open_cgroup();
             pin_or_adopt_links();
         } else if (opts_.attach) {
+            open_cgroup();
+            attach_observer();
             attach_xdp();
             attach_tc();
             if (!opts_.pin_dir.empty()) pin_or_adopt_links();
@@ -178,6 +244,7 @@ KernelBackend::KernelBackend(const KernelOptions &opts) : opts_(opts) {
     } catch (...) {
         if (!adopted_ && !opts_.pin_dir.empty() && pinned_at(opts_.pin_dir)) detach_pinned(opts_.pin_dir);
         detach();
+        if (cgroup_fd_ >= 0) close(cgroup_fd_);
         bmc_kern__destroy(skel_);
         throw;
     }
@@ -185,6 +252,7 @@ KernelBackend::KernelBackend(const KernelOptions &opts) : opts_(opts) {
 
 KernelBackend::~KernelBackend() {
     detach();
+    if (cgroup_fd_ >= 0) close(cgroup_fd_);
     if (small_map_) munmap(small_map_, small_len_);
     if (large_map_) munmap(large_map_, large_len_);
     if (global_map_) munmap(global_map_, global_len_);
@@ -266,7 +334,66 @@ void KernelBackend::attach_tc() {
     if (tcx_err) notice_ += "TCX unavailable (" + errno_text(tcx_err) + "); using a tc filter. ";
 }
 
+std::vector<bpf_program *> KernelBackend::observer_progs() const {
+    return {skel_->progs.bmc_sockops, skel_->progs.bmc_sock_ingress, skel_->progs.bmc_bind4,
+            skel_->progs.bmc_bind6, skel_->progs.bmc_release};
+}
+
+void KernelBackend::open_cgroup() {
+    cgroup_ = opts_.cgroup.empty() ? cgroup2_root() : opts_.cgroup;
+    if (cgroup_.empty()) throw Error("no cgroup2 hierarchy is mounted (mount -t cgroup2 none /sys/fs/cgroup/unified)");
+    struct statfs fs;
+    if (statfs(cgroup_.c_str(), &fs) != 0 || fs.f_type != CGROUP2_SUPER_MAGIC)
+        throw Error("--cgroup " + cgroup_ + " is not a cgroup2 directory");
+    cgroup_fd_ = open(cgroup_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (cgroup_fd_ < 0) throw Error("cannot open cgroup " + cgroup_ + ": " + errno_text(errno));
+}
+
+// The stream verdict goes on the SOCKHASH before any socket can enter it: a socket takes
+// the programs its map has when it is added.
+void KernelBackend::attach_verdict() {
+    if (bpf_prog_attach(bpf_program__fd(skel_->progs.bmc_stream), bpf_map__fd(skel_->maps.bmc_socks),
+                        BPF_SK_SKB_STREAM_VERDICT, 0))
+        throw Error("cannot attach the stream verdict to memcached's connections: " + errno_text(errno));
+    verdict_attached_ = true;
+}
+
+void KernelBackend::attach_observer() {
+    attach_verdict();
+    for (bpf_program *prog : observer_progs()) {
+        bpf_link *link = bpf_program__attach_cgroup(prog, cgroup_fd_);
+        if (!link) {
+            int err = errno;
+            throw Error(std::string("cannot attach ") + bpf_program__name(prog) + " to cgroup " + cgroup_ + ": " +
+                        errno_text(err) + load_hint(-err));
+        }
+        // Keep the link's file descriptor; the bpf_link object is only a wrapper.
+        int fd = dup(bpf_link__fd(link));
+        bpf_link__disconnect(link);
+        bpf_link__destroy(link);
+        if (fd < 0) throw Error("cannot keep a cgroup link: " + errno_text(errno));
+        cgroup_link_fds_.push_back(fd);
+    }
+}
+
+// Connections in the SOCKHASH keep its verdict until they leave it: empty it, and memcached
+// reads them as it always did.
+void KernelBackend::release_observed() {
+    int fd = bpf_map__fd(skel_->maps.bmc_socks);
+    std::uint64_t key;
+    while (bpf_map_get_next_key(fd, nullptr, &key) == 0)
+        if (bpf_map_delete_elem(fd, &key) != 0) break;
+}
+
 void KernelBackend::detach() {
+    for (int fd : cgroup_link_fds_) close(fd);
+    cgroup_link_fds_.clear();
+    if (verdict_attached_ && opts_.pin_dir.empty()) {
+        release_observed();
+        bpf_prog_detach2(bpf_program__fd(skel_->progs.bmc_stream), bpf_map__fd(skel_->maps.bmc_socks),
+                         BPF_SK_SKB_STREAM_VERDICT);
+    }
+    verdict_attached_ = false;
     // Pinned links stay attached after our file descriptors close.
     if (xdp_link_fd_ >= 0) close(xdp_link_fd_);
     xdp_link_fd_ = -1;
@@ -316,6 +443,9 @@ std::uint32_t KernelBackend::mode() const {
 }
 
 int KernelBackend::xdp_prog_fd() const { return bpf_program__fd(skel_->progs.bmc_rx); }
+int KernelBackend::stream_test_prog_fd() const { return bpf_program__fd(skel_->progs.bmc_stream_test); }
+int KernelBackend::sock_ingress_prog_fd() const { return bpf_program__fd(skel_->progs.bmc_sock_ingress); }
+int KernelBackend::conns_map_fd() const { return bpf_map__fd(skel_->maps.bmc_conns); }
 int KernelBackend::tc_prog_fd() const { return bpf_program__fd(skel_->progs.bmc_tx); }
 
 }  // namespace bmc

@@ -8,10 +8,12 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "datapath.hpp"
 
 struct bmc_kern;  // bpftool skeleton (bpf/bmc.bpf.c)
+struct bpf_program;
 
 namespace bmc {
 
@@ -37,6 +39,18 @@ struct KernelOptions {
     TcAttach tc_attach = TcAttach::Auto;
     // Load the programs and maps without attaching them (BPF_PROG_TEST_RUN users).
     bool attach = true;
+    // What the stack delivers; read from iface when attaching, else this (tests).
+    Delivery delivery;
+    // Answer a get only if memcached has a UDP socket for it (bpf_sk_lookup_udp); on by
+    // default when attaching.
+    bool check_socket = true;
+    // The write observer watches memcached's sockets in this cgroup (v2) and below; empty:
+    // the root of the cgroup2 hierarchy. Only sockets on `port` in bmcd's own network
+    // namespace are taken, so observers of other namespaces never meet.
+    std::string cgroup;
+    // Connections observed at once (sized from memcached's connection limit); one more is
+    // not observed, and its data start new epochs.
+    std::uint32_t max_conns = BMC_DEFAULT_CONNS;
     // Pinned deployment: links and maps are pinned here (a directory on a BPF file
     // system) and outlive this process; if pins are already there, they are adopted: the
     // new programs take over the pinned links and keep the pinned cache.
@@ -55,6 +69,7 @@ public:
     Counters read_counters() const;
     CacheMemory cache() const { return cache_; }
     const Allowlist &allowlist() const { return opts_.allow; }
+    const Delivery &delivery() const { return opts_.delivery; }
     bmc_config config() const;
 
     const std::string &xdp_mode() const { return xdp_mode_; }  // "native" or "generic"
@@ -71,6 +86,13 @@ public:
 
     int xdp_prog_fd() const;
     int tc_prog_fd() const;
+    // The observer's test wrapper (tc): a frame's bytes after Ethernet are a chunk of
+    // connection skb->mark. And the cgroup skb ingress program (IP packets).
+    int stream_test_prog_fd() const;
+    int sock_ingress_prog_fd() const;
+    const std::string &cgroup() const { return cgroup_; }
+    // Observed connections' reading state, by socket cookie (tests).
+    int conns_map_fd() const;
     int xsks_map_fd() const;
     const std::string &iface() const { return opts_.iface; }
     std::uint16_t port() const { return opts_.port; }
@@ -86,6 +108,11 @@ public:
 private:
     void attach_xdp();
     void attach_tc();
+    void attach_observer();
+    void attach_verdict();
+    void open_cgroup();
+    std::vector<::bpf_program *> observer_progs() const;
+    void release_observed();
     void detach();
     void map_cache();
     void adopt_maps();
@@ -96,6 +123,11 @@ private:
     int ifindex_ = 0;
     int xdp_link_fd_ = -1;
     int tcx_link_fd_ = -1;
+    int cgroup_fd_ = -1;
+    bool verdict_attached_ = false;
+    // The observer's cgroup links, in kObserverLinks order.
+    std::vector<int> cgroup_link_fds_;
+    std::string cgroup_;
     bool tc_netlink_attached_ = false;
     bool tc_hook_created_ = false;
     bool adopted_ = false;
@@ -104,6 +136,11 @@ private:
     void *small_map_ = nullptr, *large_map_ = nullptr, *global_map_ = nullptr;
     std::size_t small_len_ = 0, large_len_ = 0, global_len_ = 0;
 };
+
+// The root of the cgroup2 hierarchy (from /proc/self/mounts), or "" if none is mounted.
+std::string cgroup2_root();
+// The cookie of this process's network namespace (SO_NETNS_COOKIE).
+std::uint64_t netns_cookie();
 
 // A power of two >= 1, or throws.
 std::uint32_t check_bucket_count(const char *what, std::uint64_t n);

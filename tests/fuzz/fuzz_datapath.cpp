@@ -23,7 +23,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
         cfg.large_mask = 1;
         cfg.fill_guard_ns = 0;
         cfg.max_amp = 1000;
-        return new bmc::Datapath({cache.small.data(), 8, cache.large.data(), 2, &cache.global}, cfg);
+        return new bmc::Datapath({cache.small.data(), 8, cache.large.data(), 2, &cache.global}, cfg,
+                                 bmc::Allowlist::everyone(), bmc::Delivery{});
     }();
     static std::uint64_t now = 1000000000;
     if (size < 1) return 0;
