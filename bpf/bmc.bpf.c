@@ -183,6 +183,8 @@ static __always_inline int bmc_env_local(struct bmc_env *env, const __u8 *addr16
     struct bmc_keybytes16 key;
     __u8 *v;
 
+    if (!env)  /* read, so that clang keeps env in global subprograms' calls */
+        return 0;
     __builtin_memcpy(key.b, addr16, 16);
     v = bpf_map_lookup_elem(&bmc_local, &key);
     return v ? *v : 0;
@@ -330,7 +332,7 @@ static __always_inline int memcached_socket(struct xdp_md *ctx, struct bmc_percp
 static __always_inline __u32 deliverable(struct xdp_md *ctx, struct bmc_percpu *p, __u32 payload_len)
 {
     struct bmc_env env = {};
-    __u32 d = bmc_rx_deliverable(&env, &p->sc, &p->frame, payload_len);
+    __u32 d = (__u32)bmc_rx_deliverable(&env, &p->sc, &p->frame, payload_len) & 0xff;
 
     if (d)
         return d;
@@ -605,14 +607,15 @@ int bmc_stream(struct __sk_buff *skb)
 }
 
 /* Test wrapper of the same reading (BPF_PROG_TEST_RUN cannot run sk_skb programs): the
- * frame's bytes after the Ethernet header are a chunk of the connection skb->mark. */
+ * frame's bytes after the Ethernet header are a chunk of the connection whose id is in
+ * its first 8 bytes. */
 SEC("tc")
 int bmc_stream_test(struct __sk_buff *skb)
 {
     struct bmc_percpu *p = percpu();
-    __u64 cookie = skb->mark;
+    __u64 cookie;
 
-    if (!p || skb->len < BMC_ETH_HLEN)
+    if (!p || skb->len < BMC_ETH_HLEN || bpf_skb_load_bytes(skb, 0, &cookie, sizeof(cookie)))
         return TC_ACT_OK;
     if (!bpf_map_lookup_elem(&bmc_conns, &cookie)) {
         bmc_conn_init(&p->obs.conn);
@@ -635,7 +638,9 @@ int bmc_sock_ingress(struct __sk_buff *skb)
     __u32 hlen, plen, off;
     __u64 cookie;
 
-    if (!p || skb->local_port != bmc_env_config(&env)->port || !our_netns(bpf_get_netns_cookie(skb)))
+    /* local_port is 0 only for BPF_PROG_TEST_RUN's socket; the parse below decides. */
+    if (!p || (skb->local_port && skb->local_port != bmc_env_config(&env)->port) ||
+        !our_netns(bpf_get_netns_cookie(skb)))
         return 1;
     if (skb->protocol == bpf_htons(ETH_P_IP) || skb->protocol == bpf_htons(ETH_P_IPV6)) {
         __builtin_memset(p->sc.hdr, 0, BMC_ETH_HLEN);

@@ -261,25 +261,55 @@ BMC_SUBPROG int bmc_sum_scratch(const struct bmc_scratch *sc, __u32 len, int in)
     return (int)bmc_fold16(sum);
 }
 
+/* An IPv4 header the stack accepts: its checksum verifies, and its options are padding
+ * only (NOP, EOL); the stack refuses a source route by default and a malformed option
+ * list always, and walking option lengths would cost the verifier a path per layout.
+ * Returns 0 or the pass counter. A subprogram of its own: the verifier follows the loops'
+ * exits to its return, not through the rest of the caller. */
+BMC_SUBPROG int bmc_ipv4_header_check(const struct bmc_scratch *sc, __u32 l3, __u32 ihl)
+{
+    __u32 i, sum = 0, opt = 0;
+
+    if (!sc)
+        return BMC_STAT_PASS_MALFORMED;
+    for (i = 0; i < 60; i += 2) {
+        if (i >= ihl)
+            break;
+        sum += bmc_h16(sc, l3 + i);
+    }
+    if (bmc_fold16(sum) != 0xffff)
+        return BMC_STAT_PASS_IP_CSUM;
+    for (i = 20; i < 60; i++) {
+        if (i >= ihl)
+            break;
+        opt |= bmc_h8(sc, l3 + i) & 0xfe;  /* nonzero unless NOP (1) or EOL (0); no branch */
+    }
+    return opt ? (int)BMC_STAT_PASS_SOURCE_ROUTE : 0;
+}
+
 /* Would the Linux stack deliver this UDP datagram (headers in scratch->hdr, its
  * payload_len payload bytes in scratch->in) to a socket of this host? 0 if so, else the
  * pass counter that says why not. What it checks, as the stack does before any socket
  * sees the datagram: unicast to the interface's MAC; a VLAN the host has configured; a
- * valid IPv4 header checksum and no source route; a source that is not broadcast,
+ * valid IPv4 header checksum and no IPv4 option but padding (so no source route); a source that is not broadcast,
  * multicast, unspecified, loopback from outside, v4-mapped or the host's own; a
  * destination that is one of the host's unicast addresses; a UDP checksum that verifies,
  * is absent (IPv4 only), or holds only the folded pseudo-header sum that a local
  * sender's checksum offload leaves (CHECKSUM_PARTIAL, which the stack trusts). Netfilter
  * and rp_filter are not modelled. The socket itself is the caller's to look up. */
-BMC_INLINE __u32 bmc_rx_deliverable(struct bmc_env *env, const struct bmc_scratch *sc,
-                                    const struct bmc_frame *f, __u32 payload_len)
+BMC_SUBPROG int bmc_rx_deliverable(struct bmc_env *env, const struct bmc_scratch *sc,
+                                   const struct bmc_frame *f, __u32 payload_len)
 {
     const struct bmc_config *cfg = bmc_env_config(env);
-    const __u32 l3 = f->l3_off, l4 = f->l4_off;
-    const int v6 = f->answerable == 6;
+    __u32 l3, l4, i, sum = 0, pseudo, field, udp_len, ihl, t;
     __u8 dst[16];
-    __u32 i, sum = 0, pseudo, field, udp_len, ihl, t, len;
-    int own = 0;
+    int own = 0, v6;
+
+    if (!sc || !f)
+        return BMC_STAT_PASS_MALFORMED;
+    l3 = f->l3_off;
+    l4 = f->l4_off;
+    v6 = f->answerable == 6;
 
     for (i = 0; i < 6; i++)
         if (sc->hdr[i] != cfg->mac[i])
@@ -308,30 +338,9 @@ BMC_INLINE __u32 bmc_rx_deliverable(struct bmc_env *env, const struct bmc_scratc
         dst[11] = 0xff;
         for (i = 0; i < 4; i++)
             dst[12 + i] = (__u8)bmc_h8(sc, l3 + 16 + i);
-        for (i = 0; i < 60; i += 2) {
-            if (i >= ihl)
-                break;
-            sum += bmc_h16(sc, l3 + i);
-        }
-        if (bmc_fold16(sum) != 0xffff)
-            return BMC_STAT_PASS_IP_CSUM;
-        /* Options: a source route (LSRR, SSRR) is refused by default, a malformed list
-         * always. */
-        for (i = 20; i < 60; ) {
-            if (i >= ihl)
-                break;
-            t = bmc_h8(sc, l3 + i);
-            if (t == 0)
-                break;
-            if (t == 1) {
-                i++;
-                continue;
-            }
-            len = i + 1 < ihl ? bmc_h8(sc, l3 + i + 1) : 0;
-            if (t == 0x83 || t == 0x89 || len < 2 || i + len > ihl)
-                return BMC_STAT_PASS_SOURCE_ROUTE;
-            i += len;
-        }
+        t = (__u32)bmc_ipv4_header_check(sc, l3, ihl);
+        if (t)
+            return (int)t;
         t = f->src[12];
         if (t == 0 || t >= 224 || (t == 127 && !cfg->loopback))
             return BMC_STAT_PASS_BAD_SOURCE;
@@ -346,20 +355,22 @@ BMC_INLINE __u32 bmc_rx_deliverable(struct bmc_env *env, const struct bmc_scratc
      * and the payload sum to 0xffff when it verifies. */
     field = bmc_h16(sc, l4 + 6);
     if (field == 0)
-        return v6 ? (__u32)BMC_STAT_PASS_UDP_CSUM : 0;
+        return v6 ? (int)BMC_STAT_PASS_UDP_CSUM : 0;
     udp_len = bmc_h16(sc, l4 + 4);
     pseudo = BMC_IPPROTO_UDP + udp_len;
-    for (i = 0; i < 16; i += 2) {
-        if (!v6 && i >= 4)
-            break;
-        pseudo += bmc_h16(sc, l3 + (v6 ? 8 : 12) + i) + bmc_h16(sc, l3 + (v6 ? 24 : 16) + i);
+    if (v6) {
+        for (i = 0; i < 16; i += 2)
+            pseudo += bmc_h16(sc, l3 + 8 + i) + bmc_h16(sc, l3 + 24 + i);
+    } else {
+        for (i = 0; i < 4; i += 2)
+            pseudo += bmc_h16(sc, l3 + 12 + i) + bmc_h16(sc, l3 + 16 + i);
     }
     pseudo = bmc_fold16(pseudo);
     if (field == pseudo)
         return 0;
     sum = pseudo + bmc_h16(sc, l4) + bmc_h16(sc, l4 + 2) + udp_len + field;
     sum = bmc_fold16(sum + ((__u32)bmc_sum_scratch(sc, payload_len, 1) & 0xffff));
-    return sum == 0xffff ? 0 : (__u32)BMC_STAT_PASS_UDP_CSUM;
+    return sum == 0xffff ? 0 : (int)BMC_STAT_PASS_UDP_CSUM;
 }
 
 /* Turn the request's headers, as copied into scratch->hdr, into the reply's: MACs,

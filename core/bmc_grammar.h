@@ -69,7 +69,8 @@ struct bmc_scan {
     __u8 num_bad;    /* a token memcached must parse as a number certainly is none */
     __u8 num_unsure; /* a number token in a form strtol may or may not take (sign, spaces) */
     __u8 key_long;   /* the key token is longer than memcached accepts */
-    __u8 pad[3];
+    __u8 neg_digits; /* the token is '-' followed by digits only */
+    __u8 pad[2];
     __u32 data_len;  /* with BMC_ACT_DATA: data block bytes, "\r\n" included */
 };
 
@@ -122,11 +123,6 @@ BMC_INLINE int bmc_kind_mutates(__u8 kind)
            kind == BMC_KIND_META_GET || kind == BMC_KIND_FLUSH;
 }
 
-BMC_INLINE __u64 bmc_word_mask(__u32 n)
-{
-    return n >= 8 ? ~(__u64)0 : (((__u64)1 << (8 * n)) - 1);
-}
-
 BMC_SUBPROG int bmc_cmd_lookup(__u64 w0, __u64 w1, __u32 len)
 {
     __u32 i;
@@ -137,22 +133,6 @@ BMC_SUBPROG int bmc_cmd_lookup(__u64 w0, __u64 w1, __u32 len)
             return (int)i;
     }
     return BMC_NO_CMD;
-}
-
-/* Could an unfinished first token still become a mutating command? */
-BMC_SUBPROG int bmc_is_mutation_prefix(__u64 w0, __u64 w1, __u32 len)
-{
-    __u32 i;
-    __u64 m0 = bmc_word_mask(len), m1 = len > 8 ? bmc_word_mask(len - 8) : 0;
-    if (len > BMC_MAX_TOKEN_WORD)
-        return 0;
-    for (i = 0; i < BMC_NUM_CMDS; i++) {
-        if (!bmc_kind_mutates(bmc_cmd_table[i].kind) || bmc_cmd_table[i].len < len)
-            continue;
-        if ((bmc_cmd_table[i].w0 & m0) == w0 && (bmc_cmd_table[i].w1 & m1) == w1)
-            return 1;
-    }
-    return 0;
 }
 
 BMC_INLINE __u32 bmc_set_key(struct bmc_scan *st, __u8 family)
@@ -172,19 +152,29 @@ BMC_INLINE __u32 bmc_bad_get(struct bmc_scan *st, __u8 reason)
 }
 
 /* A token of a storage line, as memcached's safe_strtol/safe_strtoul would take it. Pure
- * digits (at most 18, so no overflow) are a number; a token strtol cannot start on is
- * certainly not; anything else (a sign, leading whitespace, trailing bytes after a
- * whitespace byte) is left undecided. */
+ * digits (at most 18, so no overflow) are a number, and so is '-' before them where
+ * memcached takes a negative (the exptime of set/add/replace/append/prepend/cas, the
+ * token before their length); a nonzero negative flags, length or CAS is refused. A
+ * token strtol cannot start on is certainly no number; anything else (a '+', leading
+ * whitespace, bytes after a whitespace byte) is left undecided. */
 BMC_INLINE void bmc_storage_token(struct bmc_scan *st, __u32 arg, __u32 key_arg, __u32 data_arg,
                                   __u32 num_mask)
 {
     __u8 c0 = (__u8)(st->w0 & 0xff);
+    int negative = c0 == '-' && st->tok_len >= 2 && st->tok_len <= 19 && st->neg_digits;
     __u64 v;
 
     if (arg == key_arg && st->tok_len > BMC_MAX_KEY_LEN)
         st->key_long = 1;
     if (arg >= 8 || !((num_mask >> arg) & 1))
         return;
+    if (negative) {
+        if (st->num != 0 && !(data_arg == 4 && arg == 3))
+            st->num_bad = 1;
+        else if (arg == data_arg)
+            st->data_len = 2;
+        return;
+    }
     if (!(st->tok_digits && st->tok_len <= 18)) {
         if ((c0 >= '0' && c0 <= '9') || c0 == '+' || c0 == '-' || c0 == '\t' || c0 == '\v' ||
             c0 == '\f' || c0 == '\r')
@@ -225,10 +215,8 @@ BMC_INLINE __u32 bmc_token_end(struct bmc_scan *st)
         act = 0;
         if (st->get_line && kind != BMC_KIND_GET && kind != BMC_KIND_GETS)
             act = bmc_bad_get(st, BMC_STAT_PASS_NOT_GET);
-        if (kind == BMC_KIND_FLUSH) {
+        if (kind == BMC_KIND_FLUSH)
             st->family = BMC_FAM_FLUSH;
-            act |= BMC_ACT_FLUSH;
-        }
         return act;
     }
     cmd = st->cmd;
@@ -305,8 +293,9 @@ BMC_INLINE __u32 bmc_line_end(struct bmc_scan *st)
         if (kind == BMC_KIND_VALUE && st->arg >= 4 && st->value_bytes != 0xffffffffu &&
             st->key_len <= BMC_MAX_KEY_LEN)
             act |= BMC_ACT_VALUE;
-        if (kind == BMC_KIND_FLUSH && st->flush_delay)
-            act |= BMC_ACT_FLUSH_AT;
+        /* at the line end, when memcached runs it */
+        if (kind == BMC_KIND_FLUSH)
+            act |= st->flush_delay ? BMC_ACT_FLUSH | BMC_ACT_FLUSH_AT : BMC_ACT_FLUSH;
         if (bmc_cmd_table[cmd].data_arg && st->arg >= bmc_cmd_table[cmd].min_args &&
             st->arg <= bmc_cmd_table[cmd].max_args && !st->key_long && !st->num_bad)
             act |= st->num_unsure ? BMC_ACT_LOST : BMC_ACT_DATA;
@@ -375,10 +364,15 @@ BMC_INLINE __u32 bmc_scan_step(struct bmc_scan *st, __u8 c, int next_is_lf)
             st->w0 |= (__u64)c << (8 * st->tok_len);
         else if (st->tok_len < 16)
             st->w1 |= (__u64)c << (8 * (st->tok_len - 8));
-        if (c >= '0' && c <= '9' && st->tok_len < 16)
+        if (c >= '0' && c <= '9' && st->tok_len < 19)
             st->num = st->num * 10 + (c - '0');
         else
             st->tok_digits = 0;
+        /* "-<digits>": num holds the digits' value */
+        if (st->tok_len == 0)
+            st->neg_digits = c == '-';
+        else if (c < '0' || c > '9')
+            st->neg_digits = 0;
         if (!bmc_is_key_byte(c))
             st->tok_ctl = 1;
         if (st->tok_len < 0xffff)
@@ -386,31 +380,6 @@ BMC_INLINE __u32 bmc_scan_step(struct bmc_scan *st, __u8 c, int next_is_lf)
     }
     st->pos++;
     return act;
-}
-
-/* The payload ended. A mutation whose key may continue in the next TCP segment, or whose
- * command name may, cannot be invalidated precisely: ask for a global invalidation. */
-BMC_INLINE __u32 bmc_scan_finish(const struct bmc_scan *st)
-{
-    __u8 kind, key_arg;
-
-    if (st->arg == 0)
-        return st->in_tok && bmc_is_mutation_prefix(st->w0, st->w1, st->tok_len) ? BMC_ACT_GLOBAL
-                                                                                 : 0;
-    if (st->cmd >= BMC_NUM_CMDS)
-        return 0;
-    kind = bmc_cmd_table[st->cmd].kind;
-    key_arg = bmc_cmd_table[st->cmd].key_arg;
-    /* st->arg counts completed tokens: the key is complete once it exceeds key_arg. */
-    if (kind == BMC_KIND_KEYED)
-        return st->arg <= key_arg ? BMC_ACT_GLOBAL : 0;
-    if (kind == BMC_KIND_MULTIKEY || kind == BMC_KIND_META || kind == BMC_KIND_META_GET)
-        return BMC_ACT_GLOBAL;
-    /* flush_all whose delay may continue: it already flushed; the deadline is unknown, so
-     * flush again at the latest moment memcached could pick. */
-    if (kind == BMC_KIND_FLUSH)
-        return BMC_ACT_FLUSH_AT;
-    return 0;
 }
 
 BMC_INLINE __u32 bmc_hash_bytes(const __u8 *p, __u32 len)

@@ -252,7 +252,7 @@ static_assert(BMC_SCRATCH_OUT >= BMC_SCRATCH_MASK + 7 + 256);
     X(BMC_STAT_PASS_IP_CSUM, "pass_bad_ip_checksum")                                            \
     X(BMC_STAT_PASS_UDP_CSUM, "pass_bad_udp_checksum")                                          \
     X(BMC_STAT_PASS_BAD_SOURCE, "pass_bad_source")                                              \
-    X(BMC_STAT_PASS_SOURCE_ROUTE, "pass_source_route")                                          \
+    X(BMC_STAT_PASS_SOURCE_ROUTE, "pass_ip_options")                                            \
     X(BMC_STAT_PASS_VLAN, "pass_unconfigured_vlan")                                             \
     X(BMC_STAT_RACE, "seqlock_retries")                                                         \
     X(BMC_STAT_REDIRECT, "redirect_afxdp")                                                      \

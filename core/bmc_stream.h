@@ -16,9 +16,10 @@
  *    they hold, also for an item it rejects or swallows; it does so only for a line with
  *    the right token count, a key it accepts and numbers it can parse (bmc_line_end);
  *  - binary: 24-byte headers framing key and body by their lengths.
- * A write invalidates its key when its line or key is read, and again when the request
- * is complete: memcached applies it only then, and a fill leased in between would carry
- * the old value. Where the reading cannot follow memcached (a number in a form strtol
+ * A write invalidates its key at each point where memcached may change the item: when it
+ * has read the command line (or a binary key), and again when a data block or binary
+ * body is complete. Not before: a fill leased before carries a value memcached still
+ * holds; the fill guard covers memcached's own delay after. Where the reading cannot follow memcached (a number in a form strtol
  * may or may not take, a header that frames nothing), the connection is marked lost:
  * every later chunk of it starts a new epoch.
  *
@@ -102,31 +103,38 @@ BMC_INLINE void bmc_obs_text_act(struct bmc_env *env, struct bmc_obs *o, __u32 a
 {
     struct bmc_conn *c = &o->conn;
 
+    /* gat/gats only touch: their keys go at once. Any other write goes when complete. */
     if ((act & BMC_ACT_KEY) && c->st.family != BMC_FAM_NONE) {
-        bmc_rx_invalidate(env, c->st.key_hash, c->st.family, o->now);
-        c->pending = BMC_PENDING_KEY;
-        c->key_hash = c->st.key_hash;
-        c->pending_family = c->st.family;
+        if (c->st.cmd < BMC_NUM_CMDS && bmc_cmd_table[c->st.cmd].kind == BMC_KIND_MULTIKEY) {
+            bmc_rx_invalidate(env, c->st.key_hash, c->st.family, o->now);
+        } else {
+            c->pending = BMC_PENDING_KEY;
+            c->key_hash = c->st.key_hash;
+            c->pending_family = c->st.family;
+        }
     }
     if (act & BMC_ACT_FLUSH)
         bmc_rx_flush(env, BMC_STAT_INVAL_FLUSH, o->now);
     if (act & BMC_ACT_FLUSH_AT)
         bmc_rx_flush_at(env, c->st.flush_delay, o->now);
-    if (act & BMC_ACT_GLOBAL) {
-        bmc_rx_flush(env, BMC_STAT_INVAL_GLOBAL, o->now);
+    if (act & BMC_ACT_GLOBAL)
         c->pending = BMC_PENDING_ALL;
-    }
     if (act & BMC_ACT_LOST) {
         bmc_obs_lose(env, o);
         return;
     }
     if (act & BMC_ACT_DATA) {
+        /* memcached may change the item when it reads the line (a SET too large for it
+         * unlinks the old one at once) and does when the data is in: both times. */
+        __u8 pending = c->pending;
+        bmc_obs_complete(env, o);
+        c->pending = pending;
         c->mode = BMC_CONN_DATA;
         c->left = c->st.data_len;
         return;
     }
     if (line_end)
-        c->pending = BMC_PENDING_NONE;
+        bmc_obs_complete(env, o);
 }
 
 /* One text byte. A '\r' is held until the next byte says whether it ends the line. */
@@ -157,6 +165,7 @@ BMC_INLINE void bmc_obs_bin_advance(struct bmc_env *env, struct bmc_obs *o)
         c->left = c->key_left;
     }
     if (c->mode == BMC_CONN_BIN_KEY && c->left == 0) {
+        /* As for text: when memcached has the key (it may unlink then) and when complete. */
         if (bmc_bin_in_map(bmc_bin_mut_map, c->bin_op)) {
             bmc_rx_invalidate(env, c->key_hash, BMC_FAM_BINARY, o->now);
             c->pending = BMC_PENDING_KEY;

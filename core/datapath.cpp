@@ -119,6 +119,26 @@ void Observer::chunk(std::uint64_t conn_id, std::span<const std::uint8_t> bytes,
     *c = o.conn;
 }
 
+void Observer::delivered(std::span<const std::uint8_t> frame, std::uint64_t now_ns) {
+    if (frame.size() < kEthHlen) return;
+    const std::uint16_t type = std::uint16_t(frame[12] << 8 | frame[13]);
+    if (type != BMC_ETH_P_IP && type != BMC_ETH_P_IPV6) return;
+    const auto pkt_len = std::uint32_t(frame.size());
+    const std::uint32_t hlen = std::min<std::uint32_t>(pkt_len, BMC_HDR_MAX);
+    if (hlen < kEthHlen + 20) return;
+    std::memcpy(sc_.hdr, frame.data(), hlen);
+    std::memset(sc_.hdr, 0, 12);  // the program sees no Ethernet header: MACs are zero
+    bmc_frame f{};
+    bmc_parse_frame(&sc_, pkt_len, hlen, env_.cfg.port, &f);
+    if (!f.to_server || f.payload_len == 0) return;
+    if (f.proto == BMC_IPPROTO_TCP) {
+        bmc_rx_flush(&env_, BMC_STAT_INVAL_UNOBSERVED, now_ns);
+        return;
+    }
+    if (f.proto != BMC_IPPROTO_UDP || f.malformed || f.payload_len < BMC_FRAME_HDR_LEN) return;
+    datagram(frame.subspan(f.payload_off, std::min<std::size_t>(f.payload_len, frame.size() - f.payload_off)), now_ns);
+}
+
 void Observer::datagram(std::span<const std::uint8_t> payload, std::uint64_t now_ns) {
     bmc_obs o{};
     if (!bmc_obs_udp_begin(&o, payload.data(), std::uint32_t(payload.size()), now_ns)) return;
@@ -126,9 +146,16 @@ void Observer::datagram(std::span<const std::uint8_t> payload, std::uint64_t now
     bmc_obs_udp_end(&env_, &o);
 }
 
-const bmc_conn *Observer::conn(std::uint64_t conn_id) const {
+bool Observer::lost(std::uint64_t conn_id) const {
     auto it = conns_.find(conn_id);
-    return it == conns_.end() ? nullptr : it->second.get();
+    return it != conns_.end() && it->second->mode == BMC_CONN_LOST;
+}
+
+std::vector<std::uint8_t> Observer::conn_state(std::uint64_t conn_id) const {
+    auto it = conns_.find(conn_id);
+    if (it == conns_.end()) return {};
+    const auto *b = reinterpret_cast<const std::uint8_t *>(it->second.get());
+    return {b, b + sizeof(bmc_conn)};
 }
 
 Observer::~Observer() = default;
@@ -161,7 +188,7 @@ RxResult Datapath::rx_udp(std::uint8_t *frame, std::uint32_t &len, std::uint32_t
     if (verdict == BMC_STAT_PASS_NOT_GET) return {};
     count(BMC_STAT_GET_REQS);
     if (verdict == BMC_STAT_HIT_REQS)
-        if (std::uint32_t d = bmc_rx_deliverable(&env_, &sc_, &frame_, payload_len)) verdict = d;
+        if (auto d = std::uint32_t(bmc_rx_deliverable(&env_, &sc_, &frame_, payload_len))) verdict = d;
     if (verdict != BMC_STAT_HIT_REQS) {
         count(verdict);
         return {};

@@ -125,7 +125,13 @@ public:
     void chunk(std::uint64_t conn_id, std::span<const std::uint8_t> bytes, std::uint64_t now_ns);
     // One UDP datagram's payload, memcached's 8-byte frame header first.
     void datagram(std::span<const std::uint8_t> payload, std::uint64_t now_ns);
-    const bmc_conn *conn(std::uint64_t conn_id) const;
+    // A frame as the stack delivers it to a socket of memcached (the cgroup skb ingress
+    // program's view): UDP datagrams to the port are read; data of a TCP connection is
+    // unobserved here (observed ones go through chunk), so it starts a new epoch.
+    void delivered(std::span<const std::uint8_t> frame, std::uint64_t now_ns);
+    // Whether the reading of a connection was lost; its state's bytes (differential tests).
+    bool lost(std::uint64_t conn_id) const;
+    std::vector<std::uint8_t> conn_state(std::uint64_t conn_id) const;
     const Counters &counters() const { return counters_; }
 
 private:

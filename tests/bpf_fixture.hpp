@@ -6,7 +6,10 @@
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
 
+#include <algorithm>
 #include <memory>
+#include <string>
+#include <string>
 
 #include "kernel_backend.hpp"
 #include "packet.hpp"
@@ -38,13 +41,14 @@ protected:
     std::unique_ptr<KernelBackend> be;
 
     void load(std::uint64_t fill_guard_ns = default_config().fill_guard_ns, std::uint32_t max_amp = 1000,
-              Allowlist allow = Allowlist::everyone()) {
+              Allowlist allow = Allowlist::everyone(), std::uint32_t small = kSmall) {
+        be.reset();
         KernelOptions o;
         o.max_amp = max_amp;
         o.allow = std::move(allow);
         o.attach = false;
         o.delivery = test_delivery();
-        o.small_buckets = kSmall;
+        o.small_buckets = small;
         o.large_buckets = kLarge;
         o.fill_guard_ns = fill_guard_ns;
         o.max_age_ns = 3600ULL * 1000000000ULL;
@@ -56,6 +60,27 @@ protected:
     }
     ProgRun xdp(const Bytes &in) { return test_run(be->xdp_prog_fd(), in); }
     ProgRun tc(const Bytes &in) { return test_run(be->tc_prog_fd(), in); }
+    // The write observer: the next bytes of TCP connection `conn` as memcached's socket
+    // reads them (through bmc_stream's test wrapper, in pieces the test runner takes),
+    // and a packet as delivered to memcached's socket (cgroup skb ingress).
+    void stream(std::uint64_t conn, const std::string &bytes) {
+        for (std::size_t at = 0; at < bytes.size(); at += 3000) {
+            Bytes frame(14, 0);
+            std::memcpy(frame.data(), &conn, sizeof conn);  // the wrapper's connection id
+            frame[12] = 0x88;  // local experimental ethertype: not IP
+            frame[13] = 0xb5;
+            frame.insert(frame.end(), bytes.begin() + long(at),
+                         bytes.begin() + long(std::min(bytes.size(), at + 3000)));
+            ASSERT_EQ(test_run(be->stream_test_prog_fd(), frame).retval, 0);  // TC_ACT_OK
+        }
+    }
+    ProgRun sock_in(const Bytes &frame) { return test_run(be->sock_ingress_prog_fd(), frame); }
+    // A connection's reading state in the kernel, as bytes.
+    Bytes conn_state(std::uint64_t conn, std::size_t size) {
+        Bytes v(size);
+        if (bpf_map_lookup_elem(be->conns_map_fd(), &conn, v.data()) != 0) return {};
+        return v;
+    }
     std::uint64_t count(bmc_stat s) { return be->read_counters()[s]; }
 };
 

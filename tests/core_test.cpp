@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "packet.hpp"
+#include "stream_cases.hpp"
 #include "test_util.hpp"
 
 using namespace bmc;
@@ -21,7 +22,6 @@ struct Event {
 
 struct ScanResult {
     std::vector<Event> events;
-    std::uint32_t finish = 0;
     bmc_scan st;
 };
 
@@ -37,7 +37,6 @@ ScanResult scan(const std::string &text, bool get_allowed) {
         if (act & BMC_ACT_KEY) e.key = text.substr(r.st.key_start, r.st.key_len);
         r.events.push_back(e);
     }
-    r.finish = bmc_scan_finish(&r.st);
     return r;
 }
 
@@ -112,7 +111,7 @@ TEST(Commands, MetaMutationsInvalidateAtLineEnd) {
     for (std::string cmd : {"ms k 2 T0", "md k q", "ma k N0 D5"}) {
         auto r = scan(cmd + "\r\n", false);
         ASSERT_EQ(r.events.size(), 1u) << cmd;
-        EXPECT_EQ(r.events[0].act, BMC_ACT_KEY) << cmd;
+        EXPECT_EQ(r.events[0].act, cmd[1] == 's' ? (BMC_ACT_KEY | BMC_ACT_DATA) : BMC_ACT_KEY) << cmd;
         EXPECT_EQ(r.events[0].key, "k") << cmd;
         EXPECT_EQ(r.events[0].family, BMC_FAM_META) << cmd;
     }
@@ -131,7 +130,6 @@ TEST(Commands, Base64MetaKeyInvalidatesEverything) {
 TEST(Commands, SeveralCommandsPerSegmentWithDataBlocks) {
     auto r = scan("set a 0 0 3\r\nxyz\r\nget q\r\ndelete b\r\nincr c 1\r\nms d 2\r\nhi\r\n", false);
     EXPECT_EQ(keys_of(r), (std::vector<std::string>{"a", "b", "c", "d"}));
-    EXPECT_EQ(r.finish, 0u);
 }
 
 TEST(Commands, BareNewlineEndsLines) {
@@ -140,17 +138,6 @@ TEST(Commands, BareNewlineEndsLines) {
 
 TEST(Commands, CarriageReturnInsideAKeyBelongsToTheKey) {
     EXPECT_EQ(keys_of(scan("delete a\rb\r\n", false)), std::vector<std::string>{"a\rb"});
-}
-
-TEST(Commands, SegmentCutInsideAMutationIsGlobal) {
-    EXPECT_EQ(scan("get x\r\nset ke", false).finish, BMC_ACT_GLOBAL);  // key may continue
-    EXPECT_EQ(scan("get x\r\nset ", false).finish, BMC_ACT_GLOBAL);    // key not seen
-    EXPECT_EQ(scan("get x\r\nse", false).finish, BMC_ACT_GLOBAL);      // name may continue
-    EXPECT_EQ(scan("get x\r\nflush_al", false).finish, BMC_ACT_GLOBAL);
-    EXPECT_EQ(scan("flush_all 1", false).finish, BMC_ACT_FLUSH_AT);  // the delay may go on
-    EXPECT_EQ(scan("set k 0 0 5", false).finish, 0u);                   // key complete
-    EXPECT_EQ(scan("get x\r\nge", false).finish, 0u);                   // reads are harmless
-    EXPECT_EQ(scan("gat 10 a b", false).finish, BMC_ACT_GLOBAL);        // more keys may follow
 }
 
 TEST(Commands, NonMutationsDoNothing) {
@@ -242,11 +229,15 @@ class CoreDatapath : public ::testing::Test {
 protected:
     OwnedCache cache{64, 16};
     Datapath dp{cache.mem(), test_config(64, 16), Allowlist::everyone(), test_delivery()};
+    Observer obs{cache.mem(), test_config(64, 16)};
     std::uint64_t now = 1000000000000ULL;
 
     Action rx(Bytes &f) { return dp.ingress(f, now += 1000).action; }
     void tx(const Bytes &f) { dp.egress(f, now += 1000); }
-    std::uint64_t count(bmc_stat s) const { return dp.counters()[s]; }
+    // A write as memcached's socket reads it: on TCP connection 1, or as a datagram.
+    void write(const std::string &text) { obs.chunk(1, bytes(text), now += 1000); }
+    void write_udp(const std::string &text) { obs.datagram(mc_udp(text), now += 1000); }
+    std::uint64_t count(bmc_stat s) const { return dp.counters()[s] + obs.counters()[s]; }
     // miss, then memcached's reply fills
     void warm(const std::string &key, const std::string &item) {
         Bytes req = get_request("get " + key + "\r\n");
@@ -275,34 +266,30 @@ TEST_F(CoreDatapath, FillWithoutLeaseIsRejected) {
 TEST_F(CoreDatapath, InvalidationBetweenMissAndFillRejectsFill) {
     Bytes req = get_request("get foo\r\n");
     ASSERT_EQ(rx(req), Action::Pass);
-    Bytes set = tcp_request("set foo 0 0 3\r\nnew\r\n");
-    rx(set);
+    write("set foo 0 0 3\r\nnew\r\n");
     tx(reply_frame("VALUE foo 0 5\r\nhello\r\nEND\r\n"));
     EXPECT_EQ(count(BMC_STAT_FILL_NO_LEASE), 1u);
     EXPECT_EQ(count(BMC_STAT_FILL_OK), 0u);
 }
 
 TEST_F(CoreDatapath, MissSoonAfterWriteCannotFill) {
-    Bytes set = tcp_request("set foo 0 0 3\r\nnew\r\n");
-    rx(set);
+    write("set foo 0 0 3\r\nnew\r\n");
     warm("foo", "VALUE foo 0 3\r\nold\r\n");  // within the 10 ms guard
     EXPECT_EQ(count(BMC_STAT_FILL_GUARD), 1u);
 }
 
 TEST_F(CoreDatapath, WriteMakesEntryUnservable) {
     warm("foo", "VALUE foo 0 5\r\nhello\r\n");
-    Bytes set = tcp_request("append foo 0 0 1\r\n!\r\n");
-    rx(set);
+    write("append foo 0 0 1\r\n!\r\n");
     Bytes req = get_request("get foo\r\n");
     EXPECT_EQ(rx(req), Action::Pass);
-    EXPECT_EQ(count(BMC_STAT_INVAL_TEXT), 1u);
+    EXPECT_EQ(count(BMC_STAT_INVAL_TEXT), 2u);  // its line, then its data
 }
 
 TEST_F(CoreDatapath, FlushAllMakesEverythingUnservable) {
     warm("a", "VALUE a 0 1\r\n1\r\n");
     warm("b", "VALUE b 0 1\r\n2\r\n");
-    Bytes flush = udp_frame(kClient, kServer, mc_udp("flush_all\r\n"));
-    rx(flush);
+    write_udp("flush_all\r\n");
     for (auto k : {"a", "b"}) {
         Bytes req = get_request(std::string("get ") + k + "\r\n");
         EXPECT_EQ(rx(req), Action::Pass) << k;
@@ -363,9 +350,9 @@ TEST_F(CoreDatapath, CasRepliesAreNotCachedAndGetsPasses) {
 
 TEST_F(CoreDatapath, BinaryMutationInvalidates) {
     warm("bk", "VALUE bk 0 1\r\n1\r\n");
-    Bytes b = tcp_frame(kClient, kServer, bin_request(0x01, "bk", std::string(8, '\0'), "2"));
-    rx(b);
-    EXPECT_EQ(count(BMC_STAT_INVAL_BINARY), 1u);
+    Bytes b = bin_request(0x01, "bk", std::string(8, '\0'), "2");
+    obs.chunk(2, b, now += 1000);
+    EXPECT_EQ(count(BMC_STAT_INVAL_BINARY), 2u);  // its key, then its whole body
     Bytes req = get_request("get bk\r\n");
     EXPECT_EQ(rx(req), Action::Pass);
 }
@@ -415,7 +402,7 @@ TEST(Allowlist, ParsesAndMatchesBothFamilies) {
         EXPECT_THROW(Prefix::parse(bad), std::invalid_argument) << bad;
 }
 
-TEST(Allowlist, ClientsOutsideGetMemcachedButTheirWritesInvalidate) {
+TEST(Allowlist, ClientsOutsideAreLeftToMemcachedWithoutALease) {
     OwnedCache cache(64, 16);
     Datapath dp(cache.mem(), test_config(64, 16), Allowlist({Prefix::parse("203.0.113.0/24")}), test_delivery());
     std::uint64_t now = 1000000000000ULL;
@@ -425,9 +412,6 @@ TEST(Allowlist, ClientsOutsideGetMemcachedButTheirWritesInvalidate) {
     EXPECT_EQ(dp.counters()[BMC_STAT_FILL_NO_LEASE], 1u);
     EXPECT_EQ(dp.counters()[BMC_STAT_PASS_NOT_ALLOWED], 1u);
     EXPECT_EQ(dp.counters()[BMC_STAT_MISS_KEYS], 0u);
-    Bytes del = tcp_request("delete k\r\n");
-    dp.ingress(del, now += 1000);
-    EXPECT_EQ(dp.counters()[BMC_STAT_INVAL_TEXT], 1u);
 }
 
 TEST(Amplification, RepliesOverTheLimitGoToMemcached) {
@@ -446,21 +430,27 @@ TEST(Amplification, RepliesOverTheLimitGoToMemcached) {
     EXPECT_EQ(dp.ingress(padded, now += 1000).action, Action::Tx);
 }
 
-TEST_F(CoreDatapath, DelayedFlushKillsEverythingStoredBeforeItsDeadline) {
+TEST_F(CoreDatapath, DelayedFlushStopsServingNoLaterThanMemcachedCould) {
     warm("old", "VALUE old 0 1\r\n1\r\n");
-    Bytes flush = tcp_request("flush_all 2\r\n");
-    rx(flush);  // flushes at once too: stricter than memcached, which still serves for 2 s
+    write("flush_all 5\r\n");  // flushes at once too: stricter than memcached
     EXPECT_EQ(count(BMC_STAT_INVAL_FLUSH), 1u);
+    const std::uint64_t t0 = now;
     now += 20000000;  // past the fill guard
     warm("mid", "VALUE mid 0 1\r\n2\r\n");  // stored before the deadline
     Bytes a = get_request("get mid\r\n");
     EXPECT_EQ(rx(a), Action::Tx);
-    now += 2000000000;  // the deadline passes: memcached has dropped "mid"
+    // memcached may drop it from now + 5 s - 2 s on: the cache stops serving it then.
+    now = t0 + 3000000000ULL;
     Bytes b = get_request("get mid\r\n");
     EXPECT_EQ(rx(b), Action::Pass);
-    warm("new", "VALUE new 0 1\r\n3\r\n");  // stored after the deadline
-    Bytes c = get_request("get new\r\n");
-    EXPECT_EQ(rx(c), Action::Tx);
+    // Stored before memcached's latest deadline: as good as gone, never served.
+    warm("late", "VALUE late 0 1\r\n3\r\n");
+    Bytes c = get_request("get late\r\n");
+    EXPECT_EQ(rx(c), Action::Pass);
+    now = t0 + 5000000000ULL + 20000000;
+    warm("new", "VALUE new 0 1\r\n4\r\n");  // stored after every possible deadline
+    Bytes d = get_request("get new\r\n");
+    EXPECT_EQ(rx(d), Action::Tx);
 }
 
 TEST(Commands, FlushAllDelayIsParsed) {
@@ -468,4 +458,88 @@ TEST(Commands, FlushAllDelayIsParsed) {
     EXPECT_EQ(all_acts(r), BMC_ACT_FLUSH | BMC_ACT_FLUSH_AT);
     EXPECT_EQ(all_acts(scan("flush_all 0\r\n", false)), BMC_ACT_FLUSH);
     EXPECT_EQ(all_acts(scan("flush_all noreply\r\n", false)), BMC_ACT_FLUSH);
+}
+
+// ---- the write observer's reading (core/bmc_stream.h) ----------------------------------
+
+namespace {
+
+struct ObservedCache {
+    OwnedCache cache{1024, 16};
+    bmc_config cfg = test_config(1024, 16);
+    Observer obs{cache.mem(), cfg};
+    std::uint64_t now = 1000000000000ULL;
+    std::uint32_t gen(const std::string &key) {
+        return cache.small[fnv(key) & cfg.small_mask].hdr.gen;
+    }
+};
+
+}  // namespace
+
+class StreamTable : public ::testing::TestWithParam<StreamCase> {};
+
+TEST_P(StreamTable, CoreReadsTheStreamAsMemcachedDoes) {
+    const StreamCase &c = GetParam();
+    ObservedCache o;
+    for (const auto &k : c.changed)
+        for (const auto &u : c.unchanged)
+            ASSERT_NE(fnv(k) & 1023, fnv(u) & 1023) << "keys share a bucket: the case proves nothing";
+    for (const auto &chunk : c.chunks) o.obs.chunk(7, bytes(chunk), o.now += 1000);
+    const bool flushed = o.cache.global.epoch != 0;
+    EXPECT_EQ(flushed, c.flush);
+    for (const auto &k : c.changed) EXPECT_TRUE(flushed || o.gen(k) != 0) << k;
+    for (const auto &k : c.unchanged) EXPECT_EQ(o.gen(k), 0u) << k;
+    EXPECT_EQ(o.obs.lost(7), c.lost);
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, StreamTable, ::testing::ValuesIn(stream_cases()),
+                         [](const auto &info) { return std::string(info.param.name); });
+
+TEST(Stream, AWriteSplitAtEveryBytePositionInvalidatesOnceComplete) {
+    for (const auto &[w, key] : split_writes()) {
+        for (std::size_t at = 1; at < w.size(); at++) {
+            ObservedCache o;
+            o.obs.chunk(1, bytes(w.substr(0, at)), o.now += 1000);
+            const std::uint32_t before = o.gen(key);
+            o.obs.chunk(1, bytes(w.substr(at)), o.now += 1000);
+            // Invalidated again when the last byte arrives: memcached applies it then.
+            EXPECT_GT(o.gen(key), before) << "split at " << at << " of " << w;
+            EXPECT_EQ(o.cache.small[fnv(key) & 1023].hdr.last_inval_ns, o.now) << "split at " << at;
+        }
+    }
+}
+
+TEST(Stream, FlushAllSplitAtEveryBytePositionIsAFlushWithItsDelay) {
+    const std::string w = "flush_all 30\r\n";
+    for (std::size_t at = 1; at < w.size(); at++) {
+        ObservedCache o;
+        o.obs.chunk(1, bytes(w.substr(0, at)), o.now += 1000);
+        o.obs.chunk(1, bytes(w.substr(at)), o.now += 1000);
+        EXPECT_EQ(o.cache.global.epoch, 1u) << at;
+        EXPECT_NE(o.cache.global.flush_at_ns, 0u) << at;
+        EXPECT_GE(o.cache.global.flush_cutoff_ns, o.now + 30000000000ULL - 1000) << at;
+    }
+}
+
+TEST(Stream, ALostConnectionFlushesOnEveryChunk) {
+    ObservedCache o;
+    o.obs.chunk(1, bytes("set k 0 0 +1\r\n"), o.now += 1000);
+    const auto epoch = o.cache.global.epoch;
+    EXPECT_GT(epoch, 0u);
+    o.obs.chunk(1, bytes("x\r\n"), o.now += 1000);
+    o.obs.chunk(1, bytes("get y\r\n"), o.now += 1000);
+    EXPECT_EQ(o.cache.global.epoch, epoch + 2);
+    EXPECT_EQ(o.obs.counters()[BMC_STAT_INVAL_LOST], 3u);
+}
+
+TEST(Stream, UdpDatagramsAreReadOneByOne) {
+    ObservedCache o;
+    o.obs.datagram(mc_udp("set ka 0 0 9\r\ndelete kb\r\nmd kc\r\n"), o.now += 1000);
+    EXPECT_NE(o.gen("ka"), 0u);
+    EXPECT_EQ(o.gen("kb"), 0u);
+    EXPECT_NE(o.gen("kc"), 0u);
+    o.obs.datagram(mc_udp("delete kd\r\n", 1, 0, 2), o.now += 1000);  // memcached refuses multi-datagram
+    EXPECT_EQ(o.gen("kd"), 0u);
+    o.obs.datagram(mc_udp("set ke 0 0 5\r\nab"), o.now += 1000);  // cut in its data
+    EXPECT_EQ(o.cache.global.epoch, 1u);
 }

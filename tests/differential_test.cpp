@@ -4,6 +4,7 @@
 #include <linux/pkt_cls.h>
 #include <time.h>
 
+#include <optional>
 #include <random>
 #include <sstream>
 
@@ -28,6 +29,7 @@ void mask_times(OwnedCache &c) {
     }
     c.global.last_flush_ns = 0;
     c.global.flush_at_ns = c.global.flush_at_ns != 0;  // set or not must agree
+    c.global.flush_cutoff_ns = c.global.flush_cutoff_ns != 0;
 }
 
 void copy_from(OwnedCache &dst, const CacheMemory &src) {
@@ -46,7 +48,24 @@ struct Packet {
     Bytes frame;
     bool egress;
     std::string what;
+    std::uint64_t conn = 0;  // TCP: the observed connection it belongs to (0: unobserved)
 };
+
+// The TCP payload of a frame to memcached, as its socket would read it (none if the frame
+// is no unfragmented TCP segment to the port).
+std::optional<std::string> tcp_payload(const Bytes &f) {
+    bmc_scratch sc{};
+    bmc_frame fr{};
+    const auto len = std::uint32_t(f.size()), hlen = std::min<std::uint32_t>(len, BMC_HDR_MAX);
+    if (len < BMC_ETH_HLEN) return std::nullopt;
+    std::memcpy(sc.hdr, f.data(), hlen);
+    bmc_parse_frame(&sc, len, hlen, BMC_DEFAULT_PORT, &fr);
+    if (fr.proto != BMC_IPPROTO_TCP || !fr.to_server || fr.payload_len == 0 || fr.payload_off + fr.payload_len > len)
+        return std::nullopt;
+    const std::uint16_t type = std::uint16_t(f[12] << 8 | f[13]);
+    if (type != BMC_ETH_P_IP && type != BMC_ETH_P_IPV6) return std::nullopt;  // tagged: another device's
+    return std::string(f.begin() + fr.payload_off, f.begin() + fr.payload_off + fr.payload_len);
+}
 
 class Corpus {
 public:
@@ -178,7 +197,9 @@ private:
         case 2: o.fragment = true; o.ipv6 = pick(2); break;
         default: break;
         }
-        if (tcp) return {tcp_frame(kClient, kServer, payload, o), false, "tcp mutation"};
+        // Most TCP data belongs to one of a few observed connections, so that their state
+        // carries across packets; some arrives on a connection nobody observes.
+        if (tcp) return {tcp_frame(kClient, kServer, payload, o), false, "tcp mutation", pick(16) ? 1 + pick(4) : 0};
         Bytes m = mc_udp("", std::uint16_t(rng_()));
         m.insert(m.end(), payload.begin(), payload.end());
         return {udp_frame(kClient, kServer, m, o), false, "udp mutation"};
@@ -229,13 +250,19 @@ TEST_F(Differential, CoreAndBpfAgreeOnEveryPacket) {
     Corpus corpus(seed);
     OwnedCache mirror(kSmall, kLarge), expected(kSmall, kLarge);
     Datapath dp(mirror.mem(), be->config(), allow(), test_delivery());
-    std::uint32_t tx = 0, failures = 0;
+    Observer obs(mirror.mem(), be->config());
+    std::uint32_t tx = 0, failures = 0, chunks = 0;
+    auto cpp_counters = [&] {
+        Counters c = dp.counters();
+        for (std::uint32_t s = 0; s < BMC_NUM_STATS; s++) c[s] += obs.counters()[s];
+        return c;
+    };
 
     for (std::uint32_t i = 0; i < n && failures < 5; i++) {
         Packet p = corpus.next();
         SCOPED_TRACE("packet " + std::to_string(i) + " (" + p.what.substr(0, 120) + ")");
         copy_from(mirror, be->cache());
-        Counters bpf_before = be->read_counters(), cpp_before = dp.counters();
+        Counters bpf_before = be->read_counters(), cpp_before = cpp_counters();
 
         ProgRun r = p.egress ? tc(p.frame) : xdp(p.frame);
         Bytes cpp_frame = p.frame;
@@ -245,6 +272,22 @@ TEST_F(Differential, CoreAndBpfAgreeOnEveryPacket) {
             dp.egress(cpp_frame, now);
         else
             cpp_tx = dp.ingress(cpp_frame, now).action == Action::Tx;
+        // What XDP passed, the stack delivers to memcached's socket, where the observer
+        // reads it: a TCP connection's bytes through the stream reading, anything else
+        // through the cgroup skb ingress program.
+        if (!p.egress && r.retval == XDP_PASS) {
+            auto payload = tcp_payload(p.frame);
+            if (payload && p.conn) {
+                stream(p.conn, *payload);
+                obs.chunk(p.conn, bytes(*payload), now);
+                chunks++;
+                const Bytes want = obs.conn_state(p.conn);
+                EXPECT_EQ(conn_state(p.conn, want.size()), want) << "connection state differs";
+            } else if (p.frame.size() >= BMC_ETH_HLEN + 40) {  // the runner wants an IP header's worth
+                EXPECT_EQ(sock_in(p.frame).retval, 1);
+                obs.delivered(p.frame, now);
+            }
+        }
 
         bool ok = true;
         if (p.egress) {
@@ -261,7 +304,7 @@ TEST_F(Differential, CoreAndBpfAgreeOnEveryPacket) {
         mask_times(mirror);
         bool mem_ok = same_memory(expected, mirror);
         EXPECT_TRUE(mem_ok) << "cache memory differs";
-        Counters bpf_after = be->read_counters(), cpp_after = dp.counters();
+        Counters bpf_after = be->read_counters(), cpp_after = cpp_counters();
         for (std::uint32_t s = 0; s < BMC_NUM_STATS; s++) {
             EXPECT_EQ(bpf_after[s] - bpf_before[s], cpp_after[s] - cpp_before[s]) << bmc_stat_names[s];
             ok &= bpf_after[s] - bpf_before[s] == cpp_after[s] - cpp_before[s];
@@ -270,7 +313,7 @@ TEST_F(Differential, CoreAndBpfAgreeOnEveryPacket) {
     }
     // The corpus must reach the interesting paths, or agreement means little.
     Counters c = be->read_counters();
-    std::printf("differential: %u packets, %u answered, %llu fills, %llu invalidations\n", n, tx,
+    std::printf("differential: %u packets, %u answered, %u stream chunks, %llu fills, %llu invalidations\n", n, tx, chunks,
                 (unsigned long long)c[BMC_STAT_FILL_OK],
                 (unsigned long long)(c[BMC_STAT_INVAL_TEXT] + c[BMC_STAT_INVAL_META] +
                                      c[BMC_STAT_INVAL_BINARY] + c[BMC_STAT_INVAL_FLUSH] +
@@ -283,4 +326,7 @@ TEST_F(Differential, CoreAndBpfAgreeOnEveryPacket) {
     EXPECT_GT(c[BMC_STAT_INVAL_GLOBAL], 10u);
     EXPECT_GT(c[BMC_STAT_PASS_NOT_ALLOWED], 10u);
     EXPECT_GT(c[BMC_STAT_PASS_AMPLIFICATION], 10u);
+    EXPECT_GT(chunks, 300u);
+    EXPECT_GT(c[BMC_STAT_INVAL_UNOBSERVED], 10u);
+    EXPECT_GT(c[BMC_STAT_PASS_VLAN], 10u);
 }
