@@ -4,6 +4,7 @@
 #include <net/if.h>
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -36,11 +37,17 @@ Delivery Delivery::of_interface(const std::string &iface) {
             if (!a->ifa_addr || (a->ifa_addr->sa_family != AF_INET && a->ifa_addr->sa_family != AF_INET6))
                 continue;
             d.local.emplace_back(mapped(a->ifa_addr), std::uint8_t(BMC_LOCAL_UNICAST));
-            if (a->ifa_addr->sa_family == AF_INET && (a->ifa_flags & IFF_BROADCAST) && a->ifa_broadaddr)
-                d.local.emplace_back(mapped(a->ifa_broadaddr), std::uint8_t(BMC_LOCAL_BROADCAST));
+            // Without a configured broadcast address glibc reports the address itself.
+            if (a->ifa_addr->sa_family == AF_INET && (a->ifa_flags & IFF_BROADCAST) && a->ifa_broadaddr) {
+                const auto b = mapped(a->ifa_broadaddr);
+                if (b != mapped(a->ifa_addr) && b[12] != 0)
+                    d.local.emplace_back(b, std::uint8_t(BMC_LOCAL_BROADCAST));
+            }
         }
         freeifaddrs(list);
     }
+    // An address that is the host's own stays unicast whatever else claims it.
+    std::stable_sort(d.local.begin(), d.local.end(), [](const auto &x, const auto &y) { return x.second > y.second; });
     std::array<std::uint8_t, 16> limited{};
     limited[10] = limited[11] = 0xff;
     limited[12] = limited[13] = limited[14] = limited[15] = 0xff;

@@ -9,7 +9,7 @@ core=$(cd "$here/../../core" && pwd)
 mkdir -p "$work"
 bin="$work/fuzz_$target"
 clang++-14 -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-  -I"$core" "$here/fuzz_$target.cpp" "$core/datapath.cpp" "$core/allowlist.cpp" -o "$bin"
+  -I"$core" "$here/fuzz_$target.cpp" "$core/datapath.cpp" "$core/allowlist.cpp" "$core/interface.cpp" -o "$bin"
 corpus="$work/corpus-$target"
 rm -rf "$corpus" && mkdir -p "$corpus"
 cp "$here/corpus/$target"/* "$corpus"/
