@@ -217,9 +217,13 @@ int main(int argc, char **argv) {
         std::unique_ptr<bmc::AfxdpBackend> afxdp;
         if (!be.notice().empty()) std::fprintf(stderr, "bmcd: %s\n", be.notice().c_str());
         if (be.adopted()) std::printf("bmcd: adopted the pinned deployment in %s (cache kept)\n", pin_dir.c_str());
-        std::string allowed;
-        for (const auto &p : opts.allow.prefixes()) allowed += (allowed.empty() ? "" : " ") + p.str();
-        std::printf("bmcd: serving %s port %u (XDP %s, TC egress %s); answering clients in %s\n",
+        std::string allowed4, allowed6;
+        for (const auto &p : opts.allow.prefixes())
+            (p.family == 4 ? allowed4 : allowed6) += " " + p.str();
+        const std::string allowed = (allowed4.empty() ? "" : "IPv4 clients in" + allowed4) +
+                                    (!allowed4.empty() && !allowed6.empty() ? ", " : "") +
+                                    (allowed6.empty() ? "" : "IPv6 clients in" + allowed6);
+        std::printf("bmcd: serving %s port %u (XDP %s, TC egress %s); answering %s\n",
                     opts.iface.c_str(), opts.port, be.xdp_mode().c_str(), be.tc_mode().c_str(),
                     allowed.empty() ? "no network (the interface has no address; see --allow)" : allowed.c_str());
 

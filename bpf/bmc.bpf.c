@@ -392,10 +392,11 @@ static __always_inline __u32 header_len(__u32 pkt_len)
     return opaque(pkt_len > BMC_HDR_MAX ? BMC_HDR_MAX : pkt_len);
 }
 
-static __always_inline int client_allowed(const struct bmc_frame *f)
+static __always_inline int client_allowed(struct bmc_percpu *p, const struct bmc_frame *f)
 {
-    struct bmc_allow_key key = {.prefixlen = 128};
+    struct bmc_allow_key key = {.prefixlen = 8 + 128};
 
+    key.family = bmc_frame_family(&p->sc, f);
     __builtin_memcpy(key.addr, f->src, sizeof(key.addr));
     return bpf_map_lookup_elem(&bmc_allow, &key) != NULL;
 }
@@ -409,7 +410,7 @@ static __always_inline int afxdp_get(struct xdp_md *ctx, struct bmc_percpu *p, s
     __u32 len = opaque(f->payload_len);
 
     if (!g || BMC_READ_ONCE(g->mode) != BMC_MODE_AFXDP || !f->plain || f->malformed ||
-        !client_allowed(f))
+        !client_allowed(p, f))
         return 0;
     if (len < BMC_FRAME_HDR_LEN + 5 || len > BMC_MAX_PAYLOAD || bpf_xdp_load_bytes(ctx, f->payload_off, p->sc.in, len) ||
         !bmc_frame_single(head))
@@ -442,7 +443,7 @@ int bmc_rx(struct xdp_md *ctx)
             bmc_env_stat(&env, BMC_STAT_PASS_MALFORMED);
             return XDP_PASS;
         }
-        return rx_udp(ctx, p, f->payload_off, f->payload_len, f->answerable, client_allowed(f));
+        return rx_udp(ctx, p, f->payload_off, f->payload_len, f->answerable, client_allowed(p, f));
     }
     return XDP_PASS;
 }

@@ -36,10 +36,14 @@ Prefix Prefix::parse(const std::string &cidr) {
     p.len = base + len;
     for (std::uint32_t bit = p.len; bit < 128; bit++)  // keep the network part only
         p.addr[bit / 8] &= std::uint8_t(~(0x80u >> (bit % 8)));
+    // An IPv6 prefix admits IPv6 clients, unless it is written inside ::ffff:0:0/96: then
+    // it names IPv4 clients, as a v4-mapped address does.
+    p.family = p.len >= 96 && std::memcmp(p.addr.data(), "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0 ? 4 : 6;
     return p;
 }
 
-bool Prefix::contains(const std::uint8_t *a) const {
+bool Prefix::contains(const std::uint8_t *a, std::uint8_t client_family) const {
+    if (client_family != family) return false;
     std::uint32_t full = len / 8, rest = len % 8;
     if (std::memcmp(a, addr.data(), full) != 0) return false;
     if (!rest) return true;

@@ -448,6 +448,12 @@ BMC_INLINE __u32 bmc_h16(const struct bmc_scratch *sc, __u32 off)
     return bmc_h8(sc, off) << 8 | bmc_h8(sc, off + 1);
 }
 
+/* The IP version of a parsed frame (4 or 6): whose allowlist prefixes apply. */
+BMC_INLINE __u8 bmc_frame_family(const struct bmc_scratch *sc, const struct bmc_frame *f)
+{
+    return (bmc_h8(sc, f->l3_off) >> 4) == 6 ? 6 : 4;
+}
+
 /* Fills *f from the headers in sc->hdr (hlen = min(frame length, BMC_HDR_MAX) bytes
  * valid). f->proto stays 0 for anything that is not TCP or UDP the cache can place:
  * other protocols, non-first fragments, headers beyond BMC_HDR_MAX. */

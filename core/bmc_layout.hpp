@@ -157,11 +157,14 @@ BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
     F(__u8, l3_off)           /* offset of the IP header */                                     \
     A(__u8, src, 16)          /* source address; IPv4 as ::ffff:a.b.c.d */
 
-// Allowlist (LPM trie) key: prefix length in bits over a 16-byte address, IPv4 mapped
-// into ::ffff:0:0/96.
+// Allowlist (LPM trie) key: prefix length in bits over the family byte (4 or 6: what the
+// client speaks) and a 16-byte address, IPv4 mapped into ::ffff:0:0/96; so an IPv6 prefix
+// admits IPv6 clients only. The trailing pad is never within a prefix.
 #define BMC_ALLOW_KEY_FIELDS(F, A)                                                              \
     F(__u32, prefixlen)                                                                         \
-    A(__u8, addr, 16)
+    F(__u8, family)                                                                             \
+    A(__u8, addr, 16)                                                                           \
+    A(__u8, pad, 3)
 
 // A key's bytes, as seen by the key comparison (256 >= BMC_MAX_KEY_LEN).
 #define BMC_KEYBYTES_FIELDS(F, A) A(__u8, b, 256)

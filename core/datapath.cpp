@@ -233,7 +233,7 @@ RxResult Datapath::ingress(std::uint8_t *frame, std::uint32_t &len, std::uint32_
             count(BMC_STAT_PASS_MALFORMED);
             return {};
         }
-        return rx_udp(frame, len, capacity, f.payload_off, f.payload_len, f.answerable, allow_.contains(f.src),
+        return rx_udp(frame, len, capacity, f.payload_off, f.payload_len, f.answerable, allow_.contains(f.src, bmc_frame_family(&sc_, &f)),
                       now_ns);
     }
     return {};

@@ -388,18 +388,32 @@ TEST(Allowlist, ParsesAndMatchesBothFamilies) {
     EXPECT_EQ(v4.len, 96u + 15);
     EXPECT_EQ(v4.str(), "198.18.0.0/15");
     std::uint8_t a[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 19, 7, 7};
-    EXPECT_TRUE(v4.contains(a));
+    EXPECT_TRUE(v4.contains(a, 4));
+    EXPECT_FALSE(v4.contains(a, 6)) << "an IPv6 client with a v4-mapped source is no IPv4 client";
     a[13] = 20;
-    EXPECT_FALSE(v4.contains(a));
+    EXPECT_FALSE(v4.contains(a, 4));
     auto v6 = Prefix::parse("2001:db8::/32");
     std::uint8_t b[16] = {0x20, 0x01, 0x0d, 0xb8, 1, 2, 3, 4};
-    EXPECT_TRUE(v6.contains(b));
+    EXPECT_TRUE(v6.contains(b, 6));
     b[3] = 0xb9;
-    EXPECT_FALSE(v6.contains(b));
+    EXPECT_FALSE(v6.contains(b, 6));
     EXPECT_EQ(Prefix::parse("10.1.2.3").str(), "10.1.2.3/32");
     EXPECT_EQ(Prefix::parse("10.1.2.3/8").str(), "10.0.0.0/8");  // host bits dropped
     for (auto bad : {"10.0.0.0/33", "10.0.0/8", "fe80::/129", "x", "1.2.3.4/", "1.2.3.4/-1"})
         EXPECT_THROW(Prefix::parse(bad), std::invalid_argument) << bad;
+}
+
+TEST(Allowlist, AnIpv6PrefixAdmitsIpv6ClientsOnlyUnlessWrittenV4Mapped) {
+    std::uint8_t v4client[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 0, 2};
+    std::uint8_t v6client[16] = {0x20, 0x01, 0, 2};
+    Allowlist any6({Prefix::parse("::/0")});
+    EXPECT_FALSE(any6.contains(v4client, 4));
+    EXPECT_TRUE(any6.contains(v6client, 6));
+    Allowlist mapped({Prefix::parse("::ffff:198.18.0.0/111")});
+    EXPECT_TRUE(mapped.contains(v4client, 4));
+    EXPECT_EQ(mapped.prefixes()[0].str(), "198.18.0.0/15");
+    EXPECT_TRUE(Allowlist::everyone().contains(v4client, 4));
+    EXPECT_TRUE(Allowlist::everyone().contains(v6client, 6));
 }
 
 TEST(Allowlist, ClientsOutsideAreLeftToMemcachedWithoutALease) {

@@ -1,9 +1,14 @@
 // End to end on the namespace testbed: a real memcached, bmcd attached to the server end
 // of the veth, clients in the other namespace.
 #include <gtest/gtest.h>
+#include <linux/if_packet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 
+#include <array>
 #include <chrono>
+#include <cstring>
 #include <atomic>
 #include <cctype>
 #include <functional>
@@ -27,7 +32,8 @@ struct Server {
     pid_t memcached = -1, bmcd = -1;
     std::string dir, stats_path, log_path;
 
-    explicit Server(const std::string &tag, std::vector<std::string> bmcd_args = {}) {
+    // With start_bmcd = false, the test starts it (start_bmcd) when it wants.
+    explicit Server(const std::string &tag, std::vector<std::string> bmcd_args = {}, bool with_bmcd = true) {
         tb = std::make_unique<Testbed>(tag);
         dir = "/tmp/" + tb->server_ns();
         sh("mkdir -p " + dir);
@@ -37,11 +43,13 @@ struct Server {
         int probe = tb->client_tcp_connect(11211);
         if (probe < 0) throw std::runtime_error("memcached did not start");
         McTcp closer(probe);
-        start_bmcd(bmcd_args);
+        if (with_bmcd) start_bmcd(bmcd_args);
     }
     void start_memcached(const std::string &log) {
+        // Also on loopback (writes from the server host) and IPv6.
         memcached = tb->spawn(tb->server_ns(),
-                              {"memcached", "-u", "root", "-U", "11211", "-p", "11211", "-l", Testbed::kServerIp,
+                              {"memcached", "-u", "root", "-U", "11211", "-p", "11211", "-l",
+                               std::string(Testbed::kServerIp) + ",127.0.0.1,[" + Testbed::kServerIp6 + "]",
                                "-t", "1", "-m", "64"},
                               dir + "/" + log, true);
     }
@@ -82,6 +90,14 @@ struct Server {
 
 // The backends every end-to-end test runs against.
 const std::vector<std::string> kBackends = {"kernel", "afxdp"};
+
+// A counter summed over both datapaths.
+std::uint64_t all_counters_of(Server &s, const std::string &name) {
+    auto j = s.stats();
+    std::uint64_t n = j["counters"][name].get<std::uint64_t>();
+    if (j.contains("afxdp")) n += j["afxdp"]["counters"][name].get<std::uint64_t>();
+    return n;
+}
 
 std::string item(const std::string &key, const std::string &value, int flags = 0) {
     return "VALUE " + key + " " + std::to_string(flags) + " " + std::to_string(value.size()) + "\r\n" +
@@ -642,4 +658,425 @@ TEST(E2EBackends, SwitchingUnderLoadServesNoStaleOrWrongValues) {
     EXPECT_GT(ok, 1000u);
     EXPECT_GT(xdp, 100u);  // both paths served during the run
     EXPECT_GT(afxdp, 100u);
+}
+
+// ---- writes as memcached reads them (the socket-level observer) ---------------------------
+// Each case hides a write from a reader of the wire; memcached applies it, and the cache
+// must not serve the old value afterwards.
+
+namespace {
+
+std::string with_nul(const std::string &a, const std::string &b) { return a + std::string(1, '\0') + b; }
+
+// The UDP get's answer equals memcached's own (TCP) answer, read just before or after.
+::testing::AssertionResult fresh(E2EBase &t, McUdp &udp, McTcp &tcp, const std::string &key) {
+    const std::string before = tcp.call("get " + key + "\r\n");
+    auto r = udp.request("get " + key + "\r\n", true);
+    const std::string after = tcp.call("get " + key + "\r\n");
+    if (r.text == before || r.text == after) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << "cache said '" << r.text << "', memcached '" << after << "'";
+}
+
+}  // namespace
+
+TEST_P(E2E, NulEndsACommandLineAsInMemcached) {
+    for (const std::string cmd : {with_nul("delete nk", "\r\n"), with_nul("md nk", " q\r\n"),
+                                  with_nul("flush_all", " 99\r\n")}) {
+        ASSERT_TRUE(warm("nk", "old"));
+        tcp->call(cmd);
+        EXPECT_EQ(truth("nk"), "END\r\n") << "memcached kept the value: the case proves nothing";
+        EXPECT_TRUE(fresh(*this, *udp, *tcp, "nk"));
+    }
+}
+
+TEST_P(E2E, CommandsRightAfterADataBlockAreSeen) {
+    // memcached reads 1 + 2 bytes of data ("aXX", a bad data chunk), then runs the delete:
+    // a line reader sees one line "aXXdelete dk".
+    ASSERT_TRUE(warm("dk", "old"));
+    EXPECT_EQ(tcp->call("set x 0 0 1\r\naXXdelete dk\r\n"), "CLIENT_ERROR bad data chunk\r\nDELETED\r\n");
+    EXPECT_TRUE(fresh(*this, *udp, *tcp, "dk"));
+    // A swallowed item (too large for memcached) is data to the last byte, then commands.
+    ASSERT_TRUE(warm("dk", "old"));
+    std::string big = "set big 0 0 2000000\r\n" + std::string(2000000, 'x') + "\r\ndelete dk\r\n";
+    const std::string r = tcp->call(big);
+    EXPECT_NE(r.find("SERVER_ERROR object too large"), std::string::npos) << r;
+    EXPECT_NE(r.find("DELETED"), std::string::npos) << r;
+    EXPECT_TRUE(fresh(*this, *udp, *tcp, "dk"));
+}
+
+TEST_P(E2E, ASetTooLargeDropsTheOldValueBeforeItsDataArrives) {
+    ASSERT_TRUE(warm("tl", "old"));
+    auto w = server->tcp();
+    ASSERT_TRUE(w->send_raw("set tl 0 0 2000000\r\n" + std::string(1000, 'x')));
+    std::this_thread::sleep_for(20ms);
+    EXPECT_EQ(truth("tl"), "END\r\n") << "memcached unlinks the old item when it reads the line";
+    EXPECT_TRUE(fresh(*this, *udp, *tcp, "tl"));
+    ASSERT_TRUE(w->send_raw(std::string(2000000 - 1000, 'x') + "\r\n"));
+    EXPECT_NE(w->call("").find("SERVER_ERROR"), std::string::npos);
+}
+
+TEST_P(E2E, BinaryMagicMidConnectionIsStillText) {
+    ASSERT_TRUE(warm("bm", "old"));
+    EXPECT_EQ(tcp->call(std::string(1, char(0x80)) + "junk\r\ndelete bm\r\n"), "ERROR\r\nDELETED\r\n");
+    EXPECT_TRUE(fresh(*this, *udp, *tcp, "bm"));
+}
+
+TEST_P(E2E, WritesSplitAtEveryByteWithGapsLongerThanTheFillGuard) {
+    struct W {
+        std::string initial, write;
+    };
+    const W writes[] = {{"old", "set sk 0 0 3\r\nnew\r\n"}, {"old", "ms sk 3\r\nnew\r\n"},
+                        {"old", "delete sk\r\n"},         {"10", "incr sk 5\r\n"},
+                        {"old", "flush_all\r\n"}};
+    int stale = 0, checked = 0;
+    for (const auto &w : writes) {
+        for (std::size_t at = 1; at < w.write.size(); at++) {
+            ASSERT_TRUE(warm("sk", w.initial));
+            auto c = server->tcp();
+            ASSERT_TRUE(c->send_raw(w.write.substr(0, at)));
+            // Gets in the gap, past the fill guard: memcached still has the old value, and
+            // misses may fill the cache with it.
+            for (int i = 0; i < 2; i++) {
+                std::this_thread::sleep_for(12ms);
+                udp->request("get sk\r\n", true);
+            }
+            ASSERT_TRUE(c->send_raw(w.write.substr(at)));
+            c->call("");  // memcached has answered the write
+            checked++;
+            if (!fresh(*this, *udp, *tcp, "sk")) {
+                stale++;
+                ADD_FAILURE() << "stale after '" << w.write.substr(0, at) << "' | '" << w.write.substr(at) << "'";
+            }
+        }
+    }
+    EXPECT_EQ(stale, 0);
+    EXPECT_GT(checked, 50);
+}
+
+TEST_P(E2E, WritesOverLoopbackOnTheServerHost) {
+    ASSERT_TRUE(warm("lo", "old"));
+    McTcp local(server->tb->tcp_connect_in(server->tb->server_ns(), "127.0.0.1", 11211));
+    ASSERT_TRUE(local.ok());
+    EXPECT_EQ(local.call("set lo 0 0 3\r\nnew\r\n"), "STORED\r\n");
+    EXPECT_TRUE(fresh(*this, *udp, *tcp, "lo"));
+    EXPECT_EQ(truth("lo"), item("lo", "new") + "END\r\n");
+}
+
+TEST_P(E2E, UdpWritesInIpFragmentsAreSeen) {
+    ASSERT_TRUE(warm("fr", "old"));
+    // 3,000 bytes: the sender fragments it; the delete is in the last fragment.
+    const std::string pad(2900, 'p');
+    auto r = udp->request("set pad 0 0 2900\r\n" + pad + "\r\ndelete fr\r\n", false);
+    EXPECT_EQ(r.text, "STORED\r\n");  // memcached answers each command in its own datagram
+    EXPECT_EQ(truth("fr"), "END\r\n") << "memcached ran the delete: the case means something";
+    EXPECT_TRUE(fresh(*this, *udp, *tcp, "fr"));
+}
+
+TEST_P(E2E, Ipv6GetsAreAnsweredAndWritesBehindExtensionHeadersSeen) {
+    McUdp udp6(server->tb->client_udp_socket(AF_INET6), Testbed::kServerIp6, 11211);
+    ASSERT_TRUE(warm("v6", "old"));
+    const auto hits = server->cache_hits();
+    for (int i = 0; i < 5; i++) EXPECT_EQ(udp6.request("get v6\r\n", true).text, item("v6", "old") + "END\r\n");
+    EXPECT_GE(server->cache_hits(), hits + 5) << "gets over IPv6 are answered by the cache";
+    // A writer whose datagrams carry hop-by-hop and destination options, and a fragment
+    // header (larger than the MTU).
+    int fd = server->tb->client_udp_socket(AF_INET6);
+    const std::uint8_t padn[8] = {0, 0, 1, 4, 0, 0, 0, 0};
+    ASSERT_EQ(setsockopt(fd, IPPROTO_IPV6, IPV6_HOPOPTS, padn, sizeof padn), 0) << std::strerror(errno);
+    ASSERT_EQ(setsockopt(fd, IPPROTO_IPV6, IPV6_DSTOPTS, padn, sizeof padn), 0) << std::strerror(errno);
+    McUdp writer(fd, Testbed::kServerIp6, 11211);
+    auto r = writer.request("set pad 0 0 2000\r\n" + std::string(2000, 'p') + "\r\ndelete v6\r\n", false);
+    EXPECT_EQ(r.text, "STORED\r\n");
+    EXPECT_EQ(truth("v6"), "END\r\n");
+    EXPECT_TRUE(fresh(*this, udp6, *tcp, "v6"));
+}
+
+TEST_P(E2E, UdpWritesLargerThanTheScanWindowAreSeen) {
+    // veth allows 3,500 bytes with the XDP programs attached: one 3,300-byte datagram.
+    const std::string ns = server->tb->server_ns(), cns = server->tb->client_ns();
+    ASSERT_EQ(server->tb->run_in(ns, "ip link set dev bmcs0 mtu 3500"), "");
+    ASSERT_EQ(server->tb->run_in(cns, "ip link set dev bmcc0 mtu 3500"), "");
+    ASSERT_TRUE(warm("jw", "old"));
+    auto r = udp->request("set pad 0 0 3200\r\n" + std::string(3200, 'p') + "\r\ndelete jw\r\n", false);
+    EXPECT_EQ(r.text, "STORED\r\n");
+    EXPECT_EQ(truth("jw"), "END\r\n");
+    EXPECT_TRUE(fresh(*this, *udp, *tcp, "jw"));
+    server->tb->run_in(cns, "ip link set dev bmcc0 mtu 1500");
+    server->tb->run_in(ns, "ip link set dev bmcs0 mtu 1500");
+}
+
+TEST_P(E2E, DelayedFlushNeverServesWhatMemcachedDropped) {
+    ASSERT_TRUE(warm("df2", "before"));
+    const auto served_before = server->cache_hits();
+    ASSERT_EQ(tcp->call("flush_all 4\r\n"), "OK\r\n");
+    int violations = 0, checks = 0;
+    const auto end = std::chrono::steady_clock::now() + 5500ms;
+    while (std::chrono::steady_clock::now() < end) {
+        checks++;
+        if (!fresh(*this, *udp, *tcp, "df2")) violations++;
+        std::this_thread::sleep_for(20ms);
+    }
+    EXPECT_EQ(truth("df2"), "END\r\n") << "memcached applied the flush";
+    EXPECT_EQ(violations, 0) << checks << " checks";
+    EXPECT_GT(server->cache_hits(), served_before) << "the cache served until its deadline";
+}
+
+TEST_P(E2E, MultiGetRepliesLargerThanMemcachedsDatagramGoToMemcached) {
+    // Each item is cached (AF_XDP answers them; XDP on veth lacks the room to grow a frame
+    // that much), the four together exceed memcached's 1,400-byte datagram.
+    const std::string v(330, 'm');
+    for (auto k : {"m1", "m2", "m3", "m4"})
+        ASSERT_EQ(tcp->call(std::string("set ") + k + " 0 0 330\r\n" + v + "\r\n"), "STORED\r\n");
+    std::this_thread::sleep_for(15ms);  // past the fill guard
+    for (auto k : {"m1", "m2", "m3", "m4"})
+        udp->request(std::string("get ") + k + "\r\n", true);  // a miss leases; memcached's reply fills
+    std::this_thread::sleep_for(5ms);
+    const auto hits = server->cache_hits();
+    const auto too_big = all_counters_of(*server, "pass_reply_too_big");
+    auto r = udp->request("get m1 m2 m3 m4\r\n", true);
+    EXPECT_TRUE(r.complete);
+    EXPECT_EQ(r.text, item("m1", v) + item("m2", v) + item("m3", v) + item("m4", v) + "END\r\n");
+    EXPECT_LE(r.largest, 1400) << "memcached's UDP_MAX_PAYLOAD_SIZE";
+    EXPECT_EQ(server->cache_hits(), hits);
+    EXPECT_EQ(all_counters_of(*server, "pass_reply_too_big"), too_big + 1) << "left to memcached for its size";
+}
+
+TEST_P(E2E, TcpLossWithAPipeliningWriterServesNothingStale) {
+    const std::string cns = server->tb->client_ns();
+    server->tb->run_in(cns, "tc qdisc add dev bmcc0 clsact");
+    ASSERT_EQ(server->tb->run_in(cns, "tc filter add dev bmcc0 egress bpf da obj " BMC_LOSSY_OBJ " sec tc"), "");
+    ASSERT_TRUE(warm("lw", "00000000"));
+    std::atomic<bool> done{false};
+    std::atomic<int> acked{0}, written{0}, batches{0};
+    std::thread writer([&] {
+        auto t = server->tcp();
+        for (int v = 1; v < 2000000 && !done; v += 40) {
+            std::string batch;
+            for (int i = 0; i < 40; i++) {
+                char buf[16];
+                std::snprintf(buf, sizeof buf, "%08d", v + i);
+                batch += std::string("set lw 0 0 8\r\n") + buf + "\r\n";
+            }
+            written = v + 39;
+            if (t->call(batch).find("ERROR") != std::string::npos) break;
+            acked = v + 39;
+            batches++;
+        }
+    });
+    std::uint64_t stale = 0, ok = 0, lost = 0;
+    const auto end = std::chrono::steady_clock::now() + 4s;
+    auto u = server->udp();
+    for (int i = 0; i < 400000 && std::chrono::steady_clock::now() < end; i++) {
+        const int floor = acked;
+        auto r = u->request("get lw\r\n", true, 300);
+        if (!r.complete) {
+            lost++;
+            continue;
+        }
+        const int v = r.text.size() > 19 ? std::atoi(r.text.substr(r.text.find("\r\n") + 2, 8).c_str()) : -1;
+        if (v < floor) stale++;
+        else ok++;
+    }
+    done = true;
+    writer.join();
+    server->tb->run_in(cns, "tc qdisc del dev bmcc0 clsact");
+    std::printf("lossy link: %d batches of 40 sets, %llu reads fresh, %llu stale, %llu timed out\n", batches.load(),
+                (unsigned long long)ok, (unsigned long long)stale, (unsigned long long)lost);
+    EXPECT_EQ(stale, 0u);
+    EXPECT_GT(batches, 20);
+    EXPECT_GT(ok, 1000u);
+}
+
+namespace {
+
+// Raw frames from the client namespace, onto its veth.
+struct RawClient {
+    int fd = -1, ifindex = 0;
+    std::array<std::uint8_t, 6> server_mac{}, client_mac{};
+
+    explicit RawClient(Testbed &tb) {
+        auto mac_of = [&](const std::string &ns, const std::string &dev) {
+            std::string out = tb.run_in(ns, "cat /sys/class/net/" + dev + "/address");
+            std::array<std::uint8_t, 6> m{};
+            unsigned v[6];
+            if (std::sscanf(out.c_str(), "%x:%x:%x:%x:%x:%x", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]) == 6)
+                for (int i = 0; i < 6; i++) m[i] = std::uint8_t(v[i]);
+            return m;
+        };
+        server_mac = mac_of(tb.server_ns(), Testbed::kServerIf);
+        client_mac = mac_of(tb.client_ns(), Testbed::kClientIf);
+        ifindex = std::atoi(tb.run_in(tb.client_ns(), std::string("cat /sys/class/net/") + Testbed::kClientIf + "/ifindex").c_str());
+        fd = tb.socket_in(tb.client_ns(), AF_PACKET, SOCK_RAW);
+    }
+    ~RawClient() {
+        if (fd >= 0) close(fd);
+    }
+    // Frames from the packet builder get the testbed's MACs first.
+    Bytes addressed(Bytes f) const {
+        std::copy(server_mac.begin(), server_mac.end(), f.begin());
+        std::copy(client_mac.begin(), client_mac.end(), f.begin() + 6);
+        return f;
+    }
+    bool send(const Bytes &f) const {
+        sockaddr_ll a{};
+        a.sll_family = AF_PACKET;
+        a.sll_ifindex = ifindex;
+        a.sll_halen = 6;
+        return sendto(fd, f.data(), f.size(), 0, reinterpret_cast<const sockaddr *>(&a), sizeof a) == ssize_t(f.size());
+    }
+};
+
+void put16(Bytes &f, std::size_t off, std::uint16_t v) {
+    f[off] = std::uint8_t(v >> 8);
+    f[off + 1] = std::uint8_t(v);
+}
+
+void fix_ipv4_checksum(Bytes &f) {
+    const std::size_t ihl = (f[14] & 0xf) * 4u;
+    f[24] = f[25] = 0;
+    std::uint16_t c = bmc::ipv4_header_checksum(f.data() + 14, ihl);
+    std::memcpy(f.data() + 24, &c, 2);
+}
+
+// An IPv6 get from src to the server, with a correct UDP checksum unless zero_csum.
+Bytes ipv6_get(const RawClient &raw, const std::array<std::uint8_t, 16> &src, const std::string &text, bool zero_csum) {
+    Bytes payload = mc_udp(text);
+    Bytes f(14 + 40 + 8);
+    std::copy(raw.server_mac.begin(), raw.server_mac.end(), f.begin());
+    std::copy(raw.client_mac.begin(), raw.client_mac.end(), f.begin() + 6);
+    put16(f, 12, 0x86dd);
+    f[14] = 0x60;
+    put16(f, 18, std::uint16_t(8 + payload.size()));
+    f[20] = 17;
+    f[21] = 64;
+    std::copy(src.begin(), src.end(), f.begin() + 22);
+    const std::uint8_t dst[16] = {0x20, 0x01, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    std::copy(dst, dst + 16, f.begin() + 38);
+    put16(f, 54, 40001);
+    put16(f, 56, 11211);
+    put16(f, 58, std::uint16_t(8 + payload.size()));
+    f.insert(f.end(), payload.begin(), payload.end());
+    std::uint32_t sum = 17 + std::uint32_t(8 + payload.size());
+    for (std::size_t i = 22; i < 54; i += 2) sum += std::uint32_t(f[i] << 8 | f[i + 1]);
+    for (std::size_t i = 54; i < f.size(); i += 2) sum += std::uint32_t(f[i] << 8 | (i + 1 < f.size() ? f[i + 1] : 0));
+    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+    std::uint16_t c = std::uint16_t(~sum);
+    put16(f, 60, zero_csum ? 0 : (c ? c : 0xffff));
+    return f;
+}
+
+std::uint64_t all_counters(Server &s, const std::string &name) { return all_counters_of(s, name); }
+
+}  // namespace
+
+TEST_P(E2E, PacketsTheStackWouldDropAreNeverAnswered) {
+    ASSERT_TRUE(warm("sd", "v"));
+    RawClient raw(*server->tb);
+    ASSERT_GE(raw.fd, 0);
+    const Endpoint client{0xC6120002u, 40001}, srv{0xC6120001u, 11211};
+    auto get = [&](Endpoint from, Endpoint to, FrameOptions o = {}) {
+        return raw.addressed(udp_frame(from, to, mc_udp("get sd\r\n"), o));
+    };
+    // The control: a well-formed frame from the same raw socket is answered.
+    auto hits = server->cache_hits();
+    ASSERT_TRUE(raw.send(get(client, srv)));
+    EXPECT_EQ(server->cache_hits(), hits + 1) << "a raw get is answered, so the cases below mean something";
+
+    std::map<std::string, std::uint64_t> want;
+    std::vector<std::pair<std::string, Bytes>> frames;
+    Bytes f = get(client, srv);
+    f[24] ^= 0x55;  // IPv4 header checksum
+    frames.push_back({"pass_bad_ip_checksum", f});
+    f = get(client, srv);
+    put16(f, 40, 0x1234);  // a UDP checksum that does not verify
+    frames.push_back({"pass_bad_udp_checksum", f});
+    std::array<std::uint8_t, 16> v6client{0x20, 0x01, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2};
+    frames.push_back({"pass_bad_udp_checksum", ipv6_get(raw, v6client, "get sd\r\n", true)});
+    frames.push_back({"pass_not_a_local_destination", get(client, {0xC6120063u, 11211})});  // 198.18.0.99
+    f = get(client, srv);
+    f[5] ^= 0x40;  // another host's MAC
+    frames.push_back({"pass_not_to_our_mac", f});
+    f = get(client, srv);
+    std::fill(f.begin(), f.begin() + 6, 0xff);
+    frames.push_back({"pass_not_to_our_mac", f});
+    // Sources outside the allowlist stop there (pass_client_not_allowed), before the
+    // source checks: either way, not answered and counted. A v4-mapped IPv6 source is no
+    // IPv4 client.
+    for (std::uint32_t bad : {0xE0000005u /* multicast */, 0xFFFFFFFFu /* broadcast */, 0x7F000001u /* loopback */})
+        frames.push_back({"pass_client_not_allowed", get({bad, 40001}, srv)});
+    frames.push_back({"pass_bad_source", get({0xC6120001u /* own */, 40001}, srv)});
+    std::array<std::uint8_t, 16> mapped{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 0, 2};
+    frames.push_back({"pass_client_not_allowed", ipv6_get(raw, mapped, "get sd\r\n", false)});
+    f = get(client, srv, {.ip_options = 8});
+    f[34] = 0x83, f[35] = 7, f[36] = 4;  // loose source route, one hop
+    std::memcpy(f.data() + 37, "\xc6\x12\x00\x01", 4);
+    fix_ipv4_checksum(f);
+    frames.push_back({"pass_ip_options", f});
+    frames.push_back({"pass_unconfigured_vlan", get(client, srv, {.vlan = 42})});
+
+    std::map<std::string, std::uint64_t> before;
+    for (auto &[name, frame] : frames) before[name] = all_counters(*server, name), want[name]++;
+    hits = server->cache_hits();
+    for (auto &[name, frame] : frames) ASSERT_TRUE(raw.send(frame)) << name;
+    EXPECT_EQ(server->cache_hits(), hits) << "none of them was answered";
+    for (auto &[name, n] : want) EXPECT_EQ(all_counters(*server, name), before[name] + n) << name;
+}
+
+TEST_P(E2E, ChecksumOffloadOnAndOffAreBothAnswered) {
+    ASSERT_TRUE(warm("co", "v"));
+    const std::string cns = server->tb->client_ns();
+    for (const char *mode : {"off", "on"}) {
+        ASSERT_EQ(server->tb->run_in(cns, std::string("ethtool -K bmcc0 tx ") + mode + " >/dev/null; echo $?"), "0\n");
+        auto hits = server->cache_hits();
+        for (int i = 0; i < 5; i++) EXPECT_EQ(udp->request("get co\r\n", true).text, item("co", "v") + "END\r\n");
+        EXPECT_GE(server->cache_hits(), hits + 5) << "tx checksum offload " << mode;
+    }
+}
+
+TEST(E2EFaults, AConnectionOpenedBeforeBmcdStillInvalidates) {
+    BMC_REQUIRE_ROOT();
+    for (std::string backend : kBackends) {
+        Server s("early", {}, false);
+        auto early = s.tcp();
+        ASSERT_EQ(early->call("set ek 0 0 3\r\nold\r\n"), "STORED\r\n");
+        s.start_bmcd({"--backend", backend});
+        auto tcp = s.tcp();
+        auto udp = s.udp();
+        std::this_thread::sleep_for(15ms);
+        for (int i = 0; i < 3; i++) udp->request("get ek\r\n", true);
+        ASSERT_GT(s.cache_hits(), 0u) << backend << ": not cached; the test would be void";
+        EXPECT_EQ(early->call("set ek 0 0 3\r\nnew\r\n"), "STORED\r\n");
+        for (int i = 0; i < 3; i++) EXPECT_EQ(udp->request("get ek\r\n", true).text, item("ek", "new") + "END\r\n") << backend;
+        EXPECT_GT(s.stats()["counters"]["inval_unobserved_connection"].get<std::uint64_t>(), 0u) << backend;
+    }
+}
+
+TEST(E2EFaults, MemcachedRestartWithNoBmcdRunningIsSeenByThePinnedPrograms) {
+    BMC_REQUIRE_ROOT();
+    const std::string fs = "/tmp/bmct-bpffs-r" + std::to_string(getpid());
+    sh("mkdir -p " + fs + " && mount -t bpf bpf " + fs);
+    const std::string dir = fs + "/bmc";
+    {
+        Server s("pinrestart", {"--pin", "--pin-dir", dir});
+        auto tcp = s.tcp();
+        auto udp = s.udp();
+        ASSERT_EQ(tcp->call("set rk 0 0 3\r\nold\r\n"), "STORED\r\n");
+        std::this_thread::sleep_for(15ms);
+        for (int i = 0; i < 3; i++) udp->request("get rk\r\n", true);
+        ASSERT_EQ(s.tb->stop(s.bmcd, SIGTERM), 0);
+        s.bmcd = -1;
+        auto before = tcp->stat("cmd_get");
+        EXPECT_EQ(udp->request("get rk\r\n", true).text, item("rk", "old") + "END\r\n");
+        ASSERT_EQ(tcp->stat("cmd_get"), before) << "the pinned cache answers: the test means something";
+        tcp.reset();
+        s.tb->stop(s.memcached, SIGTERM);
+        s.start_memcached("memcached2.log");
+        tcp = s.tcp();
+        ASSERT_TRUE(tcp->ok());
+        for (int i = 0; i < 3; i++) EXPECT_EQ(udp->request("get rk\r\n", true).text, "END\r\n");
+        pid_t det = s.tb->spawn(s.tb->server_ns(), {BMC_BMCD_PATH, "--iface", Testbed::kServerIf, "--detach", "--pin-dir", dir},
+                                s.dir + "/detach.log");
+        EXPECT_EQ(s.tb->stop(det, 0, 10), 0) << read_file(s.dir + "/detach.log");
+    }
+    sh("umount " + fs + " && rmdir " + fs);
 }

@@ -1,7 +1,9 @@
+#include <algorithm>
 #include "mc_client.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -52,6 +54,12 @@ std::string McTcp::call(const std::string &cmd) {
     return buf.substr(0, buf.size() - 4);
 }
 
+bool McTcp::send_raw(const std::string &bytes) {
+    int one = 1;
+    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return send_all(fd_, bytes.data(), bytes.size());
+}
+
 std::uint64_t McTcp::stat(const std::string &name) {
     std::string s = call("stats\r\n"), key = "STAT " + name + " ";
     auto pos = s.find(key);
@@ -89,6 +97,14 @@ Bytes McTcp::binary(const Bytes &req) {
 }
 
 McUdp::McUdp(int fd, const char *server_ip, int port) : fd_(fd) {
+    if (std::string(server_ip).find(':') != std::string::npos) {
+        sockaddr_in6 a{};
+        a.sin6_family = AF_INET6;
+        a.sin6_port = htons(std::uint16_t(port));
+        inet_pton(AF_INET6, server_ip, &a.sin6_addr);
+        connect(fd_, reinterpret_cast<sockaddr *>(&a), sizeof a);
+        return;
+    }
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(std::uint16_t(port));
@@ -119,6 +135,7 @@ McUdp::Reply McUdp::request_bytes(const Bytes &payload, bool until_end, int time
         if (n < 8 || (std::uint16_t(buf[0] << 8 | buf[1]) != id)) continue;  // late reply to an older id
         r.text.append(reinterpret_cast<char *>(buf) + 8, std::size_t(n) - 8);
         r.datagrams++;
+        r.largest = std::max(r.largest, int(n));
         r.complete = !until_end || (r.text.size() >= 5 && r.text.compare(r.text.size() - 5, 5, "END\r\n") == 0);
     }
     return r;

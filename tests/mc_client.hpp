@@ -19,6 +19,9 @@ public:
 
     // Text or meta command(s); returns memcached's reply (a trailing "mn" marks its end).
     std::string call(const std::string &cmd);
+    // Sends bytes as they are, pushed at once (TCP_NODELAY); reads the replies of what was
+    // sent by call("") afterwards.
+    bool send_raw(const std::string &bytes);
     std::uint64_t stat(const std::string &name);
     // Binary request(s) on a connection that speaks binary; returns every response
     // before the NOOP that marks their end.
@@ -31,7 +34,7 @@ private:
 
 class McUdp {
 public:
-    McUdp(int fd, const char *server_ip, int port);
+    McUdp(int fd, const char *server_ip, int port);  // IPv4 or IPv6 address
     ~McUdp();
     McUdp(const McUdp &) = delete;
     McUdp &operator=(const McUdp &) = delete;
@@ -40,6 +43,7 @@ public:
         std::string text;  // payloads after the frame header, concatenated
         int datagrams = 0;
         bool complete = false;  // saw the end (END for gets, one datagram otherwise)
+        int largest = 0;        // bytes of the largest datagram, frame header included
     };
     // Sends one datagram. For gets, reads datagrams carrying its request id until the
     // payload ends with END; otherwise reads one. Times out after timeout_ms.

@@ -99,7 +99,7 @@ void Testbed::remove_stale() {
     }
 }
 
-Testbed::Testbed(const std::string &tag) {
+Testbed::Testbed(const std::string &tag, int queues) {
     static std::atomic<int> seq{0};
     remove_stale();
     std::string base = std::string(kPrefix) + std::to_string(getpid()) + "-" + std::to_string(seq++) + "-" + tag;
@@ -112,10 +112,13 @@ Testbed::Testbed(const std::string &tag) {
     try {
         must("ip netns add " + server_ns_);
         must("ip netns add " + client_ns_);
-        must("ip link add " + std::string(kServerIf) + " netns " + server_ns_ + " type veth peer name " +
-             kClientIf + " netns " + client_ns_);
-        must("ip -n " + server_ns_ + " addr add " + kServerIp + "/30 dev " + kServerIf);
-        must("ip -n " + client_ns_ + " addr add " + kClientIp + "/30 dev " + kClientIf);
+        const std::string q = " numtxqueues " + std::to_string(queues) + " numrxqueues " + std::to_string(queues);
+        must("ip link add " + std::string(kServerIf) + " netns " + server_ns_ + q + " type veth peer name " +
+             kClientIf + " netns " + client_ns_ + q);
+        must("ip -n " + server_ns_ + " addr add " + kServerIp + "/30 brd + dev " + kServerIf);
+        must("ip -n " + client_ns_ + " addr add " + kClientIp + "/30 brd + dev " + kClientIf);
+        must("ip -n " + server_ns_ + " addr add " + kServerIp6 + "/64 dev " + kServerIf + " nodad");
+        must("ip -n " + client_ns_ + " addr add " + kClientIp6 + "/64 dev " + kClientIf + " nodad");
         for (auto &[ns, dev] : {std::pair{server_ns_, kServerIf}, std::pair{client_ns_, kClientIf}}) {
             must("ip -n " + ns + " link set lo up");
             must("ip -n " + ns + " link set " + dev + " up");
@@ -188,42 +191,49 @@ int Testbed::stop(pid_t pid, int sig, double timeout_s) {
     return -1;
 }
 
-template <class F>
-auto Testbed::in_client(F &&f) {
+int Testbed::client_udp_socket(int family) { return socket_in(client_ns_, family, SOCK_DGRAM); }
+
+int Testbed::socket_in(const std::string &ns, int family, int type) {
     int self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-    int target = open(("/var/run/netns/" + client_ns_).c_str(), O_RDONLY | O_CLOEXEC);
+    int target = open(("/var/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC);
     if (self < 0 || target < 0 || setns(target, CLONE_NEWNET) != 0)
-        throw std::runtime_error("cannot enter " + client_ns_);
-    auto result = f();
+        throw std::runtime_error("cannot enter " + ns);
+    int s = socket(family, type | SOCK_CLOEXEC, 0);
     if (setns(self, CLONE_NEWNET) != 0) std::abort();  // never continue in the wrong namespace
     close(self);
     close(target);
-    return result;
+    return s;
 }
 
-int Testbed::client_udp_socket() {
-    return in_client([] { return socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0); });
-}
-
-int Testbed::client_tcp_connect(int port, double timeout_s) {
+int Testbed::tcp_connect_in(const std::string &ns, const std::string &ip, int port, double timeout_s) {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+    const bool v6 = ip.find(':') != std::string::npos;
     for (;;) {
-        int fd = in_client([&] {
-            int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-            sockaddr_in a{};
-            a.sin_family = AF_INET;
-            a.sin_port = htons(std::uint16_t(port));
-            inet_pton(AF_INET, kServerIp, &a.sin_addr);
-            if (connect(s, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0) {
-                close(s);
-                return -1;
-            }
-            return s;
-        });
-        if (fd >= 0) return fd;
+        int s = socket_in(ns, v6 ? AF_INET6 : AF_INET, SOCK_STREAM);
+        sockaddr_storage ss{};
+        socklen_t len;
+        if (v6) {
+            auto *a = reinterpret_cast<sockaddr_in6 *>(&ss);
+            a->sin6_family = AF_INET6;
+            a->sin6_port = htons(std::uint16_t(port));
+            inet_pton(AF_INET6, ip.c_str(), &a->sin6_addr);
+            len = sizeof *a;
+        } else {
+            auto *a = reinterpret_cast<sockaddr_in *>(&ss);
+            a->sin_family = AF_INET;
+            a->sin_port = htons(std::uint16_t(port));
+            inet_pton(AF_INET, ip.c_str(), &a->sin_addr);
+            len = sizeof *a;
+        }
+        if (s >= 0 && connect(s, reinterpret_cast<sockaddr *>(&ss), len) == 0) return s;
+        if (s >= 0) close(s);
         if (std::chrono::steady_clock::now() > deadline) return -1;
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
+}
+
+int Testbed::client_tcp_connect(int port, double timeout_s) {
+    return tcp_connect_in(client_ns_, kServerIp, port, timeout_s);
 }
 
 std::string Testbed::run_in(const std::string &ns, const std::string &cmd) {

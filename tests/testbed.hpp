@@ -1,7 +1,7 @@
 // Two network namespaces joined by a veth pair, made and removed by a test:
-//   server ns: <if server_if> 198.18.0.1/30, memcached, bmcd
-//   client ns: <if client_if> 198.18.0.2/30, an XDP_PASS program (XDP_TX on a veth needs one
-//              on the peer), the test's sockets
+//   server ns: <if server_if> 198.18.0.1/30 and 2001:2::1/64, memcached, bmcd
+//   client ns: <if client_if> 198.18.0.2/30 and 2001:2::2/64, an XDP_PASS program (XDP_TX
+//              on a veth needs one on the peer), the test's sockets
 // No address is assigned, and no route added, in the root namespace.
 #pragma once
 
@@ -16,10 +16,13 @@ class Testbed {
 public:
     static constexpr const char *kServerIp = "198.18.0.1";
     static constexpr const char *kClientIp = "198.18.0.2";
+    static constexpr const char *kServerIp6 = "2001:2::1";
+    static constexpr const char *kClientIp6 = "2001:2::2";
     static constexpr const char *kServerIf = "bmcs0";
     static constexpr const char *kClientIf = "bmcc0";
 
-    explicit Testbed(const std::string &tag);
+    // queues: RX/TX queues of each veth end.
+    explicit Testbed(const std::string &tag, int queues = 1);
     ~Testbed();
     Testbed(const Testbed &) = delete;
     Testbed &operator=(const Testbed &) = delete;
@@ -40,8 +43,11 @@ public:
     bool alive(pid_t pid);
 
     // Sockets created inside the client namespace.
-    int client_udp_socket();
+    int client_udp_socket(int family = 2 /* AF_INET */);
     int client_tcp_connect(int port, double timeout_s = 5.0);
+    // A socket of `type` made inside namespace `ns`; a TCP connection from inside `ns`.
+    int socket_in(const std::string &ns, int family, int type);
+    int tcp_connect_in(const std::string &ns, const std::string &ip, int port, double timeout_s = 5.0);
 
     // Runs a shell command inside `ns` and returns its stdout.
     std::string run_in(const std::string &ns, const std::string &cmd);
@@ -50,8 +56,6 @@ public:
     static void remove_stale();
 
 private:
-    template <class F>
-    auto in_client(F &&f);
 
     std::string server_ns_, client_ns_, cgroup_;
     std::vector<pid_t> children_;

@@ -222,7 +222,8 @@ KernelBackend::KernelBackend(const KernelOptions &opts) : opts_(opts) {
         }
         for (const Prefix &p : opts_.allow.prefixes()) {
             bmc_allow_key key{};
-            key.prefixlen = p.len;
+            key.prefixlen = 8 + p.len;
+            key.family = p.family;
             std::memcpy(key.addr, p.addr.data(), 16);
             std::uint8_t one = 1;
             if (bpf_map_update_elem(bpf_map__fd(skel_->maps.bmc_allow), &key, &one, BPF_ANY))
