@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 /* A lossy link for the end-to-end tests (netem is not built into every kernel): on the
- * client's egress, drops loss_pct percent of the TCP segments that carry data to port
+ * server's ingress, drops LOSS_PCT percent of the TCP segments that carry data to port
  * 11211. Untagged IPv4 only, as the testbed sends them. */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 
-const volatile __u32 loss_pct = 2;
+#define LOSS_PCT 2
 
 SEC("tc")
 int lossy(struct __sk_buff *skb)
@@ -23,7 +23,7 @@ int lossy(struct __sk_buff *skb)
     doff = (h[46] >> 4) * 4;
     if (((__u32)h[36] << 8 | h[37]) != 11211 || tot <= ihl + doff)
         return TC_ACT_OK;
-    return bpf_get_prandom_u32() % 100 < loss_pct ? TC_ACT_SHOT : TC_ACT_OK;
+    return bpf_get_prandom_u32() % 100 < LOSS_PCT ? TC_ACT_SHOT : TC_ACT_OK;
 }
 
 char LICENSE[] SEC("license") = "GPL";
