@@ -1,5 +1,6 @@
 // bmcd: runs the bmc cache in front of memcached on one interface until SIGINT/SIGTERM.
 #include <bpf/libbpf.h>
+#include <arpa/inet.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -9,6 +10,7 @@
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <fstream>
 #include <iostream>
@@ -91,15 +93,50 @@ bool write_stats_file(const std::string &path, const Snapshot &s, const char *st
     return std::rename(tmp.c_str(), path.c_str()) == 0;
 }
 
+// A finite number within [lo, hi], with a one-line message otherwise (CLI11's own range
+// check prints the bounds in full and lets nan through).
+CLI::Validator finite_in(double lo, double hi) {
+    return CLI::Validator(
+        [lo, hi](std::string &s) -> std::string {
+            char *end = nullptr;
+            errno = 0;
+            const double v = std::strtod(s.c_str(), &end);
+            char buf[96];
+            std::snprintf(buf, sizeof buf, "must be a number from %g to %g", lo, hi);
+            if (s.empty() || *end || errno == ERANGE || !std::isfinite(v) || v < lo || v > hi) return buf;
+            return "";
+        },
+        "NUMBER");
+}
+
+// MemAvailable from /proc/meminfo, in bytes (0 if unknown).
+std::uint64_t memory_available() {
+    std::ifstream f("/proc/meminfo");
+    std::string key, unit;
+    std::uint64_t kb;
+    while (f >> key >> kb >> unit)
+        if (key == "MemAvailable:") return kb * 1024;
+    return 0;
+}
+
+std::string mib(std::uint64_t bytes) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f MiB", double(bytes) / (1 << 20));
+    return buf;
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
+    // A reader that goes away (bmcd | head) must not kill bmcd with things attached.
+    signal(SIGPIPE, SIG_IGN);
     CLI::App app{"bmcd: a first-level cache for memcached, answering UDP gets before the network "
                  "stack and filling from memcached's replies.\n"
                  "Backends: kernel (XDP answers gets, TC egress fills) or afxdp (XDP hands gets to "
                  "an AF_XDP poller per queue that answers from the same cache and relays misses).\n"
                  "Switch a running instance: SIGUSR1 selects afxdp, SIGUSR2 selects kernel; the "
                  "cache stays warm and memcached keeps running."};
+    app.option_defaults()->always_capture_default();
     bmc::KernelOptions opts;
     std::string backend = "kernel", xdp_mode = "auto", tc_attach = "auto", stats_file;
     double max_age_s = double(opts.max_age_ns) / 1e9, fill_guard_ms = double(opts.fill_guard_ns) / 1e6;
@@ -116,10 +153,12 @@ int main(int argc, char **argv) {
     app.add_option("-p,--port", opts.port, "memcached port (UDP gets, TCP and UDP writes)")
         ->check(CLI::Range(1, 65535));
     app.add_option("--max-age", max_age_s, "seconds an entry may be served after its fill")
-        ->check(CLI::PositiveNumber);
+        ->check(finite_in(0.001, 86400))
+        ->capture_default_str();
     app.add_option("--fill-guard-ms", fill_guard_ms,
                    "a miss this soon after a write to its bucket cannot fill the cache")
-        ->check(CLI::NonNegativeNumber);
+        ->check(finite_in(0, 10000))
+        ->capture_default_str();
     app.add_option("--small-buckets", small_buckets, "4-way buckets of 128-byte entries (power of two)");
     app.add_option("--large-buckets", large_buckets, "2-way buckets of 1536-byte entries (power of two)");
     std::vector<std::string> allow;
@@ -138,7 +177,8 @@ int main(int argc, char **argv) {
     app.add_option("--tc-attach", tc_attach, "auto (TCX link, else tc filter), tcx or netlink")
         ->check(CLI::IsMember({"auto", "tcx", "netlink"}));
     app.add_option("--interval", interval_s, "seconds between status lines; 0 prints none")
-        ->check(CLI::NonNegativeNumber);
+        ->check(finite_in(0, 3600))
+        ->capture_default_str();
     app.add_option("--stats-file", stats_file, "keep the counters as JSON in this file");
     bool pin = false, detach = false;
     std::string pin_dir;
@@ -165,6 +205,47 @@ int main(int argc, char **argv) {
     } catch (const CLI::ParseError &e) {
         std::fprintf(stderr, "bmcd: %s (see --help)\n", e.what());
         return 2;
+    }
+    // Every flag is checked before anything is attached.
+    auto refuse = [](const std::string &msg) {
+        std::fprintf(stderr, "bmcd: %s\n", msg.c_str());
+        return 2;
+    };
+    if (!memcached_host.empty()) {
+        in_addr a;
+        if (inet_pton(AF_INET, memcached_host.c_str(), &a) != 1)
+            return refuse("--memcached " + memcached_host + ": give memcached's IPv4 address, not a name");
+    }
+    if (!stats_file.empty()) {
+        const std::string probe = stats_file + ".tmp";
+        std::ofstream f(probe);
+        if (!f) return refuse("--stats-file " + stats_file + ": cannot write " + probe + " (" + std::strerror(errno) + ")");
+        f.close();
+        std::remove(probe.c_str());
+    }
+    if (!detach) {
+        try {
+            opts.small_buckets = bmc::check_bucket_count("--small-buckets", small_buckets);
+            opts.large_buckets = bmc::check_bucket_count("--large-buckets", large_buckets);
+        } catch (const bmc::Error &e) {
+            return refuse(e.what());
+        }
+        // Sizing: each small bucket holds 4 entries of up to 96 bytes of item, each large
+        // one 2 of up to 1504; both tables and the connection table are locked memory.
+        const std::uint64_t small_b = std::uint64_t(opts.small_buckets) * sizeof(bmc_small_bucket),
+                            large_b = std::uint64_t(opts.large_buckets) * sizeof(bmc_large_bucket),
+                            conns_b = std::uint64_t(opts.max_conns) * (bmc::conn_state_bytes() + 64);
+        const std::uint64_t avail = memory_available();
+        if (avail && small_b + large_b + conns_b > avail / 2)
+            return refuse("the cache would take " + mib(small_b + large_b + conns_b) + " of " + mib(avail) +
+                          " available: size it as --small-buckets x " + std::to_string(sizeof(bmc_small_bucket)) +
+                          " B + --large-buckets x " + std::to_string(sizeof(bmc_large_bucket)) +
+                          " B, at most half the available memory");
+        std::printf("bmcd: cache memory %s: small table %u x %zu B = %s, large table %u x %zu B = %s, "
+                    "connection table %u x %zu B = %s\n",
+                    mib(small_b + large_b + conns_b).c_str(), opts.small_buckets, sizeof(bmc_small_bucket),
+                    mib(small_b).c_str(), opts.large_buckets, sizeof(bmc_large_bucket), mib(large_b).c_str(),
+                    opts.max_conns, bmc::conn_state_bytes() + 64, mib(conns_b).c_str());
     }
     if (pin_dir.empty()) pin_dir = "/sys/fs/bpf/bmc/" + opts.iface;
     if (detach) {
@@ -211,8 +292,6 @@ int main(int argc, char **argv) {
     sigprocmask(SIG_BLOCK, &sigs, nullptr);
 
     try {
-        opts.small_buckets = bmc::check_bucket_count("--small-buckets", small_buckets);
-        opts.large_buckets = bmc::check_bucket_count("--large-buckets", large_buckets);
         bmc::KernelBackend be(opts);
         std::unique_ptr<bmc::AfxdpBackend> afxdp;
         if (!be.notice().empty()) std::fprintf(stderr, "bmcd: %s\n", be.notice().c_str());

@@ -76,6 +76,8 @@ std::uint8_t Delivery::local_kind(const std::uint8_t *addr16) const {
 
 bool Delivery::vlan(std::uint16_t vid) const { return std::find(vlans.begin(), vlans.end(), vid) != vlans.end(); }
 
+std::size_t conn_state_bytes() { return sizeof(bmc_conn); }
+
 std::uint64_t tai_now_ns() {
     timespec ts;
     clock_gettime(CLOCK_TAI, &ts);

@@ -110,6 +110,9 @@ private:
     Delivery delivery_;
 };
 
+// Bytes of one observed connection's state (the observer's map value).
+std::size_t conn_state_bytes();
+
 // CLOCK_TAI, which bpf_ktime_get_tai_ns() reads: flush_all with a Unix time.
 std::uint64_t tai_now_ns();
 

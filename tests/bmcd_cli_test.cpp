@@ -45,6 +45,40 @@ TEST(BmcdCli, BadArgumentsGiveOneLineAndExit2) {
     }
 }
 
+TEST(BmcdCli, HelpShowsDefaults) {
+    std::string out = sh(BMC_BMCD_PATH " --help");
+    EXPECT_NE(out.find("--max-age FLOAT:NUMBER=10 "), std::string::npos) << out;
+    EXPECT_NE(out.find("=11211"), std::string::npos) << out;  // --port
+}
+
+TEST(BmcdCli, NumbersThatAreNotNumbersAreRefusedInOneShortLine) {
+    for (auto args : {"--iface lo --max-age nan", "--iface lo --fill-guard-ms nan", "--iface lo --max-age inf",
+                      "--iface lo --max-age 1e300", "--iface lo --fill-guard-ms -5", "--iface lo --interval 1e999"}) {
+        auto o = run(args);
+        EXPECT_EQ(o.status, 2) << args;
+        EXPECT_EQ(lines(o.err), 1) << args << ": " << o.err;
+        EXPECT_LT(o.err.size(), 200u) << args << ": " << o.err;
+    }
+}
+
+// Flags that can only be judged with an interface: all refused before anything attaches.
+TEST(BmcdCli, EveryBadFlagIsRefusedBeforeAnyAttach) {
+    BMC_REQUIRE_ROOT();
+    bmc::test::Testbed tb("cli");
+    const std::string pre = "ip netns exec " + tb.server_ns() + " ";
+    for (auto args : {"--iface bmcs0 --stats-file /nonexistent/dir/s.json", "--iface bmcs0 --memcached example.com",
+                      "--iface bmcs0 --large-buckets 16777216 --small-buckets 16777216",
+                      "--iface bmcs0 --small-buckets 1000"}) {
+        auto o = run(args, pre);
+        EXPECT_EQ(o.status, 2) << args;
+        EXPECT_EQ(lines(o.err), 1) << args << ": " << o.err;
+        EXPECT_EQ(o.err.rfind("bmcd: ", 0), 0u) << o.err;
+        EXPECT_EQ(tb.run_in(tb.server_ns(), "ip link show dev bmcs0").find("xdp"), std::string::npos) << args;
+    }
+    auto o = run("--iface bmcs0 --large-buckets 16777216 --small-buckets 16777216", pre);
+    EXPECT_NE(o.err.find("--small-buckets x 576 B"), std::string::npos) << "the sizing rule: " << o.err;
+}
+
 TEST(BmcdCli, MissingInterfaceIsOneLine) {
     BMC_REQUIRE_ROOT();
     auto o = run("--iface bmc-no-such-if0");
@@ -55,7 +89,7 @@ TEST(BmcdCli, MissingInterfaceIsOneLine) {
 TEST(BmcdCli, BadBucketCountIsOneLine) {
     BMC_REQUIRE_ROOT();
     auto o = run("--iface lo --small-buckets 1000");
-    EXPECT_EQ(o.status, 1);
+    EXPECT_EQ(o.status, 2);
     EXPECT_EQ(lines(o.err), 1) << o.err;
     EXPECT_NE(o.err.find("power of two"), std::string::npos) << o.err;
 }

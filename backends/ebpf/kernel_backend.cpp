@@ -5,6 +5,7 @@
 #include <linux/if_link.h>
 #include <net/if.h>
 #include <linux/magic.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -90,10 +91,26 @@ bool KernelBackend::pinned_at(const std::string &dir) {
 
 void KernelBackend::detach_pinned(const std::string &dir) {
     if (!pinned_at(dir)) throw Error("no pinned bmc deployment in " + dir);
+    int lock = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (lock < 0) throw Error("cannot open " + dir + ": " + errno_text(errno));
+    if (flock(lock, LOCK_EX | LOCK_NB) != 0) {
+        close(lock);
+        throw Error("a running bmcd serves the deployment in " + dir +
+                    "; stop it first (it leaves the deployment pinned), then --detach");
+    }
     // The pins hold the last references: unlinking them detaches the programs and frees
-    // the maps once no process has them open.
-    for (const char *name : {kXdpLink, kTcLink}) unlink(pin_path(dir, name).c_str());
-    for (const char *name : kObserverLinks) unlink(pin_path(dir, name).c_str());
+    // the maps once no process has them open. Every removal is checked.
+    auto remove = [&](const char *name) {
+        if (unlink(pin_path(dir, name).c_str()) != 0 && errno != ENOENT) {
+            int e = errno;
+            close(lock);
+            throw Error("cannot remove " + pin_path(dir, name) + ": " + errno_text(e) +
+                        (e == EPERM || e == EACCES ? " (needs root)" : ""));
+        }
+    };
+    remove(kXdpLink);
+    remove(kTcLink);
+    for (const char *name : kObserverLinks) remove(name);
     // Connections already in the SOCKHASH keep its verdict until they leave it.
     if (int fd = bpf_obj_get(pin_path(dir, "bmc_socks").c_str()); fd >= 0) {
         std::uint64_t key;
@@ -101,7 +118,8 @@ void KernelBackend::detach_pinned(const std::string &dir) {
             if (bpf_map_delete_elem(fd, &key) != 0) break;
         close(fd);
     }
-    for (const char *name : kPinnedMaps) unlink(pin_path(dir, name).c_str());
+    for (const char *name : kPinnedMaps) remove(name);
+    close(lock);
     rmdir(dir.c_str());
 }
 
@@ -142,9 +160,11 @@ void KernelBackend::pin_or_adopt_links() {
             close(fd);
         }
         attach_verdict();
+        pinned_ = true;
         return;
     }
     if (tcx_link_fd_ < 0) throw Error("--pin needs TC egress as a TCX link (Linux 6.6 or later)");
+    created_pins_ = true;
     if (bpf_obj_pin(xdp_link_fd_, xdp.c_str()) || bpf_obj_pin(tcx_link_fd_, tc.c_str()))
         throw Error("cannot pin links in " + opts_.pin_dir + ": " + errno_text(errno));
     for (std::size_t i = 0; i < cgroup_link_fds_.size(); i++)
@@ -155,6 +175,7 @@ void KernelBackend::pin_or_adopt_links() {
         if (bpf_obj_pin(bpf_map__fd(map), pin_path(opts_.pin_dir, name).c_str()))
             throw Error(std::string("cannot pin ") + name + ": " + errno_text(errno));
     }
+    pinned_ = true;
 }
 
 std::uint32_t check_bucket_count(const char *what, std::uint64_t n) {
@@ -200,6 +221,11 @@ KernelBackend::KernelBackend(const KernelOptions &opts) : opts_(opts) {
             std::filesystem::create_directories(opts_.pin_dir, ec);
             if (statfs(opts_.pin_dir.c_str(), &fs) != 0 || fs.f_type != BPF_FS_MAGIC)
                 throw Error(opts_.pin_dir + " is not on a BPF file system (mount -t bpf bpf /sys/fs/bpf)");
+            // Held while this bmcd serves the deployment: --detach and a second bmcd --pin
+            // see it and refuse.
+            pin_lock_fd_ = open(opts_.pin_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (pin_lock_fd_ < 0 || flock(pin_lock_fd_, LOCK_EX | LOCK_NB) != 0)
+                throw Error("another bmcd serves the deployment in " + opts_.pin_dir);
             if (pinned_at(opts_.pin_dir)) adopt_maps();
         }
         if (int err = bmc_kern__load(skel_))
@@ -243,7 +269,16 @@ KernelBackend::KernelBackend(const KernelOptions &opts) : opts_(opts) {
             if (!opts_.pin_dir.empty()) pin_or_adopt_links();
         }
     } catch (...) {
-        if (!adopted_ && !opts_.pin_dir.empty() && pinned_at(opts_.pin_dir)) detach_pinned(opts_.pin_dir);
+        // Only what this instance pinned is removed: a refused adoption leaves the running
+        // deployment as it was.
+        if (pin_lock_fd_ >= 0) close(pin_lock_fd_);
+        pin_lock_fd_ = -1;
+        if (created_pins_) {
+            try {
+                detach_pinned(opts_.pin_dir);
+            } catch (const Error &) {
+            }
+        }
         detach();
         if (cgroup_fd_ >= 0) close(cgroup_fd_);
         bmc_kern__destroy(skel_);
@@ -253,6 +288,7 @@ KernelBackend::KernelBackend(const KernelOptions &opts) : opts_(opts) {
 
 KernelBackend::~KernelBackend() {
     detach();
+    if (pin_lock_fd_ >= 0) close(pin_lock_fd_);
     if (cgroup_fd_ >= 0) close(cgroup_fd_);
     if (small_map_) munmap(small_map_, small_len_);
     if (large_map_) munmap(large_map_, large_len_);
@@ -389,7 +425,9 @@ void KernelBackend::release_observed() {
 void KernelBackend::detach() {
     for (int fd : cgroup_link_fds_) close(fd);
     cgroup_link_fds_.clear();
-    if (verdict_attached_ && opts_.pin_dir.empty()) {
+    // A pinned deployment stays; anything attached on the way to a failed one goes.
+    const bool keep = !opts_.pin_dir.empty() && pinned_;
+    if (verdict_attached_ && !keep) {
         release_observed();
         bpf_prog_detach2(bpf_program__fd(skel_->progs.bmc_stream), bpf_map__fd(skel_->maps.bmc_socks),
                          BPF_SK_SKB_STREAM_VERDICT);
@@ -400,7 +438,7 @@ void KernelBackend::detach() {
     xdp_link_fd_ = -1;
     if (tcx_link_fd_ >= 0) close(tcx_link_fd_);
     tcx_link_fd_ = -1;
-    if (tc_netlink_attached_ && opts_.pin_dir.empty()) {
+    if (tc_netlink_attached_ && !keep) {
         LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex_, .attach_point = BPF_TC_EGRESS);
         LIBBPF_OPTS(bpf_tc_opts, to, .handle = 0xb3c, .priority = 1);
         bpf_tc_detach(&hook, &to);

@@ -131,6 +131,9 @@ private:
     bool tc_netlink_attached_ = false;
     bool tc_hook_created_ = false;
     bool adopted_ = false;
+    bool created_pins_ = false;  // this instance made the pins (removed again if it fails)
+    bool pinned_ = false;        // the deployment is pinned and outlives this instance
+    int pin_lock_fd_ = -1;
     std::string xdp_mode_, tc_mode_, notice_;
     CacheMemory cache_;
     void *small_map_ = nullptr, *large_map_ = nullptr, *global_map_ = nullptr;
