@@ -4,7 +4,10 @@
 #include <linux/if_packet.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <chrono>
@@ -17,6 +20,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "kernel_backend.hpp"
 #include "mc_client.hpp"
 #include "test_util.hpp"
 #include "testbed.hpp"
@@ -1099,4 +1103,107 @@ TEST(E2EFaults, MemcachedRestartWithNoBmcdRunningIsSeenByThePinnedPrograms) {
         EXPECT_EQ(s.tb->stop(det, 0, 10), 0) << read_file(s.dir + "/detach.log");
     }
     sh("umount " + fs + " && rmdir " + fs);
+}
+
+// ---- lifecycle bugs that hurt a running deployment -----------------------------------------
+
+namespace {
+
+struct PinFs {
+    std::string fs, dir;
+    explicit PinFs(const std::string &tag) {
+        fs = "/tmp/bmct-bpffs-" + tag + std::to_string(getpid());
+        sh("mkdir -p " + fs + " && mount -t bpf bpf " + fs);
+        dir = fs + "/bmc";
+    }
+    ~PinFs() { sh("umount " + fs + " 2>/dev/null; rmdir " + fs + " 2>/dev/null"); }
+};
+
+int run_bmcd(Server &s, const std::vector<std::string> &args, const std::string &log, const std::string &prefix = "") {
+    std::vector<std::string> argv;
+    if (!prefix.empty()) argv = {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"};
+    argv.push_back(BMC_BMCD_PATH);
+    argv.insert(argv.end(), args.begin(), args.end());
+    pid_t p = s.tb->spawn(s.tb->server_ns(), argv, s.dir + "/" + log);
+    return s.tb->stop(p, 0, 15);
+}
+
+bool xdp_attached(Server &s) { return s.tb->run_in(s.tb->server_ns(), "ip link show dev bmcs0").find("xdp") != std::string::npos; }
+
+}  // namespace
+
+TEST(E2ELifecycleBugs, ARefusedAdoptionLeavesTheDeploymentServing) {
+    BMC_REQUIRE_ROOT();
+    PinFs pins("adopt");
+    Server s("adopt", {"--pin", "--pin-dir", pins.dir});
+    ASSERT_EQ(s.tb->stop(s.bmcd, SIGTERM), 0);
+    s.bmcd = -1;
+    EXPECT_EQ(run_bmcd(s, {"--iface", "bmcs0", "--pin", "--pin-dir", pins.dir, "--small-buckets", "1024"}, "refused.log"), 1);
+    EXPECT_NE(read_file(s.dir + "/refused.log").find("use the same bucket counts"), std::string::npos)
+        << read_file(s.dir + "/refused.log");
+    EXPECT_TRUE(xdp_attached(s)) << "the refused bmcd detached the running deployment";
+    EXPECT_TRUE(bmc::KernelBackend::pinned_at(pins.dir));
+    EXPECT_EQ(run_bmcd(s, {"--iface", "bmcs0", "--detach", "--pin-dir", pins.dir}, "detach.log"), 0);
+    EXPECT_FALSE(xdp_attached(s));
+}
+
+TEST(E2ELifecycleBugs, DetachRefusesWhileABmcdServesAndWithoutPermission) {
+    BMC_REQUIRE_ROOT();
+    PinFs pins("detach");
+    Server s("detach", {"--pin", "--pin-dir", pins.dir});
+    EXPECT_EQ(run_bmcd(s, {"--iface", "bmcs0", "--detach", "--pin-dir", pins.dir}, "busy.log"), 1);
+    EXPECT_NE(read_file(s.dir + "/busy.log").find("a running bmcd serves"), std::string::npos) << read_file(s.dir + "/busy.log");
+    EXPECT_TRUE(bmc::KernelBackend::pinned_at(pins.dir));
+    ASSERT_EQ(s.tb->stop(s.bmcd, SIGTERM), 0);
+    s.bmcd = -1;
+    // Unprivileged: refused, and the deployment stays.
+    EXPECT_NE(run_bmcd(s, {"--iface", "bmcs0", "--detach", "--pin-dir", pins.dir}, "noperm.log", "nobody"), 0);
+    EXPECT_EQ(read_file(s.dir + "/noperm.log").find("detached"), std::string::npos) << read_file(s.dir + "/noperm.log");
+    EXPECT_TRUE(xdp_attached(s));
+    EXPECT_TRUE(bmc::KernelBackend::pinned_at(pins.dir));
+    EXPECT_EQ(run_bmcd(s, {"--iface", "bmcs0", "--detach", "--pin-dir", pins.dir}, "detach.log"), 0);
+    EXPECT_FALSE(xdp_attached(s));
+}
+
+TEST(E2ELifecycleBugs, AFailedPinnedStartRemovesWhatItAttached) {
+    BMC_REQUIRE_ROOT();
+    PinFs pins("netlink");
+    Server s("pinnl", {}, false);
+    EXPECT_EQ(run_bmcd(s, {"--iface", "bmcs0", "--pin", "--pin-dir", pins.dir, "--tc-attach", "netlink"}, "nl.log"), 1);
+    EXPECT_NE(read_file(s.dir + "/nl.log").find("TCX"), std::string::npos) << read_file(s.dir + "/nl.log");
+    EXPECT_EQ(s.tb->run_in(s.tb->server_ns(), "tc filter show dev bmcs0 egress"), "");
+    EXPECT_FALSE(xdp_attached(s));
+    EXPECT_FALSE(bmc::KernelBackend::pinned_at(pins.dir));
+    // And the next start works.
+    s.start_bmcd({"--tc-attach", "netlink"});
+    EXPECT_TRUE(s.tb->alive(s.bmcd));
+}
+
+TEST(E2ELifecycleBugs, AReaderGoingAwayDoesNotKillBmcd) {
+    BMC_REQUIRE_ROOT();
+    Server s("sigpipe", {}, false);
+    // bmcd's stdout is a pipe whose reader is gone: each status line meets EPIPE.
+    int fds[2];
+    ASSERT_EQ(pipe(fds), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(fds[1], 1);
+        close(fds[0]);
+        execlp("ip", "ip", "netns", "exec", s.tb->server_ns().c_str(), BMC_BMCD_PATH, "--iface", "bmcs0",
+               "--tc-attach", "netlink", "--interval", "0.1", "--cgroup", s.tb->cgroup().c_str(), (char *)nullptr);
+        _exit(127);
+    }
+    close(fds[1]);
+    char c;
+    ASSERT_EQ(read(fds[0], &c, 1), 1);  // started
+    close(fds[0]);
+    std::this_thread::sleep_for(500ms);
+    int st = 0;
+    EXPECT_EQ(waitpid(pid, &st, WNOHANG), 0) << "bmcd died of SIGPIPE";
+    kill(pid, SIGTERM);
+    waitpid(pid, &st, 0);
+    EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+    EXPECT_EQ(s.tb->run_in(s.tb->server_ns(), "tc filter show dev bmcs0 egress"), "");
+    EXPECT_FALSE(xdp_attached(s));
 }
