@@ -23,6 +23,7 @@ from contextlib import contextmanager
 
 SERVER_IP, CLIENT_IP, PORT = "198.18.0.1", "198.18.0.2", 11211
 SIF, CIF = "bmcs0", "bmcc0"
+CGROUP_MOUNT = "/tmp/bmct-cgroup2"  # the tests' testbed mounts the same
 
 
 def log(msg):
@@ -46,6 +47,18 @@ class Testbed:
             self.sh(f"ip -n {ns} link set {dev} up")
         self.server_mac = self.sh(f"ip -n {self.srv} -br link show {SIF}").split()[2]
         self.xdp_pass = f"{build}/bpf/xdp_pass.bpf.o"
+        # memcached runs in a cgroup of this testbed's own, which bmcd's write observer
+        # watches; the cgroup2 hierarchy is mounted where `ip netns exec` still sees it.
+        if not self.is_cgroup2(CGROUP_MOUNT):
+            os.makedirs(CGROUP_MOUNT, exist_ok=True)
+            self.sh(f"mount -t cgroup2 none {CGROUP_MOUNT}")
+        self.cgroup = f"{CGROUP_MOUNT}/bmcb-{os.getpid()}"
+        os.makedirs(self.cgroup, exist_ok=True)
+
+    @staticmethod
+    def is_cgroup2(path):
+        with open("/proc/self/mounts") as f:
+            return any(l.split()[1] == path and l.split()[2] == "cgroup2" for l in f)
 
     @staticmethod
     def remove_stale():
@@ -55,6 +68,13 @@ class Testbed:
                 pid = int(name.split("-")[1])
                 if not os.path.exists(f"/proc/{pid}"):
                     subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        if os.path.isdir(CGROUP_MOUNT):
+            for name in os.listdir(CGROUP_MOUNT):
+                if name.startswith("bmcb-") and not os.path.exists(f"/proc/{name.split('-')[1]}"):
+                    try:
+                        os.rmdir(f"{CGROUP_MOUNT}/{name}")
+                    except OSError:
+                        pass
 
     @staticmethod
     def sh(cmd):
@@ -63,9 +83,14 @@ class Testbed:
             raise RuntimeError(f"'{cmd}' failed: {r.stderr.strip()}")
         return r.stdout
 
-    def spawn(self, ns, argv, logfile):
+    def spawn(self, ns, argv, logfile, in_cgroup=False):
+        def setup():
+            os.setsid()
+            if in_cgroup:
+                with open(f"{self.cgroup}/cgroup.procs", "w") as f:
+                    f.write(str(os.getpid()))
         p = subprocess.Popen(["ip", "netns", "exec", ns] + argv, stdout=logfile, stderr=subprocess.STDOUT,
-                             preexec_fn=os.setsid)
+                             preexec_fn=setup)
         self.procs.append(p)
         return p
 
@@ -97,6 +122,14 @@ class Testbed:
             self.stop(p, 5)
         for ns in (self.srv, self.cli):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        for _ in range(100):
+            try:
+                os.rmdir(self.cgroup)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.05)
 
 
 class Bench:
@@ -117,7 +150,8 @@ class Bench:
     @contextmanager
     def memcached(self, threads, keys, value_size):
         p = self.tb.spawn(self.tb.srv, ["memcached", "-u", "root", "-U", str(PORT), "-p", str(PORT), "-l",
-                                        SERVER_IP, "-t", str(threads), "-m", "2048", "-c", "4096"], self.logs)
+                                        SERVER_IP, "-t", str(threads), "-m", "2048", "-c", "4096"], self.logs,
+                          in_cgroup=True)
         try:
             self.preload(keys, value_size)
             yield p
@@ -149,7 +183,7 @@ class Bench:
             # Values up to 1 KB answer 30-byte requests: lift the amplification limit (default 10)
             # so that the value-size sweep measures the cache rather than the limit.
             argv = [self.tool("bmcd"), "-i", SIF, "--backend", kind, "--interval", "0", "--stats-file", stats,
-                    "--max-amplification", "100"]
+                    "--max-amplification", "100", "--cgroup", self.tb.cgroup, "--max-connections", "4096"]
         else:
             argv = [self.tool("bmc-floor"), "-i", SIF, "--kind", kind.split("-")[1], "--stats-file", stats]
         p = self.tb.spawn(self.tb.srv, argv, self.logs)
@@ -286,6 +320,34 @@ class Bench:
                                  capture_output=True, text=True)
         return "\n".join(l for l in rep.stdout.splitlines() if l and not l.startswith("#"))[:4000]
 
+    def observer_cost(self, rounds=3):
+        """memcached's own TCP SET throughput with bmc's write observer attached (alone: no
+        XDP, no TC), against none, interleaved in one run; synchronous SETs from 2 threads."""
+        d = 1.0 if self.args.quick else 3.0
+        runs = {"none": [], "observer": []}
+        with self.memcached(1, 1000, 32):
+            for r in range(rounds):
+                for kind in ("none", "observer"):
+                    p = None
+                    if kind == "observer":
+                        p = self.tb.spawn(self.tb.srv, [self.tool("bmc-observe"), "--cgroup", self.tb.cgroup],
+                                          self.logs)
+                        time.sleep(0.5)
+                        if p.poll() is not None:
+                            raise RuntimeError("bmc-observe did not start; see processes.log")
+                    try:
+                        j = self.socket_run(["--set-ratio", "1", "-t", "2", "-d", str(d), "-k", "1000",
+                                             "--value-size", "32", "--no-verify"], f"observer-cost-{kind}-{r}")
+                    finally:
+                        if p:
+                            self.tb.stop(p)
+                    runs[kind].append(j["sets"] / j["duration_s"] if "duration_s" in j else j["sets"] / d)
+                    log(f"  observer cost round {r} {kind}: {runs[kind][-1]:.0f} sets/s")
+        med = {k: sorted(v)[len(v) // 2] for k, v in runs.items()}
+        res = {"sets_per_s": runs, "median": med, "ratio_observer_to_none": med["observer"] / max(med["none"], 1)}
+        self.results["observer_cost"] = res
+        return res
+
     def consistency(self, ops):
         """bmc-check against both backends: longer runs than CI's 10,000 operations."""
         bad = []
@@ -308,6 +370,8 @@ class Bench:
         for name, t, kind in plan:
             self.measure_config(name, t, kind, keys)
         self.run_sweeps()
+        log("observer cost: memcached TCP SETs with and without the write observer")
+        self.observer_cost()
         self.results["profile"] = self.profile()
         self.results["ratios"] = ratios(self.results["configs"])
         with open(os.path.join(self.out, "results.json"), "w") as f:
@@ -343,12 +407,23 @@ def main():
     ap.add_argument("--quick", action="store_true", help="short runs and sweeps (under 2 minutes)")
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     ap.add_argument("--check", type=int, metavar="OPS", help="run only the consistency checker, OPS operations per backend")
+    ap.add_argument("--observer-cost", action="store_true",
+                    help="run only the write observer's cost on memcached's TCP throughput")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: run as root (namespaces, BPF)")
     args.out = args.out or os.path.join("bench", "results", time.strftime("%Y%m%d-%H%M%S"))
     start = time.time()
     b = Bench(args)
+    if args.observer_cost:
+        try:
+            res = b.observer_cost(5)
+            with open(os.path.join(b.out, "observer-cost.json"), "w") as f:
+                json.dump(res, f, indent=1)
+        finally:
+            b.tb.close()
+        log(f"observer cost: {json.dumps(res['median'])}, ratio {res['ratio_observer_to_none']:.3f}")
+        return
     if args.check:
         try:
             bad = b.consistency(args.check)

@@ -188,7 +188,7 @@ std::uint32_t check_bucket_count(const char *what, std::uint64_t n) {
 KernelBackend::KernelBackend(const KernelOptions &opts) : opts_(opts) {
     check_bucket_count("small bucket count", opts.small_buckets);
     check_bucket_count("large bucket count", opts.large_buckets);
-    if (opts_.attach) {
+    if (opts_.attach && !opts_.observer_only) {
         ifindex_ = int(if_nametoindex(opts_.iface.c_str()));
         if (ifindex_ == 0) throw Error("interface '" + opts_.iface + "' not found");
     }
@@ -204,7 +204,7 @@ KernelBackend::KernelBackend(const KernelOptions &opts) : opts_(opts) {
         cfg.fill_guard_ns = opts_.fill_guard_ns;
         cfg.max_amp = opts_.max_amp;
         cfg.netns_cookie = netns_cookie();
-        if (opts_.attach) opts_.delivery = Delivery::of_interface(opts_.iface);
+        if (opts_.attach && !opts_.observer_only) opts_.delivery = Delivery::of_interface(opts_.iface);
         cfg.loopback = opts_.delivery.loopback;
         std::memcpy(cfg.mac, opts_.delivery.mac.data(), 6);
         cfg.check_socket = opts_.attach && opts_.check_socket;
@@ -261,6 +261,9 @@ KernelBackend::KernelBackend(const KernelOptions &opts) : opts_(opts) {
             tc_mode_ = "tcx, pinned";
             open_cgroup();
             pin_or_adopt_links();
+        } else if (opts_.observer_only) {
+            open_cgroup();
+            attach_observer();
         } else if (opts_.attach) {
             open_cgroup();
             attach_observer();

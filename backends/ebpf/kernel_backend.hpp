@@ -39,6 +39,8 @@ struct KernelOptions {
     TcAttach tc_attach = TcAttach::Auto;
     // Load the programs and maps without attaching them (BPF_PROG_TEST_RUN users).
     bool attach = true;
+    // Attach the write observer only, no XDP or TC (to measure what it costs memcached).
+    bool observer_only = false;
     // What the stack delivers; read from iface when attaching, else this (tests).
     Delivery delivery;
     // Answer a get only if memcached has a UDP socket for it (bpf_sk_lookup_udp); on by
