@@ -11,12 +11,16 @@ build=${BMC_BUILD_DIR:-$root/build}
 
 tag="bmc-demo-$$"
 srv="$tag-s" cli="$tag-c" work=$(mktemp -d /tmp/bmc-demo.XXXXXX)
+# memcached runs in a cgroup of the demo's own, which bmcd's write observer watches. The
+# cgroup2 hierarchy is mounted where `ip netns exec` (which remounts /sys) still sees it.
+cgmount=/tmp/bmct-cgroup2 cg=""
 mc_pid="" bmcd_pid=""
 cleanup() {
   [ -n "$bmcd_pid" ] && kill "$bmcd_pid" 2>/dev/null && wait "$bmcd_pid" 2>/dev/null || true
   [ -n "$mc_pid" ] && kill "$mc_pid" 2>/dev/null && wait "$mc_pid" 2>/dev/null || true
   ip netns del "$srv" 2>/dev/null || true
   ip netns del "$cli" 2>/dev/null || true
+  [ -n "$cg" ] && rmdir "$cg" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
@@ -38,12 +42,18 @@ ip -n "$cli" link set bmcc0 up
 # Replies sent with XDP_TX on a veth reach the peer only if the peer runs XDP.
 ip -n "$cli" link set dev bmcc0 xdp obj "$build/bpf/xdp_pass.bpf.o" sec xdp
 
-echo "== memcached $(memcached -V | cut -d' ' -f2) on 198.18.0.1:11211 (TCP and UDP)"
-ip netns exec "$srv" memcached -u root -U 11211 -p 11211 -l 198.18.0.1 -t 1 -m 64 &
+mkdir -p "$cgmount"
+grep -q " $cgmount cgroup2 " /proc/self/mounts || mount -t cgroup2 none "$cgmount"
+cg="$cgmount/$tag"
+mkdir -p "$cg"
+
+echo "== memcached $(memcached -V | cut -d' ' -f2) on 198.18.0.1:11211 (TCP and UDP), in cgroup $tag"
+sh -c 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"' sh "$cg" \
+  ip netns exec "$srv" memcached -u root -U 11211 -p 11211 -l 198.18.0.1 -t 1 -m 64 &
 mc_pid=$!
 
-echo "== bmcd on bmcs0"
-ip netns exec "$srv" "$build/apps/bmcd" --iface bmcs0 --interval 0 --stats-file "$work/bmcd.json" &
+echo "== bmcd on bmcs0, observing memcached's sockets in its cgroup"
+ip netns exec "$srv" "$build/apps/bmcd" --iface bmcs0 --interval 0 --stats-file "$work/bmcd.json" --cgroup "$cg" &
 bmcd_pid=$!
 for _ in $(seq 100); do [ -s "$work/bmcd.json" ] && break; sleep 0.05; done
 [ -s "$work/bmcd.json" ] || { echo "bmcd did not start" >&2; exit 1; }
