@@ -449,15 +449,15 @@ TEST_P(E2E, ConsistencyCheckerFindsNoStaleOrUnwrittenValue) {
     const auto hits_before = server->cache_hits();
     const std::string out = server->tb->run_in(
         server->tb->client_ns(),
-        std::string(BMC_CHECK_PATH) + " --ops 10000 --keys 16 --write-pause-us 3000 --max-seconds 120");
+        std::string(BMC_CHECK_PATH) + " --ops 50000 --keys 16 --write-pause-us 3000 --max-seconds 240");
     nlohmann::json j;
     const auto start = out.find("{\"");
     ASSERT_NE(start, std::string::npos) << out;
     ASSERT_NO_THROW(j = nlohmann::json::parse(out.substr(start))) << out;
     std::printf("consistency (%s): %s\n", GetParam().c_str(), j.dump().c_str());
-    EXPECT_GE(j["operations"].get<std::uint64_t>(), 10000u);
+    EXPECT_GE(j["operations"].get<std::uint64_t>(), 50000u);
     EXPECT_EQ(j["violations"].get<std::uint64_t>(), 0u) << j["examples"].dump();
-    EXPECT_GT(j["key_reads_checked"].get<std::uint64_t>(), 10000u);
+    EXPECT_GT(j["key_reads_checked"].get<std::uint64_t>(), 50000u);
     EXPECT_GT(j["writes_by_command"].size(), 30u);  // every command ran, over both transports
     const auto served = server->cache_hits() - hits_before;
     std::printf("consistency (%s): %llu gets answered by the cache\n", GetParam().c_str(), (unsigned long long)served);
@@ -673,7 +673,7 @@ namespace {
 std::string with_nul(const std::string &a, const std::string &b) { return a + std::string(1, '\0') + b; }
 
 // The UDP get's answer equals memcached's own (TCP) answer, read just before or after.
-::testing::AssertionResult fresh(E2EBase &t, McUdp &udp, McTcp &tcp, const std::string &key) {
+::testing::AssertionResult fresh(E2EBase &, McUdp &udp, McTcp &tcp, const std::string &key) {
     const std::string before = tcp.call("get " + key + "\r\n");
     auto r = udp.request("get " + key + "\r\n", true);
     const std::string after = tcp.call("get " + key + "\r\n");
@@ -684,7 +684,7 @@ std::string with_nul(const std::string &a, const std::string &b) { return a + st
 }  // namespace
 
 TEST_P(E2E, NulEndsACommandLineAsInMemcached) {
-    for (const std::string cmd : {with_nul("delete nk", "\r\n"), with_nul("md nk", " q\r\n"),
+    for (const std::string &cmd : {with_nul("delete nk", "\r\n"), with_nul("md nk", " q\r\n"),
                                   with_nul("flush_all", " 99\r\n")}) {
         ASSERT_TRUE(warm("nk", "old"));
         tcp->call(cmd);
