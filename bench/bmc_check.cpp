@@ -7,15 +7,25 @@
 // Every operation is recorded with its send and acknowledge times. Afterwards each UDP
 // read is checked: it must return a value no older than the newest write acknowledged
 // before the read was sent, and never a value that was not written.
+//
+// The writer can also hide its writes from anyone reading the wire: --pipeline sends
+// batches of text writes to distinct keys in one send, --split sends some writes in two
+// pieces with a gap longer than the fill guard between them, and --loopback-netns makes
+// some writes over loopback inside the server's network namespace. A lossy link is the
+// caller's to set up (the end-to-end test drops TCP segments at the server).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <atomic>
+#include <memory>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -43,6 +53,10 @@ struct Options {
     unsigned keys = 6;
     unsigned write_pause_us = 0;
     std::uint32_t seed = 1;
+    unsigned pipeline = 0;           // > 1: some writes go in batches of this many
+    bool split = false;              // some writes are sent in two pieces with a gap
+    unsigned split_gap_ms = 15;
+    std::string loopback_netns;      // some writes over 127.0.0.1 in this network namespace
 };
 
 std::uint64_t now() { return bmc::monotonic_ns(); }
@@ -64,6 +78,26 @@ public:
         int one = 1;
         setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
+    // A connection to 127.0.0.1 made inside the network namespace at netns_path.
+    Tcp(const Options &o, const std::string &netns_path) {
+        int self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC), target = open(netns_path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (self < 0 || target < 0 || setns(target, CLONE_NEWNET) != 0)
+            throw std::runtime_error("cannot enter " + netns_path);
+        fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (setns(self, CLONE_NEWNET) != 0) std::abort();  // never go on in the wrong namespace
+        close(self);
+        close(target);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_port = htons(std::uint16_t(o.port));
+        inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+        if (connect(fd_, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0)
+            throw std::runtime_error("connect to 127.0.0.1 in " + netns_path);
+        int one = 1;
+        setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    // Sends bytes as they are (one piece of a write).
+    void send_raw(const std::string &bytes) { send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL); }
     ~Tcp() { close(fd_); }
     // Sends req and reads until the reply ends with `end`.
     std::string call(const std::string &req, const std::string &end) {
@@ -183,6 +217,7 @@ bool parse_values(const std::string &text, std::map<std::string, std::string> &o
 struct Writer {
     const Options &o;
     Tcp tcp, probe, btcp;  // text, reads of the truth, binary (a connection keeps its protocol)
+    std::unique_ptr<Tcp> local;  // over loopback in the server's namespace
     Udp udp;
     std::mt19937 rng;
     std::vector<std::vector<Version>> &history;
@@ -191,7 +226,35 @@ struct Writer {
     std::map<std::string, std::uint64_t> by_command;
 
     Writer(const Options &o, std::vector<std::vector<Version>> &h)
-        : o(o), tcp(o), probe(o), btcp(o), udp(o), rng(o.seed), history(h), numeric(o.keys) {}
+        : o(o), tcp(o), probe(o), btcp(o), udp(o), rng(o.seed), history(h), numeric(o.keys) {
+        if (!o.loopback_netns.empty()) local = std::make_unique<Tcp>(o, o.loopback_netns);
+    }
+
+    // A batch of set/delete/incr writes to distinct keys, pipelined in one send: each key's
+    // resulting value is learned afterwards, so no intermediate value is ever unknown.
+    std::string batch() {
+        std::vector<unsigned> keys;
+        for (unsigned k = 0; k < o.keys; k++) keys.push_back(k);
+        std::shuffle(keys.begin(), keys.end(), rng);
+        keys.resize(std::min<std::size_t>(keys.size(), o.pipeline));
+        std::string req;
+        for (unsigned k : keys) {
+            const std::string key = key_name(k), v = fresh();
+            switch (rng() % 3) {
+            case 0: req += "set " + key + " 0 0 " + std::to_string(v.size()) + "\r\n" + v + "\r\n"; numeric[k] = false; break;
+            case 1: req += "delete " + key + "\r\n"; break;
+            default: req += "set " + key + " 0 0 2\r\n" + std::to_string(10 + rng() % 90) + "\r\nincr " + key + " 1\r\n";
+                     numeric[k] = true; break;
+            }
+        }
+        const std::uint64_t sent = now();
+        tcp.text(req);
+        const std::uint64_t acked = now();
+        for (unsigned k : keys) record(k, sent, acked);
+        writes += keys.size();
+        by_command["pipelined"] += keys.size();
+        return "pipelined";
+    }
 
     Value stored(unsigned k) {  // memcached's own answer over TCP
         std::map<std::string, std::string> v;
@@ -251,9 +314,22 @@ struct Writer {
         default: name = "flush_all"; text = "flush_all\r\n"; break;
         }
         const std::uint64_t sent = now();
+        const unsigned how = rng() % 8;
         if (via_udp) {
             name += "_udp";
             if (!udp.call(bin.empty() ? text : bin, false).has_value()) udp_lost++;  // outcome learned below
+        } else if (bin.empty() && local && how == 0) {
+            name += "_loopback";
+            local->text(text);
+        } else if (o.split && how == 1) {
+            // Two pieces, a gap longer than the fill guard between them, cut anywhere.
+            const std::string &w = bin.empty() ? text : bin;
+            const std::size_t at = 1 + rng() % (w.size() - 1);
+            Tcp &c = bin.empty() ? tcp : btcp;
+            c.send_raw(w.substr(0, at));
+            std::this_thread::sleep_for(std::chrono::milliseconds(o.split_gap_ms));
+            if (bin.empty()) c.text(w.substr(at)); else c.binary(w.substr(at));
+            name += "_split";
         } else if (bin.empty()) {
             tcp.text(text);
         } else {
@@ -324,6 +400,11 @@ int main(int argc, char **argv) {
     app.add_option("--keys", o.keys, "hot keys")->check(CLI::Range(1, 1000));
     app.add_option("--write-pause-us", o.write_pause_us, "pause between writes (more reads between them)");
     app.add_option("--seed", o.seed);
+    app.add_option("--pipeline", o.pipeline, "a quarter of the writes go in batches of this many distinct keys");
+    app.add_flag("--split", o.split, "some TCP writes go in two pieces with a gap between them");
+    app.add_option("--split-gap-ms", o.split_gap_ms, "the gap (longer than bmcd's fill guard)");
+    app.add_option("--loopback-netns", o.loopback_netns,
+                   "some text writes go over 127.0.0.1 in this network namespace (a path, e.g. /var/run/netns/NAME)");
     CLI11_PARSE(app, argc, argv);
 
     std::vector<std::vector<Version>> history(o.keys);
@@ -346,7 +427,10 @@ int main(int argc, char **argv) {
         const std::uint64_t t_end = now() + std::uint64_t(o.max_seconds * 1e9);
         try {
             while (ops.load() + w.writes < o.ops && now() < t_end) {
-                w.step();
+                if (o.pipeline > 1 && w.rng() % 4 == 0)
+                    w.batch();
+                else
+                    w.step();
                 if (o.write_pause_us) std::this_thread::sleep_for(std::chrono::microseconds(w.rng() % (2 * o.write_pause_us)));
                 std::this_thread::sleep_for(std::chrono::microseconds(200 + w.rng() % 800));
             }

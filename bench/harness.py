@@ -150,7 +150,7 @@ class Bench:
     @contextmanager
     def memcached(self, threads, keys, value_size):
         p = self.tb.spawn(self.tb.srv, ["memcached", "-u", "root", "-U", str(PORT), "-p", str(PORT), "-l",
-                                        SERVER_IP, "-t", str(threads), "-m", "2048", "-c", "4096"], self.logs,
+                                        SERVER_IP + ",127.0.0.1", "-t", str(threads), "-m", "2048", "-c", "4096"], self.logs,
                           in_cgroup=True)
         try:
             self.preload(keys, value_size)
@@ -348,14 +348,27 @@ class Bench:
         self.results["observer_cost"] = res
         return res
 
-    def consistency(self, ops):
-        """bmc-check against both backends: longer runs than CI's 10,000 operations."""
+    def consistency(self, ops, seconds=None, lossy=False):
+        """bmc-check against both backends: longer runs than CI's 50,000 operations; with
+        lossy, over a link that drops 2 % of the TCP segments to memcached."""
         bad = []
+        seconds = seconds or max(60, ops / 2000)
         for kind in ("kernel", "afxdp"):
             with self.memcached(1, 10, 32), self.server(kind):
-                r = self.tb.run(self.tb.cli, [self.tool("bmc-check"), "--ops", str(ops), "--keys", "16",
-                                              "--write-pause-us", "3000", "--max-seconds", str(max(60, ops / 2000))],
-                                timeout=max(120, ops / 1000))
+                if lossy:
+                    self.tb.sh(f"ip netns exec {self.tb.srv} tc qdisc add dev {SIF} clsact")
+                    self.tb.sh(f"ip netns exec {self.tb.srv} tc filter add dev {SIF} ingress bpf da obj "
+                               f"{self.build}/tests/lossy.bpf.o sec tc")
+                try:
+                    r = self.tb.run(self.tb.cli, [self.tool("bmc-check"), "--ops", str(ops), "--keys", "16",
+                                                  "--write-pause-us", "3000", "--max-seconds", str(seconds),
+                                                  "--pipeline", "8", "--split",
+                                                  "--loopback-netns", f"/var/run/netns/{self.tb.srv}"],
+                                    timeout=seconds + 120)
+                finally:
+                    if lossy:
+                        subprocess.run(["ip", "netns", "exec", self.tb.srv, "tc", "qdisc", "del", "dev", SIF, "clsact"],
+                                       capture_output=True)
             log(f"consistency {kind}: {r.stdout.strip()[:2000]}")
             with open(os.path.join(self.out, f"consistency-{kind}.json"), "w") as f:
                 f.write(r.stdout)
@@ -407,6 +420,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="short runs and sweeps (under 2 minutes)")
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     ap.add_argument("--check", type=int, metavar="OPS", help="run only the consistency checker, OPS operations per backend")
+    ap.add_argument("--check-seconds", type=float, help="with --check: stop each backend's run after this long")
+    ap.add_argument("--lossy", action="store_true", help="with --check: drop 2 %% of the TCP segments to memcached")
     ap.add_argument("--observer-cost", action="store_true",
                     help="run only the write observer's cost on memcached's TCP throughput")
     args = ap.parse_args()
@@ -426,7 +441,7 @@ def main():
         return
     if args.check:
         try:
-            bad = b.consistency(args.check)
+            bad = b.consistency(args.check, args.check_seconds, args.lossy)
         finally:
             b.tb.close()
         sys.exit(f"bench: consistency violations with {', '.join(bad)}" if bad else 0)

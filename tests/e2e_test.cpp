@@ -445,23 +445,47 @@ TEST(E2EFaults, SigkillLeavesNothingAttachedAndMemcachedAnswers) {
 
 // The randomized checker (bench/bmc_check.cpp): every mutating command, over TCP and UDP,
 // against single- and multi-key UDP gets on a hot key set; no stale or unwritten value.
+// The randomized checker (bench/bmc_check.cpp): every mutating command, over TCP and UDP,
+// pipelined, split in two with a gap, over loopback on the server, against single- and
+// multi-key UDP gets on a hot key set; no stale or unwritten value. Then again over a link
+// that loses 2 % of the TCP segments, for a bounded time.
+namespace {
+nlohmann::json run_check(Server &s, const std::string &args) {
+    const std::string out = s.tb->run_in(
+        s.tb->client_ns(), std::string(BMC_CHECK_PATH) + " --keys 16 --write-pause-us 3000 --pipeline 8 --split " +
+                               "--loopback-netns /var/run/netns/" + s.tb->server_ns() + " " + args);
+    const auto start = out.find("{\"");
+    if (start == std::string::npos) throw std::runtime_error("bmc-check: " + out);
+    return nlohmann::json::parse(out.substr(start));
+}
+}  // namespace
+
 TEST_P(E2E, ConsistencyCheckerFindsNoStaleOrUnwrittenValue) {
     const auto hits_before = server->cache_hits();
-    const std::string out = server->tb->run_in(
-        server->tb->client_ns(),
-        std::string(BMC_CHECK_PATH) + " --ops 50000 --keys 16 --write-pause-us 3000 --max-seconds 240");
     nlohmann::json j;
-    const auto start = out.find("{\"");
-    ASSERT_NE(start, std::string::npos) << out;
-    ASSERT_NO_THROW(j = nlohmann::json::parse(out.substr(start))) << out;
+    ASSERT_NO_THROW(j = run_check(*server, "--ops 50000 --max-seconds 240"));
     std::printf("consistency (%s): %s\n", GetParam().c_str(), j.dump().c_str());
     EXPECT_GE(j["operations"].get<std::uint64_t>(), 50000u);
     EXPECT_EQ(j["violations"].get<std::uint64_t>(), 0u) << j["examples"].dump();
     EXPECT_GT(j["key_reads_checked"].get<std::uint64_t>(), 50000u);
-    EXPECT_GT(j["writes_by_command"].size(), 30u);  // every command ran, over both transports
+    EXPECT_GT(j["writes_by_command"].size(), 40u);  // every command ran, over both transports
+    for (auto how : {"pipelined", "set_split", "delete_loopback"})
+        EXPECT_GT(j["writes_by_command"].value(how, 0u), 0u) << how << " never ran";
     const auto served = server->cache_hits() - hits_before;
     std::printf("consistency (%s): %llu gets answered by the cache\n", GetParam().c_str(), (unsigned long long)served);
     EXPECT_GT(served, 500u) << "the cache answered too little for the check to mean much";
+}
+
+TEST_P(E2E, ConsistencyCheckerOverALossyLinkFindsNothingStale) {
+    const std::string sns = server->tb->server_ns();
+    server->tb->run_in(sns, "tc qdisc add dev bmcs0 clsact");
+    ASSERT_EQ(server->tb->run_in(sns, "tc filter add dev bmcs0 ingress bpf da obj " BMC_LOSSY_OBJ " sec tc"), "");
+    nlohmann::json j;
+    EXPECT_NO_THROW(j = run_check(*server, "--ops 50000 --max-seconds 12 --seed 7"));
+    server->tb->run_in(sns, "tc filter del dev bmcs0 ingress");
+    std::printf("consistency, lossy (%s): %s\n", GetParam().c_str(), j.dump().c_str());
+    EXPECT_EQ(j["violations"].get<std::uint64_t>(), 0u) << j["examples"].dump();
+    EXPECT_GT(j["key_reads_checked"].get<std::uint64_t>(), 2000u);
 }
 
 TEST(E2EFaults, PinnedDeploymentOutlivesBmcdIsAdoptedAndDetached) {
