@@ -348,6 +348,19 @@ class Bench:
         self.results["observer_cost"] = res
         return res
 
+    def hit_cost(self):
+        """bmc-hitcost in the server namespace: bmc_rx per hit with and without the
+        stack-delivery checks and the socket lookup, interleaved in one run."""
+        path = os.path.join(self.out, "hit-cost.json")
+        r = self.tb.run(self.tb.srv, [self.tool("bmc-hitcost"), "-i", SIF, "--json", path, "--runs",
+                                      "20000" if self.args.quick else "100000"], timeout=600)
+        if r.returncode != 0:
+            raise RuntimeError(f"bmc-hitcost: {r.stderr.strip()}")
+        log(r.stdout.strip())
+        with open(path) as f:
+            self.results["hit_cost"] = json.load(f)
+        return self.results["hit_cost"]
+
     def consistency(self, ops, seconds=None, lossy=False):
         """bmc-check against both backends: longer runs than CI's 50,000 operations; with
         lossy, over a link that drops 2 % of the TCP segments to memcached."""
@@ -385,6 +398,8 @@ class Bench:
         self.run_sweeps()
         log("observer cost: memcached TCP SETs with and without the write observer")
         self.observer_cost()
+        log("hit cost: the stack-delivery checks")
+        self.hit_cost()
         self.results["profile"] = self.profile()
         self.results["ratios"] = ratios(self.results["configs"])
         with open(os.path.join(self.out, "results.json"), "w") as f:
@@ -424,12 +439,19 @@ def main():
     ap.add_argument("--lossy", action="store_true", help="with --check: drop 2 %% of the TCP segments to memcached")
     ap.add_argument("--observer-cost", action="store_true",
                     help="run only the write observer's cost on memcached's TCP throughput")
+    ap.add_argument("--hit-cost", action="store_true", help="run only the stack-delivery checks' cost per hit")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: run as root (namespaces, BPF)")
     args.out = args.out or os.path.join("bench", "results", time.strftime("%Y%m%d-%H%M%S"))
     start = time.time()
     b = Bench(args)
+    if args.hit_cost:
+        try:
+            b.hit_cost()
+        finally:
+            b.tb.close()
+        return
     if args.observer_cost:
         try:
             res = b.observer_cost(5)

@@ -126,6 +126,7 @@ const volatile struct bmc_config bmc_cfg = {
     .max_amp = BMC_DEFAULT_MAX_AMP,
     .max_age_ns = 10ULL * 1000000000ULL,
     .fill_guard_ns = 10ULL * 1000000ULL,
+    .check_delivery = 1,
 };
 
 /* The kernel datapath has no per-call environment: its maps are globals. */

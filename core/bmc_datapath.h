@@ -307,6 +307,8 @@ BMC_SUBPROG int bmc_rx_deliverable(struct bmc_env *env, const struct bmc_scratch
 
     if (!sc || !f)
         return BMC_STAT_PASS_MALFORMED;
+    if (!cfg->check_delivery)
+        return 0;
     l3 = f->l3_off;
     l4 = f->l4_off;
     v6 = f->answerable == 6;

@@ -118,7 +118,9 @@ BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
     F(__u64, netns_cookie)    /* memcached's network namespace (0: any): whose sockets are watched */\
     A(__u8, mac, 6)           /* the interface's MAC: only frames sent to it are answered */    \
     F(__u8, loopback)         /* the interface is a loopback device (127/8 sources are fine) */ \
-    F(__u8, check_socket)     /* answer only if memcached has a UDP socket for the destination */
+    F(__u8, check_socket)     /* answer only if memcached has a UDP socket for the destination */\
+    F(__u8, check_delivery)   /* the stack-delivery checks (off only to measure their cost) */  \
+    A(__u8, pad1, 7)
 
 // Command table row: a name packed little-endian into two words, what it does and
 // which argument holds its key.

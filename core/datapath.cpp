@@ -44,6 +44,7 @@ bmc_config default_config() {
     c.max_amp = BMC_DEFAULT_MAX_AMP;
     c.max_age_ns = 10ULL * 1000000000ULL;
     c.fill_guard_ns = 10ULL * 1000000ULL;
+    c.check_delivery = 1;
     return c;
 }
 

@@ -207,7 +207,8 @@ KernelBackend::KernelBackend(const KernelOptions &opts) : opts_(opts) {
         if (opts_.attach && !opts_.observer_only) opts_.delivery = Delivery::of_interface(opts_.iface);
         cfg.loopback = opts_.delivery.loopback;
         std::memcpy(cfg.mac, opts_.delivery.mac.data(), 6);
-        cfg.check_socket = opts_.attach && opts_.check_socket;
+        cfg.check_socket = (opts_.attach || opts_.check_socket_unattached) && opts_.check_socket;
+        cfg.check_delivery = opts_.check_delivery;
         if (opts_.allow.prefixes().size() > BMC_MAX_ALLOW)
             throw Error("at most " + std::to_string(BMC_MAX_ALLOW) + " allowlist prefixes");
         bpf_map__set_max_entries(skel_->maps.bmc_small, opts_.small_buckets);

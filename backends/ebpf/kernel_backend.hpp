@@ -43,9 +43,12 @@ struct KernelOptions {
     bool observer_only = false;
     // What the stack delivers; read from iface when attaching, else this (tests).
     Delivery delivery;
-    // Answer a get only if memcached has a UDP socket for it (bpf_sk_lookup_udp); on by
-    // default when attaching.
+    // Answer a get only if memcached has a UDP socket for it (bpf_sk_lookup_udp). On when
+    // attaching; BPF_PROG_TEST_RUN users (no memcached socket) turn it on explicitly.
     bool check_socket = true;
+    bool check_socket_unattached = false;
+    // The stack-delivery checks: never off in bmcd, only to measure what they cost.
+    bool check_delivery = true;
     // The write observer watches memcached's sockets in this cgroup (v2) and below; empty:
     // the root of the cgroup2 hierarchy. Only sockets on `port` in bmcd's own network
     // namespace are taken, so observers of other namespaces never meet.
