@@ -188,9 +188,9 @@ int main(int argc, char **argv) {
     app.add_option("--cgroup", opts.cgroup,
                    "watch memcached's sockets in this cgroup (v2) and below for writes (default: the root "
                    "of the cgroup2 hierarchy); only sockets on --port in bmcd's network namespace are taken");
-    app.add_option("--max-connections", opts.max_conns,
-                   "memcached connections observed at once (memcached -c); data on any further one flushes "
-                   "the cache")
+    auto *max_conns_opt = app.add_option("--max-connections", opts.max_conns,
+                   "memcached connections observed at once (default: memcached's own -c, asked at start, "
+                   "else this); data on any further one flushes the cache")
         ->check(CLI::Range(1u, 1u << 22));
     app.add_flag("-v,--verbose", g_verbose, "show libbpf's messages");
 
@@ -220,6 +220,14 @@ int main(int argc, char **argv) {
         if (!f) return refuse("--stats-file " + stats_file + ": cannot write " + probe + " (" + std::strerror(errno) + ")");
         f.close();
         std::remove(probe.c_str());
+    }
+    if (memcached_host.empty()) memcached_host = bmc::interface_ipv4(opts.iface);
+    // One observed connection per connection memcached accepts (its -c), and some slack.
+    if (!detach && max_conns_opt->count() == 0 && !memcached_host.empty()) {
+        if (auto m = bmc::memcached_maxconns(memcached_host, opts.port)) {
+            opts.max_conns = std::min<std::uint32_t>(*m + 64, 1u << 22);
+            std::printf("bmcd: memcached accepts %u connections; observing up to %u\n", *m, opts.max_conns);
+        }
     }
     if (!detach) {
         try {
@@ -331,7 +339,6 @@ int main(int argc, char **argv) {
             return s;
         };
         select(backend);
-        if (memcached_host.empty()) memcached_host = bmc::interface_ipv4(opts.iface);
         std::unique_ptr<bmc::MemcachedWatch> watch;
         if (!memcached_host.empty())
             watch = std::make_unique<bmc::MemcachedWatch>(

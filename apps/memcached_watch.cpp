@@ -110,3 +110,37 @@ void MemcachedWatch::run() {
 }
 
 }  // namespace bmc
+
+#include <optional>
+
+namespace bmc {
+
+std::optional<std::uint32_t> memcached_maxconns(const std::string &host, std::uint16_t port) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) return std::nullopt;
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    std::string reply;
+    if (inet_pton(AF_INET, host.c_str(), &a.sin_addr) == 1 &&
+        (connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof a) == 0 || errno == EINPROGRESS)) {
+        pollfd p{fd, POLLOUT, 0};
+        const char req[] = "stats settings\r\n";
+        if (poll(&p, 1, 500) == 1 && send(fd, req, sizeof req - 1, MSG_NOSIGNAL) == ssize_t(sizeof req - 1)) {
+            char buf[4096];
+            for (int i = 0; i < 20 && reply.find("END\r\n") == std::string::npos; i++) {
+                p = {fd, POLLIN, 0};
+                if (poll(&p, 1, 500) != 1) break;
+                ssize_t n = recv(fd, buf, sizeof buf, 0);
+                if (n <= 0) break;
+                reply.append(buf, std::size_t(n));
+            }
+        }
+    }
+    close(fd);
+    const auto pos = reply.find("STAT maxconns ");
+    if (pos == std::string::npos) return std::nullopt;
+    return std::uint32_t(std::strtoul(reply.c_str() + pos + 14, nullptr, 10));
+}
+
+}  // namespace bmc

@@ -8,10 +8,15 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <thread>
 
 namespace bmc {
+
+// memcached's connection limit (its -c), from "stats settings", or nothing if it does not
+// answer within a second.
+std::optional<std::uint32_t> memcached_maxconns(const std::string &host, std::uint16_t port);
 
 class MemcachedWatch {
 public:

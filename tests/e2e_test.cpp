@@ -1039,7 +1039,8 @@ TEST_P(E2E, PacketsTheStackWouldDropAreNeverAnswered) {
     // Sources outside the allowlist stop there (pass_client_not_allowed), before the
     // source checks: either way, not answered and counted. A v4-mapped IPv6 source is no
     // IPv4 client.
-    for (std::uint32_t bad : {0xE0000005u /* multicast */, 0xFFFFFFFFu /* broadcast */, 0x7F000001u /* loopback */})
+    for (std::uint32_t bad : {0xE0000005u /* multicast */, 0xFFFFFFFFu /* broadcast */, 0x7F000001u /* loopback */,
+                              0x00000000u /* unspecified */})
         frames.push_back({"pass_client_not_allowed", get({bad, 40001}, srv)});
     frames.push_back({"pass_bad_source", get({0xC6120001u /* own */, 40001}, srv)});
     std::array<std::uint8_t, 16> mapped{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 0, 2};
@@ -1230,4 +1231,16 @@ TEST(E2ELifecycleBugs, AReaderGoingAwayDoesNotKillBmcd) {
     EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
     EXPECT_EQ(s.tb->run_in(s.tb->server_ns(), "tc filter show dev bmcs0 egress"), "");
     EXPECT_FALSE(xdp_attached(s));
+}
+
+TEST(E2EObserver, ConnectionTableIsSizedFromMemcachedsLimit) {
+    BMC_REQUIRE_ROOT();
+    Server s("maxconns");
+    // The testbed's memcached runs with its default -c 1024.
+    EXPECT_NE(read_file(s.log_path).find("memcached accepts 1024 connections; observing up to 1088"), std::string::npos)
+        << read_file(s.log_path);
+    s.tb->stop(s.bmcd, SIGTERM);
+    s.start_bmcd({"--max-connections", "16"});
+    EXPECT_EQ(read_file(s.log_path).find("memcached accepts"), std::string::npos) << "an explicit size wins";
+    EXPECT_NE(read_file(s.log_path).find("connection table 16 x"), std::string::npos) << read_file(s.log_path);
 }
