@@ -45,6 +45,7 @@ std::uint64_t sum(const bmc::Counters &c, std::initializer_list<bmc_stat> which)
 }
 
 struct Snapshot {
+    std::uint64_t unix_ms = 0, uptime_ms = 0;
     bmc::Counters kernel{};
     bmc::AfxdpCounters afxdp{};
     bool has_afxdp = false;
@@ -73,11 +74,16 @@ void print_status(const Snapshot &s) {
     std::fflush(stdout);
 }
 
+// The effective configuration, as the stats file reports it.
+nlohmann::json g_config;
+
 bool write_stats_file(const std::string &path, const Snapshot &s, const char *state) {
     std::string tmp = path + ".tmp";
     {
         std::ofstream f(tmp);
-        nlohmann::json j = {{"state", state}, {"backend", s.backend}, {"counters", counters_json(s.kernel)}};
+        nlohmann::json j = {{"state", state},           {"backend", s.backend},
+                            {"unix_time_ms", s.unix_ms}, {"uptime_ms", s.uptime_ms},
+                            {"config", g_config},       {"counters", counters_json(s.kernel)}};
         if (s.has_afxdp)
             j["afxdp"] = {{"counters", counters_json(s.afxdp.datapath)},
                           {"rx_frames", s.afxdp.rx_frames},
@@ -184,6 +190,8 @@ int main(int argc, char **argv) {
                  "pinned deployment: the programs and the cache outlive bmcd and keep serving; a later "
                  "bmcd --pin adopts them (warm cache, no gap)");
     app.add_flag("--detach", detach, "remove a pinned deployment from --iface and exit");
+    app.add_flag("--adopt-new-epoch", opts.adopt_new_epoch,
+                 "with --pin: adopt a pinned cache of another layout version, starting a new epoch");
     app.add_option("--pin-dir", pin_dir, "where pins live (default: /sys/fs/bpf/bmc/IFACE)");
     app.add_option("--cgroup", opts.cgroup,
                    "watch memcached's sockets in this cgroup (v2) and below for writes (default: the root "
@@ -193,12 +201,17 @@ int main(int argc, char **argv) {
                    "else this); data on any further one flushes the cache")
         ->check(CLI::Range(1u, 1u << 22));
     app.add_flag("-v,--verbose", g_verbose, "show libbpf's messages");
+    app.set_version_flag("--version", std::string("bmcd ") + BMC_VERSION + " (cache layout " +
+                                          std::to_string(BMC_LAYOUT_VERSION) + ")");
+    app.set_config("--config", "", "read options from this file (TOML or INI: option = value, one per line)");
 
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp &e) {
         return app.exit(e);
     } catch (const CLI::CallForAllHelp &e) {
+        return app.exit(e);
+    } catch (const CLI::CallForVersion &e) {
         return app.exit(e);
     } catch (const CLI::ParseError &e) {
         std::fprintf(stderr, "bmcd: %s (see --help)\n", e.what());
@@ -328,8 +341,30 @@ int main(int argc, char **argv) {
             }
             std::fflush(stdout);
         };
+        const auto started = std::chrono::steady_clock::now();
+        g_config = {{"iface", opts.iface},
+                    {"port", opts.port},
+                    {"version", BMC_VERSION},
+                    {"layout_version", BMC_LAYOUT_VERSION},
+                    {"small_buckets", opts.small_buckets},
+                    {"large_buckets", opts.large_buckets},
+                    {"max_connections", opts.max_conns},
+                    {"max_age_ns", opts.max_age_ns},
+                    {"fill_guard_ns", opts.fill_guard_ns},
+                    {"max_amplification", opts.max_amp},
+                    {"allow", allowed},
+                    {"xdp_mode", be.xdp_mode()},
+                    {"tc_mode", be.tc_mode()},
+                    {"cgroup", be.cgroup()},
+                    {"pinned", pin ? pin_dir : ""}};
         auto snapshot = [&] {
             Snapshot s;
+            s.unix_ms = std::uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          std::chrono::system_clock::now().time_since_epoch())
+                                          .count());
+            s.uptime_ms = std::uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                            std::chrono::steady_clock::now() - started)
+                                            .count());
             s.kernel = be.read_counters();
             if (afxdp) {
                 s.afxdp = afxdp->counters();

@@ -106,7 +106,8 @@ public:
         char tmp[4096];
         while (buf.size() < end.size() || buf.compare(buf.size() - end.size(), end.size(), end) != 0) {
             pollfd p{fd_, POLLIN, 0};
-            if (poll(&p, 1, 3000) != 1) throw std::runtime_error("TCP reply timed out for " + req.substr(0, 40));
+            // Long enough for TCP's retransmission backoff over a lossy link.
+            if (poll(&p, 1, 15000) != 1) throw std::runtime_error("TCP reply timed out for " + req.substr(0, 40));
             ssize_t n = recv(fd_, tmp, sizeof tmp, 0);
             if (n <= 0) throw std::runtime_error("TCP connection closed");
             buf.append(tmp, std::size_t(n));
@@ -133,7 +134,7 @@ public:
                 off += 24 + body;
             }
             pollfd p{fd_, POLLIN, 0};
-            if (poll(&p, 1, 3000) != 1) throw std::runtime_error("binary reply timed out");
+            if (poll(&p, 1, 15000) != 1) throw std::runtime_error("binary reply timed out");
             ssize_t n = recv(fd_, tmp, sizeof tmp, 0);
             if (n <= 0) throw std::runtime_error("TCP connection closed");
             buf.append(tmp, std::size_t(n));

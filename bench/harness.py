@@ -382,7 +382,7 @@ class Bench:
                     if lossy:
                         subprocess.run(["ip", "netns", "exec", self.tb.srv, "tc", "qdisc", "del", "dev", SIF, "clsact"],
                                        capture_output=True)
-            log(f"consistency {kind}: {r.stdout.strip()[:2000]}")
+            log(f"consistency {kind}: {r.stdout.strip()[:2000]} {r.stderr.strip()[:500]}")
             with open(os.path.join(self.out, f"consistency-{kind}.json"), "w") as f:
                 f.write(r.stdout)
             if r.returncode != 0:

@@ -44,6 +44,7 @@
     X(BMC_MAX_RELATIVE_DELAY, 2592000) /* memcached: larger exptimes are Unix times */          \
     X(BMC_DEFAULT_SMALL_BUCKETS, 16384)                                                         \
     X(BMC_DEFAULT_LARGE_BUCKETS, 1024)                                                          \
+    X(BMC_LAYOUT_VERSION, 2)        /* bump when the cache's layout or meaning changes */      \
     X(BMC_DEFAULT_CONNS, 4096)      /* observed memcached connections (its -c default: 1024) */ \
     X(BMC_OBS_WINDOW, 2048)         /* stream bytes copied to scratch at a time (mask + 1) */   \
     X(BMC_FLUSH_EARLY_S, 2)         /* memcached may apply flush_all N up to 2 s before N */    \
@@ -104,7 +105,9 @@ BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
     F(__u32, mode)            /* BMC_MODE_KERNEL or BMC_MODE_AFXDP */                           \
     F(__u64, last_flush_ns)                                                                     \
     F(__u64, flush_at_ns)     /* flush_all N: from then on, entries filled before ... */        \
-    F(__u64, flush_cutoff_ns) /* ... this moment are dead (flush_at_ns <= flush_cutoff_ns) */
+    F(__u64, flush_cutoff_ns) /* ... this moment are dead (flush_at_ns <= flush_cutoff_ns) */ \
+    F(__u32, layout_version)  /* BMC_LAYOUT_VERSION of whoever made the cache */               \
+    F(__u32, pad0)
 
 // Load-time configuration (BPF .rodata, set before load).
 #define BMC_CONFIG_FIELDS(F, A)                                                                 \

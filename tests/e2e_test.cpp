@@ -20,6 +20,8 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include <bpf/bpf.h>
+
 #include "kernel_backend.hpp"
 #include "mc_client.hpp"
 #include "test_util.hpp"
@@ -541,7 +543,8 @@ TEST(E2EFaults, MissingMemcachedAndInterfaceDownAreReportedNotFatal) {
         Server s("down", {"--backend", backend});
         // memcached goes away: bmcd says so and keeps running.
         s.tb->stop(s.memcached, SIGTERM);
-        std::this_thread::sleep_for(300ms);
+        for (int i = 0; i < 500 && read_file(s.log_path).find("lost memcached") == std::string::npos; i++)
+            std::this_thread::sleep_for(10ms);
         EXPECT_TRUE(s.tb->alive(s.bmcd)) << backend;
         EXPECT_NE(read_file(s.log_path).find("lost memcached"), std::string::npos) << read_file(s.log_path);
         s.start_memcached("memcached2.log");
@@ -1243,4 +1246,39 @@ TEST(E2EObserver, ConnectionTableIsSizedFromMemcachedsLimit) {
     s.start_bmcd({"--max-connections", "16"});
     EXPECT_EQ(read_file(s.log_path).find("memcached accepts"), std::string::npos) << "an explicit size wins";
     EXPECT_NE(read_file(s.log_path).find("connection table 16 x"), std::string::npos) << read_file(s.log_path);
+}
+
+TEST(E2ELifecycleBugs, ACacheOfAnotherLayoutVersionIsNeverServed) {
+    BMC_REQUIRE_ROOT();
+    PinFs pins("layout");
+    Server s("layout", {"--pin", "--pin-dir", pins.dir});
+    auto tcp = s.tcp();
+    auto udp = s.udp();
+    ASSERT_EQ(tcp->call("set lv 0 0 3\r\nold\r\n"), "STORED\r\n");
+    std::this_thread::sleep_for(15ms);
+    for (int i = 0; i < 3; i++) udp->request("get lv\r\n", true);
+    ASSERT_EQ(s.tb->stop(s.bmcd, SIGTERM), 0);
+    s.bmcd = -1;
+    // The pinned cache claims an older layout.
+    int fd = bpf_obj_get((pins.dir + "/bmc_global_state").c_str());
+    ASSERT_GE(fd, 0);
+    std::uint32_t zero = 0;
+    bmc_global g{};
+    ASSERT_EQ(bpf_map_lookup_elem(fd, &zero, &g), 0);
+    ASSERT_EQ(g.layout_version, BMC_LAYOUT_VERSION);
+    g.layout_version = BMC_LAYOUT_VERSION - 1;
+    ASSERT_EQ(bpf_map_update_elem(fd, &zero, &g, BPF_ANY), 0);
+    close(fd);
+    EXPECT_EQ(run_bmcd(s, {"--iface", "bmcs0", "--pin", "--pin-dir", pins.dir}, "refused.log"), 1);
+    EXPECT_NE(read_file(s.dir + "/refused.log").find("layout version"), std::string::npos) << read_file(s.dir + "/refused.log");
+    EXPECT_TRUE(xdp_attached(s)) << "a refused adoption leaves the deployment";
+    // With --adopt-new-epoch it is adopted, and nothing cached before is served.
+    s.start_bmcd({"--pin", "--pin-dir", pins.dir, "--adopt-new-epoch"});
+    EXPECT_NE(read_file(s.log_path).find("new epoch"), std::string::npos) << read_file(s.log_path);
+    const auto before = tcp->stat("cmd_get");
+    EXPECT_EQ(udp->request("get lv\r\n", true).text, item("lv", "old") + "END\r\n");
+    EXPECT_EQ(tcp->stat("cmd_get"), before + 1) << "memcached answered: the old entries are dead";
+    ASSERT_EQ(s.tb->stop(s.bmcd, SIGTERM), 0);
+    s.bmcd = -1;
+    EXPECT_EQ(run_bmcd(s, {"--iface", "bmcs0", "--detach", "--pin-dir", pins.dir}, "detach.log"), 0);
 }

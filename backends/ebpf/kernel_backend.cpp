@@ -232,6 +232,18 @@ KernelBackend::KernelBackend(const KernelOptions &opts) : opts_(opts) {
         if (int err = bmc_kern__load(skel_))
             throw Error("loading the BPF programs failed: " + errno_text(err) + load_hint(err));
         map_cache();
+        if (adopted_) {
+            const std::uint32_t v = __atomic_load_n(&cache_.global->layout_version, __ATOMIC_ACQUIRE);
+            if (v != BMC_LAYOUT_VERSION && !opts_.adopt_new_epoch)
+                throw Error("the pinned cache in " + opts_.pin_dir + " has layout version " + std::to_string(v) +
+                            ", this bmcd uses " + std::to_string(BMC_LAYOUT_VERSION) +
+                            " (--adopt-new-epoch adopts it with an empty cache, --detach removes it)");
+            if (v != BMC_LAYOUT_VERSION) {
+                flush_all();
+                notice_ += "adopted a cache of layout version " + std::to_string(v) + " with a new epoch. ";
+            }
+        }
+        __atomic_store_n(&cache_.global->layout_version, BMC_LAYOUT_VERSION, __ATOMIC_RELEASE);
         if (adopted_) {  // the adopted allowlist is replaced by this instance's
             bmc_allow_key key{}, next{};
             while (bpf_map_get_next_key(bpf_map__fd(skel_->maps.bmc_allow), nullptr, &next) == 0) {

@@ -60,6 +60,9 @@ struct KernelOptions {
     // system) and outlive this process; if pins are already there, they are adopted: the
     // new programs take over the pinned links and keep the pinned cache.
     std::string pin_dir;
+    // Adopting a pinned cache of another layout version: refused, unless this is set; then
+    // it starts a new epoch, so that no entry in a layout this bmcd does not know is served.
+    bool adopt_new_epoch = false;
 };
 
 class KernelBackend {
