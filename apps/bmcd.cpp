@@ -15,10 +15,12 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "afxdp_backend.hpp"
+#include "control.hpp"
 #include "kernel_backend.hpp"
 #include "memcached_watch.hpp"
 
@@ -38,11 +40,6 @@ nlohmann::json counters_json(const bmc::Counters &c) {
     return j;
 }
 
-std::uint64_t sum(const bmc::Counters &c, std::initializer_list<bmc_stat> which) {
-    std::uint64_t s = 0;
-    for (auto w : which) s += c[w];
-    return s;
-}
 
 struct Snapshot {
     std::uint64_t unix_ms = 0, uptime_ms = 0;
@@ -200,6 +197,10 @@ int main(int argc, char **argv) {
                    "memcached connections observed at once (default: memcached's own -c, asked at start, "
                    "else this); data on any further one flushes the cache")
         ->check(CLI::Range(1u, 1u << 22));
+    std::string name;
+    app.add_option("--name", name,
+                   "this instance's name: its control socket is /run/bmc/NAME.sock, which bmcctl --name "
+                   "NAME and memcached tools read (default: --iface)");
     app.add_flag("-v,--verbose", g_verbose, "show libbpf's messages");
     app.set_version_flag("--version", std::string("bmcd ") + BMC_VERSION + " (cache layout " +
                                           std::to_string(BMC_LAYOUT_VERSION) + ")");
@@ -374,6 +375,46 @@ int main(int argc, char **argv) {
             return s;
         };
         select(backend);
+        // The control socket answers from the main loop's latest snapshot (at most one tick old).
+        std::mutex snap_mu;
+        Snapshot latest = snapshot();
+        auto stat_lines = [&] {
+            std::lock_guard<std::mutex> l(snap_mu);
+            std::string out;
+            auto add = [&](const std::string &k, const std::string &v) { out += "STAT " + k + " " + v + "\r\n"; };
+            add("pid", std::to_string(getpid()));
+            add("uptime_ms", std::to_string(latest.uptime_ms));
+            add("version", BMC_VERSION);
+            add("backend", latest.backend);
+            for (std::uint32_t i = 0; i < BMC_NUM_STATS; i++)
+                add(std::string(bmc_stat_names[i]), std::to_string(latest.kernel[i] + latest.afxdp.datapath[i]));
+            const std::uint64_t gets = latest.kernel[BMC_STAT_GET_REQS] + latest.afxdp.datapath[BMC_STAT_GET_REQS];
+            const std::uint64_t hits = latest.kernel[BMC_STAT_HIT_REQS] + latest.afxdp.datapath[BMC_STAT_HIT_REQS];
+            char ratio[32];
+            std::snprintf(ratio, sizeof ratio, "%.4f", gets ? double(hits) / double(gets) : 0.0);
+            add("hit_ratio", ratio);
+            return out + "END\r\n";
+        };
+        auto handle = [&](const std::string &line) -> std::string {
+            if (line == "stats") return stat_lines();
+            if (line == "stats settings") {
+                std::string out;
+                for (auto &[k, v] : g_config.items())
+                    out += "STAT " + k + " " + (v.is_string() ? v.get<std::string>() : v.dump()) + "\r\n";
+                return out + "END\r\n";
+            }
+            if (line == "version") return std::string("VERSION ") + BMC_VERSION + "\r\n";
+            if (line == "mn") return "MN\r\n";  // memcached's no-op: clients end pipelines with it
+            if (line == "flush_all") {
+                be.flush_all();
+                return "OK\r\n";
+            }
+            if (line == "switch kernel" || line == "switch afxdp") {
+                kill(getpid(), line == "switch afxdp" ? SIGUSR1 : SIGUSR2);  // taken by the main loop
+                return "OK\r\n";
+            }
+            return "ERROR\r\n";
+        };
         std::unique_ptr<bmc::MemcachedWatch> watch;
         if (!memcached_host.empty())
             watch = std::make_unique<bmc::MemcachedWatch>(
@@ -385,6 +426,12 @@ int main(int argc, char **argv) {
         else
             std::fprintf(stderr, "bmcd: no IPv4 address to reach memcached on; a memcached restart will not "
                                  "flush the cache (see --memcached)\n");
+        std::unique_ptr<bmc::ControlServer> control;
+        try {
+            control = std::make_unique<bmc::ControlServer>(bmc::control_path(name.empty() ? opts.iface : name), handle);
+        } catch (const std::runtime_error &e) {
+            throw bmc::Error(e.what());
+        }
         if (!stats_file.empty() && !write_stats_file(stats_file, snapshot(), "running"))
             throw bmc::Error("cannot write " + stats_file);
 
@@ -402,6 +449,10 @@ int main(int argc, char **argv) {
                 }
             }
             Snapshot snap = snapshot();
+            {
+                std::lock_guard<std::mutex> l(snap_mu);
+                latest = snap;
+            }
             if (!stats_file.empty()) write_stats_file(stats_file, snap, "running");
             auto now = std::chrono::steady_clock::now();
             if (interval_s > 0 && now >= next_print) {

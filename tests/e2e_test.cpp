@@ -6,10 +6,13 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <filesystem>
 #include <chrono>
 #include <cstring>
 #include <atomic>
@@ -1281,4 +1284,66 @@ TEST(E2ELifecycleBugs, ACacheOfAnotherLayoutVersionIsNeverServed) {
     ASSERT_EQ(s.tb->stop(s.bmcd, SIGTERM), 0);
     s.bmcd = -1;
     EXPECT_EQ(run_bmcd(s, {"--iface", "bmcs0", "--detach", "--pin-dir", pins.dir}, "detach.log"), 0);
+}
+
+// ---- bmcctl and the control socket ---------------------------------------------------------
+
+TEST(E2EControl, BmcctlReadsStatsSettingsAndSteersARunningBmcd) {
+    BMC_REQUIRE_ROOT();
+    Server s("ctl", {"--name", "bmct-ctl-" + std::to_string(getpid())});
+    const std::string name = "bmct-ctl-" + std::to_string(getpid());
+    auto ctl = [&](const std::string &args, int *status = nullptr) {
+        return sh(std::string(BMC_BMCCTL_PATH) + " --name " + name + " " + args + " 2>&1", status);
+    };
+    auto tcp = s.tcp();
+    auto udp = s.udp();
+    ASSERT_EQ(tcp->call("set ck 0 0 2\r\nok\r\n"), "STORED\r\n");
+    std::this_thread::sleep_for(15ms);
+    for (int i = 0; i < 5; i++) udp->request("get ck\r\n", true);
+    std::this_thread::sleep_for(300ms);  // the control socket answers from the last tick
+    int st = 0;
+    // memcached's STAT format, every counter by name.
+    std::string stats = ctl("stats", &st);
+    EXPECT_EQ(st, 0) << stats;
+    EXPECT_NE(stats.find("STAT hit_requests "), std::string::npos) << stats;
+    EXPECT_NE(stats.find("STAT pass_bad_udp_checksum 0"), std::string::npos) << stats;
+    EXPECT_NE(stats.find("END"), std::string::npos) << stats;
+    auto j = nlohmann::json::parse(ctl("--json stats"));
+    EXPECT_GE(j["hit_requests"].get<std::uint64_t>(), 3u);
+    EXPECT_EQ(j["backend"], "kernel");
+    auto settings = nlohmann::json::parse(ctl("--json settings"));
+    EXPECT_EQ(settings["iface"], "bmcs0");
+    EXPECT_EQ(settings["port"].get<int>(), 11211);
+    // Steering: switch, and flush (what was cached is no longer served).
+    EXPECT_EQ(ctl("switch afxdp", &st), "OK\n");
+    std::this_thread::sleep_for(500ms);
+    EXPECT_EQ(nlohmann::json::parse(ctl("--json stats"))["backend"], "afxdp");
+    EXPECT_EQ(ctl("switch kernel"), "OK\n");
+    EXPECT_EQ(ctl("flush", &st), "OK\n");
+    const auto before = tcp->stat("cmd_get");
+    EXPECT_EQ(udp->request("get ck\r\n", true).text, item("ck", "ok") + "END\r\n");
+    EXPECT_EQ(tcp->stat("cmd_get"), before + 1) << "after a flush memcached answers";
+    // Bad use: one line, non-zero.
+    std::string bad = sh(std::string(BMC_BMCCTL_PATH) + " --name no-such-bmcd stats 2>&1", &st);
+    EXPECT_EQ(st, 1);
+    EXPECT_EQ(std::count(bad.begin(), bad.end(), '\n'), 1) << bad;
+    sh(std::string(BMC_BMCCTL_PATH) + " --name " + name + " switch dpdk 2>&1", &st);
+    EXPECT_EQ(st, 2);
+    // What memcached tooling does: a plain "stats" line on the socket, STAT lines and END back.
+    {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_un a{};
+        a.sun_family = AF_UNIX;
+        const std::string path = "/run/bmc/" + name + ".sock";
+        std::memcpy(a.sun_path, path.c_str(), path.size());
+        ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof a), 0);
+        McTcp raw(fd);
+        const std::string r = raw.call("stats\r\n");  // then "mn", answered "MN" as memcached does
+        EXPECT_EQ(r.rfind("STAT pid ", 0), 0u) << r;
+        EXPECT_NE(r.find("STAT get_requests "), std::string::npos) << r;
+        EXPECT_NE(r.find("END\r\n"), std::string::npos) << r;
+    }
+    ASSERT_EQ(s.tb->stop(s.bmcd, SIGTERM), 0);
+    s.bmcd = -1;
+    EXPECT_FALSE(std::filesystem::exists("/run/bmc/" + name + ".sock")) << "the socket is removed on exit";
 }
