@@ -21,6 +21,7 @@
 
 #include "afxdp_backend.hpp"
 #include "control.hpp"
+#include "metrics.hpp"
 #include "kernel_backend.hpp"
 #include "memcached_watch.hpp"
 
@@ -197,6 +198,9 @@ int main(int argc, char **argv) {
                    "memcached connections observed at once (default: memcached's own -c, asked at start, "
                    "else this); data on any further one flushes the cache")
         ->check(CLI::Range(1u, 1u << 22));
+    std::string metrics_addr;
+    app.add_option("--metrics", metrics_addr,
+                   "serve Prometheus metrics at http://ADDR:PORT/metrics (e.g. 127.0.0.1:9711)");
     std::string name;
     app.add_option("--name", name,
                    "this instance's name: its control socket is /run/bmc/NAME.sock, which bmcctl --name "
@@ -234,6 +238,19 @@ int main(int argc, char **argv) {
         if (!f) return refuse("--stats-file " + stats_file + ": cannot write " + probe + " (" + std::strerror(errno) + ")");
         f.close();
         std::remove(probe.c_str());
+    }
+    std::string metrics_host;
+    int metrics_port = 0;
+    if (!metrics_addr.empty()) {
+        const auto colon = metrics_addr.rfind(':');
+        in_addr a;
+        char *end = nullptr;
+        const long port = colon == std::string::npos ? 0 : std::strtol(metrics_addr.c_str() + colon + 1, &end, 10);
+        metrics_host = colon == std::string::npos ? "" : metrics_addr.substr(0, colon);
+        if (colon == std::string::npos || *end || port < 1 || port > 65535 ||
+            inet_pton(AF_INET, metrics_host.c_str(), &a) != 1)
+            return refuse("--metrics " + metrics_addr + ": give IPV4:PORT, e.g. 127.0.0.1:9711");
+        metrics_port = int(port);
     }
     if (memcached_host.empty()) memcached_host = bmc::interface_ipv4(opts.iface);
     // One observed connection per connection memcached accepts (its -c), and some slack.
@@ -426,6 +443,29 @@ int main(int argc, char **argv) {
         else
             std::fprintf(stderr, "bmcd: no IPv4 address to reach memcached on; a memcached restart will not "
                                  "flush the cache (see --memcached)\n");
+        auto render_metrics = [&] {
+            std::lock_guard<std::mutex> l(snap_mu);
+            std::string out;
+            for (std::uint32_t i = 0; i < BMC_NUM_STATS; i++) {
+                const std::string n = "bmc_" + std::string(bmc_stat_names[i]) + "_total";
+                out += "# HELP " + n + " " + bmc::metric_help(std::string(bmc_stat_names[i])) + "\n";
+                out += "# TYPE " + n + " counter\n";
+                out += n + "{iface=\"" + opts.iface + "\",backend=\"kernel\"} " + std::to_string(latest.kernel[i]) + "\n";
+                out += n + "{iface=\"" + opts.iface + "\",backend=\"afxdp\"} " +
+                       std::to_string(latest.afxdp.datapath[i]) + "\n";
+            }
+            out += "# HELP bmc_uptime_seconds Seconds since bmcd started.\n# TYPE bmc_uptime_seconds gauge\n";
+            out += "bmc_uptime_seconds{iface=\"" + opts.iface + "\"} " + std::to_string(latest.uptime_ms / 1000.0) + "\n";
+            return out;
+        };
+        std::unique_ptr<bmc::MetricsServer> metrics;
+        if (metrics_port) {
+            try {
+                metrics = std::make_unique<bmc::MetricsServer>(metrics_host, metrics_port, render_metrics);
+            } catch (const std::runtime_error &e) {
+                throw bmc::Error(e.what());
+            }
+        }
         std::unique_ptr<bmc::ControlServer> control;
         try {
             control = std::make_unique<bmc::ControlServer>(bmc::control_path(name.empty() ? opts.iface : name), handle);

@@ -1347,3 +1347,26 @@ TEST(E2EControl, BmcctlReadsStatsSettingsAndSteersARunningBmcd) {
     s.bmcd = -1;
     EXPECT_FALSE(std::filesystem::exists("/run/bmc/" + name + ".sock")) << "the socket is removed on exit";
 }
+
+TEST(E2EControl, MetricsEndpointIsValidPrometheusText) {
+    BMC_REQUIRE_ROOT();
+    Server s("metrics", {"--metrics", "127.0.0.1:9711"});
+    auto tcp = s.tcp();
+    auto udp = s.udp();
+    ASSERT_EQ(tcp->call("set mk 0 0 2\r\nok\r\n"), "STORED\r\n");
+    std::this_thread::sleep_for(15ms);
+    for (int i = 0; i < 5; i++) udp->request("get mk\r\n", true);
+    std::this_thread::sleep_for(300ms);
+    const std::string file = s.dir + "/metrics.txt";
+    s.tb->run_in(s.tb->server_ns(), "curl -sf http://127.0.0.1:9711/metrics -o " + file);
+    const std::string text = read_file(file);
+    ASSERT_NE(text.find("# TYPE bmc_hit_requests_total counter"), std::string::npos) << text.substr(0, 500);
+    int st = 0;
+    const std::string check = sh("promtool check metrics < " + file + " 2>&1", &st);
+    EXPECT_EQ(st, 0) << check;
+    // The kernel series holds the hits the stats file reports.
+    const auto hits = s.stats()["counters"]["hit_requests"].get<std::uint64_t>();
+    EXPECT_GE(hits, 3u);
+    EXPECT_NE(text.find("bmc_hit_requests_total{iface=\"bmcs0\",backend=\"kernel\"} " + std::to_string(hits)),
+              std::string::npos) << text.substr(0, 2000);
+}
