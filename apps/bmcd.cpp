@@ -2,6 +2,7 @@
 #include <bpf/libbpf.h>
 #include <arpa/inet.h>
 #include <signal.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -178,7 +179,9 @@ int main(int argc, char **argv) {
         ->check(CLI::IsMember({"auto", "native", "generic"}));
     app.add_option("--tc-attach", tc_attach, "auto (TCX link, else tc filter), tcx or netlink")
         ->check(CLI::IsMember({"auto", "tcx", "netlink"}));
-    app.add_option("--interval", interval_s, "seconds between status lines; 0 prints none")
+    auto *interval_opt = app.add_option("--interval", interval_s,
+                                        "seconds between status lines, printed when something changed; 0 prints "
+                                        "none (the default under systemd)")
         ->check(finite_in(0, 3600))
         ->capture_default_str();
     app.add_option("--stats-file", stats_file, "keep the counters as JSON in this file");
@@ -222,6 +225,8 @@ int main(int argc, char **argv) {
         std::fprintf(stderr, "bmcd: %s (see --help)\n", e.what());
         return 2;
     }
+    const bool under_systemd = std::getenv("NOTIFY_SOCKET") != nullptr;
+    if (under_systemd && interval_opt->count() == 0) interval_s = 0;  // journald gets what changed only
     // Every flag is checked before anything is attached.
     auto refuse = [](const std::string &msg) {
         std::fprintf(stderr, "bmcd: %s\n", msg.c_str());
@@ -478,6 +483,9 @@ int main(int argc, char **argv) {
         const double tick = interval_s > 0 ? std::min(interval_s, 0.2) : 0.2;
         timespec ts{time_t(tick), long((tick - std::floor(tick)) * 1e9)};
         auto next_print = std::chrono::steady_clock::now();
+        Snapshot printed = latest;
+        printed.backend = "";
+        sd_notify(0, ("READY=1\nSTATUS=serving " + opts.iface + " port " + std::to_string(opts.port)).c_str());
         for (;;) {
             int sig = sigtimedwait(&sigs, nullptr, &ts);
             if (sig == SIGINT || sig == SIGTERM) break;
@@ -495,12 +503,17 @@ int main(int argc, char **argv) {
             }
             if (!stats_file.empty()) write_stats_file(stats_file, snap, "running");
             auto now = std::chrono::steady_clock::now();
-            if (interval_s > 0 && now >= next_print) {
+            // Only when something changed: an idle cache prints nothing.
+            if (interval_s > 0 && now >= next_print &&
+                (snap.kernel != printed.kernel || snap.afxdp.datapath != printed.afxdp.datapath ||
+                 std::string(snap.backend) != printed.backend)) {
                 print_status(snap);
+                printed = snap;
                 next_print = now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                                        std::chrono::duration<double>(interval_s));
             }
         }
+        sd_notify(0, "STOPPING=1");
         Snapshot snap = snapshot();
         // Back to the kernel path first, so no get is handed to a socket being closed.
         be.set_mode(BMC_MODE_KERNEL);
