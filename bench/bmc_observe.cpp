@@ -28,7 +28,7 @@ int main(int argc, char **argv) {
         sigwait(&sigs, &sig);
         auto c = be.read_counters();
         std::printf("bmc-observe: %llu connections, %llu chunks observed\n",
-                    (unsigned long long)c[BMC_STAT_OBS_CONNS], (unsigned long long)c[BMC_STAT_OBS_BYTES]);
+                    (unsigned long long)c[BMC_STAT_OBS_CONNS], (unsigned long long)c[BMC_STAT_OBS_CHUNKS]);
     } catch (const bmc::Error &e) {
         std::fprintf(stderr, "bmc-observe: %s\n", e.what());
         return 1;

@@ -543,7 +543,7 @@ static __always_inline void obs_read(struct __sk_buff *skb, struct bmc_percpu *p
     bpf_loop(2 * (len / BMC_OBS_WINDOW) + 4, obs_window_cb, &w, 0);
     if (w.off < w.end && p->obs.conn.mode != BMC_CONN_LOST)
         bmc_obs_lose(&env, &p->obs);
-    bmc_env_stat(&env, BMC_STAT_OBS_BYTES);
+    bmc_env_stat(&env, BMC_STAT_OBS_CHUNKS);
 }
 
 /* One chunk of a TCP connection, the connection's state by its socket cookie. */

@@ -281,7 +281,7 @@ static_assert(BMC_SCRATCH_OUT >= BMC_SCRATCH_MASK + 7 + 256);
     X(BMC_STAT_INVAL_RESTART, "inval_memcached_restart")                                        \
     X(BMC_STAT_OBS_CONNS, "observed_connections")                                               \
     X(BMC_STAT_OBS_FULL, "unobserved_connections_map_full")                                     \
-    X(BMC_STAT_OBS_BYTES, "observed_bytes")
+    X(BMC_STAT_OBS_CHUNKS, "observed_chunks")
 
 #define BMC_ENUM_ITEM(name) name,
 #define BMC_ENUM_ITEM2(name, text) name,

@@ -106,7 +106,7 @@ void Observer::read(bmc_obs &o, std::span<const std::uint8_t> bytes) {
         while (!bmc_obs_step(&env_, &sc_, &o)) {}
         off += o.pos;
     }
-    counters_[BMC_STAT_OBS_BYTES]++;
+    counters_[BMC_STAT_OBS_CHUNKS]++;
 }
 
 void Observer::chunk(std::uint64_t conn_id, std::span<const std::uint8_t> bytes, std::uint64_t now_ns) {

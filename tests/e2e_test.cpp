@@ -423,6 +423,8 @@ TEST(E2EFaults, NoValueFromBeforeAMemcachedRestartIsServed) {
         ASSERT_TRUE(tcp->ok());
         auto udp = s.udp();
         for (int i = 0; i < 5; i++) EXPECT_EQ(udp->request("get rk\r\n", true).text, "END\r\n") << backend;
+        // Seen in the kernel (memcached's sockets released and bound again), and by bmcd.
+        EXPECT_GE(s.stats()["counters"]["inval_memcached_restart"].get<std::uint64_t>(), 2u) << backend;
         EXPECT_NE(read_file(s.log_path).find("cache flushed"), std::string::npos) << read_file(s.log_path);
     }
 }
@@ -544,7 +546,11 @@ TEST(E2EFaults, MissingMemcachedAndInterfaceDownAreReportedNotFatal) {
     BMC_REQUIRE_ROOT();
     for (std::string backend : kBackends) {
         Server s("down", {"--backend", backend});
-        // memcached goes away: bmcd says so and keeps running.
+        // memcached goes away: bmcd says so and keeps running. (First, bmcd's watch has
+        // connected: it starts on its own thread once bmcd is up.)
+        for (int i = 0; i < 500 && read_file(s.log_path).find("watching memcached") == std::string::npos; i++)
+            std::this_thread::sleep_for(10ms);
+        ASSERT_NE(read_file(s.log_path).find("watching memcached"), std::string::npos) << read_file(s.log_path);
         s.tb->stop(s.memcached, SIGTERM);
         for (int i = 0; i < 500 && read_file(s.log_path).find("lost memcached") == std::string::npos; i++)
             std::this_thread::sleep_for(10ms);
