@@ -2,6 +2,7 @@
 #include <bpf/libbpf.h>
 #include <arpa/inet.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -207,7 +208,8 @@ int main(int argc, char **argv) {
     std::string name;
     app.add_option("--name", name,
                    "this instance's name: its control socket is /run/bmc/NAME.sock, which bmcctl --name "
-                   "NAME and memcached tools read (default: --iface)");
+                   "NAME and memcached tools read (default: --iface, with -nsINODE appended in a network "
+                   "namespace other than the host's)");
     app.add_flag("-v,--verbose", g_verbose, "show libbpf's messages");
     app.set_version_flag("--version", std::string("bmcd ") + BMC_VERSION + " (cache layout " +
                                           std::to_string(BMC_LAYOUT_VERSION) + ")");
@@ -257,6 +259,16 @@ int main(int argc, char **argv) {
             return refuse("--metrics " + metrics_addr + ": give IPV4:PORT, e.g. 127.0.0.1:9711");
         metrics_port = int(port);
     }
+    // The instance's name: the interface's, and in another network namespace than the
+    // host's, that namespace's too, so that bmcds of several namespaces never share a socket.
+    if (name.empty()) {
+        struct stat ns;
+        constexpr ino_t kInitNetns = 0xF0000000;  // PROC_NET_INIT_INO
+        name = opts.iface;
+        if (stat("/proc/self/ns/net", &ns) == 0 && ns.st_ino != kInitNetns) name += "-ns" + std::to_string(ns.st_ino);
+    }
+    if (name.empty() || name.find('/') != std::string::npos || name.size() > 64)
+        return refuse("--name " + name + ": a name of at most 64 characters without '/'");
     if (memcached_host.empty()) memcached_host = bmc::interface_ipv4(opts.iface);
     // One observed connection per connection memcached accepts (its -c), and some slack.
     if (!detach && max_conns_opt->count() == 0 && !memcached_host.empty()) {
@@ -473,7 +485,8 @@ int main(int argc, char **argv) {
         }
         std::unique_ptr<bmc::ControlServer> control;
         try {
-            control = std::make_unique<bmc::ControlServer>(bmc::control_path(name.empty() ? opts.iface : name), handle);
+            control = std::make_unique<bmc::ControlServer>(bmc::control_path(name), handle);
+            std::printf("bmcd: control socket %s (bmcctl --name %s)\n", control->path().c_str(), name.c_str());
         } catch (const std::runtime_error &e) {
             throw bmc::Error(e.what());
         }
