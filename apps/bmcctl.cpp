@@ -32,7 +32,12 @@ std::string ask(const std::string &path, const std::string &line, bool multi) {
     std::string out;
     char buf[4096];
     const std::string end = multi ? "END\r\n" : "\r\n";
-    while (out.size() < end.size() || out.compare(out.size() - end.size(), end.size(), end) != 0) {
+    auto done = [&] {
+        if (out.size() >= end.size() && out.compare(out.size() - end.size(), end.size(), end) == 0) return true;
+        // A refusal is one line, also where a listing was asked for.
+        return (out.rfind("ERROR", 0) == 0 || out.rfind("CLIENT_ERROR", 0) == 0) && out.find("\r\n") != std::string::npos;
+    };
+    while (!done()) {
         pollfd p{fd, POLLIN, 0};
         if (poll(&p, 1, 3000) != 1) {
             close(fd);
@@ -89,6 +94,9 @@ int main(int argc, char **argv) {
     auto *sw = app.add_subcommand("switch", "select the backend that answers gets");
     sw->add_option("backend", backend, "kernel or afxdp")->required()->check(CLI::IsMember({"kernel", "afxdp"}));
     auto *version = app.add_subcommand("version", "bmcd's version");
+    std::string key;
+    auto *dump = app.add_subcommand("dump", "a key's buckets and entries, and whether a get of it is served now");
+    dump->add_option("key", key, "the key")->required();
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp &e) {
@@ -100,8 +108,12 @@ int main(int argc, char **argv) {
     const std::string path = bmc::control_path(name);
     try {
         std::string reply;
-        if (*stats || *settings) {
-            reply = ask(path, *stats ? "stats" : "stats settings", true);
+        if (*stats || *settings || *dump) {
+            reply = ask(path, *stats ? "stats" : *settings ? "stats settings" : "dump " + key, true);
+            if (reply.rfind("CLIENT_ERROR", 0) == 0) {
+                std::fprintf(stderr, "bmcctl: %s", reply.c_str() + 13);
+                return 2;
+            }
             if (json) {
                 std::printf("%s\n", to_json(reply).dump(1).c_str());
                 return 0;

@@ -1320,6 +1320,17 @@ TEST(E2EControl, BmcctlReadsStatsSettingsAndSteersARunningBmcd) {
     auto settings = nlohmann::json::parse(ctl("--json settings"));
     EXPECT_EQ(settings["iface"], "bmcs0");
     EXPECT_EQ(settings["port"].get<int>(), 11211);
+    // The inspector: where the key is, and whether a get of it is served now.
+    std::string d = ctl("dump ck", &st);
+    EXPECT_EQ(st, 0) << d;
+    EXPECT_NE(d.find("STAT entry small."), std::string::npos) << d;
+    EXPECT_NE(d.find("served=yes"), std::string::npos) << d;
+    ASSERT_EQ(tcp->call("set ck 0 0 2\r\nok\r\n"), "STORED\r\n");  // a write: the entry is invalidated
+    d = ctl("dump ck");
+    EXPECT_NE(d.find("served=invalidated"), std::string::npos) << d;
+    EXPECT_EQ(nlohmann::json::parse(ctl("--json dump ck"))["key"], "ck");
+    sh(std::string(BMC_BMCCTL_PATH) + " --name " + name + " dump 'a b' 2>&1", &st);
+    EXPECT_EQ(st, 2);
     // Steering: switch, and flush (what was cached is no longer served).
     EXPECT_EQ(ctl("switch afxdp", &st), "OK\n");
     std::this_thread::sleep_for(500ms);
