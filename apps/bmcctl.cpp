@@ -88,6 +88,7 @@ int main(int argc, char **argv) {
     app.add_option("-n,--name", name, "the bmcd instance (its --name, or its --iface)")->required();
     app.add_flag("--json", json, "machine-readable output");
     app.require_subcommand(1);
+    auto *status = app.add_subcommand("status", "backend, attach modes, queues, memcached watch, uptime");
     auto *stats = app.add_subcommand("stats", "counters, in memcached's STAT format");
     auto *settings = app.add_subcommand("settings", "the effective configuration (stats settings)");
     auto *flush = app.add_subcommand("flush", "empty the cache (a new epoch)");
@@ -108,8 +109,8 @@ int main(int argc, char **argv) {
     const std::string path = bmc::control_path(name);
     try {
         std::string reply;
-        if (*stats || *settings || *dump) {
-            reply = ask(path, *stats ? "stats" : *settings ? "stats settings" : "dump " + key, true);
+        if (*stats || *settings || *dump || *status) {
+            reply = ask(path, *stats ? "stats" : *settings ? "stats settings" : *status ? "status" : "dump " + key, true);
             if (reply.rfind("CLIENT_ERROR", 0) == 0) {
                 std::fprintf(stderr, "bmcctl: %s", reply.c_str() + 13);
                 return 2;

@@ -50,6 +50,7 @@ struct Snapshot {
     bmc::Counters kernel{};
     bmc::AfxdpCounters afxdp{};
     bool has_afxdp = false;
+    unsigned afxdp_queues = 0;
     const char *backend = "kernel";
 };
 
@@ -405,6 +406,7 @@ int main(int argc, char **argv) {
             if (afxdp) {
                 s.afxdp = afxdp->counters();
                 s.has_afxdp = true;
+                s.afxdp_queues = afxdp->queues();
             }
             s.backend = be.mode() == BMC_MODE_AFXDP ? "afxdp" : "kernel";
             return s;
@@ -485,6 +487,22 @@ int main(int argc, char **argv) {
                 return out + "END\r\n";
             }
             if (line == "version") return std::string("VERSION ") + BMC_VERSION + "\r\n";
+            if (line == "status") {
+                std::lock_guard<std::mutex> l(snap_mu);
+                std::string out;
+                auto add = [&](const std::string &k, const std::string &v) { out += "STAT " + k + " " + v + "\r\n"; };
+                add("backend", latest.backend);
+                add("iface", opts.iface);
+                add("port", std::to_string(opts.port));
+                add("xdp_mode", be.xdp_mode());
+                add("tc_mode", be.tc_mode());
+                add("afxdp_queues", latest.has_afxdp ? std::to_string(latest.afxdp_queues) : "0");
+                add("cgroup", be.cgroup());
+                add("memcached_watch", memcached_host.empty() ? "none" : memcached_host + ":" + std::to_string(opts.port));
+                add("pinned", pin ? pin_dir : "no");
+                add("uptime_ms", std::to_string(latest.uptime_ms));
+                return out + "END\r\n";
+            }
             if (line == "mn") return "MN\r\n";  // memcached's no-op: clients end pipelines with it
             if (line.rfind("dump ", 0) == 0) return dump(line.substr(5));
             if (line == "flush_all") {

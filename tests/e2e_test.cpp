@@ -1317,6 +1317,12 @@ TEST(E2EControl, BmcctlReadsStatsSettingsAndSteersARunningBmcd) {
     auto j = nlohmann::json::parse(ctl("--json stats"));
     EXPECT_GE(j["hit_requests"].get<std::uint64_t>(), 3u);
     EXPECT_EQ(j["backend"], "kernel");
+    auto status = nlohmann::json::parse(ctl("--json status"));
+    EXPECT_EQ(status["backend"], "kernel");
+    EXPECT_EQ(status["xdp_mode"], "native");
+    EXPECT_EQ(status["tc_mode"], "tcx");
+    EXPECT_EQ(status["memcached_watch"], "198.18.0.1:11211");
+    EXPECT_GT(status["uptime_ms"].get<std::uint64_t>(), 0u);
     auto settings = nlohmann::json::parse(ctl("--json settings"));
     EXPECT_EQ(settings["iface"], "bmcs0");
     EXPECT_EQ(settings["port"].get<int>(), 11211);
@@ -1335,6 +1341,7 @@ TEST(E2EControl, BmcctlReadsStatsSettingsAndSteersARunningBmcd) {
     EXPECT_EQ(ctl("switch afxdp", &st), "OK\n");
     std::this_thread::sleep_for(500ms);
     EXPECT_EQ(nlohmann::json::parse(ctl("--json stats"))["backend"], "afxdp");
+    EXPECT_EQ(nlohmann::json::parse(ctl("--json status"))["afxdp_queues"].get<int>(), 1);
     EXPECT_EQ(ctl("switch kernel"), "OK\n");
     EXPECT_EQ(ctl("flush", &st), "OK\n");
     const auto before = tcp->stat("cmd_get");
