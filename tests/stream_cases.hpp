@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "packet.hpp"
+
 namespace bmc::test {
 
 struct StreamCase {
@@ -19,17 +21,11 @@ struct StreamCase {
 };
 
 inline std::string nul(const std::string &a, const std::string &b) { return a + std::string(1, '\0') + b; }
+// A binary request as bytes (the packet builder's, as a string).
 inline std::string bin(unsigned char op, const std::string &key, const std::string &extras = "",
                        const std::string &value = "") {
-    std::string h(24, '\0');
-    h[0] = char(0x80);
-    h[1] = char(op);
-    h[2] = char(key.size() >> 8);
-    h[3] = char(key.size());
-    h[4] = char(extras.size());
-    const std::size_t body = extras.size() + key.size() + value.size();
-    h[8] = char(body >> 24), h[9] = char(body >> 16), h[10] = char(body >> 8), h[11] = char(body);
-    return h + extras + key + value;
+    const Bytes b = bin_request(op, key, extras, value);
+    return std::string(b.begin(), b.end());
 }
 
 inline std::vector<StreamCase> stream_cases() {
