@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "afxdp_backend.hpp"
+#include "bench_shared.h"
 #include "bmc_bench.skel.h"
 
 int main(int argc, char **argv) {
@@ -58,11 +59,11 @@ int main(int argc, char **argv) {
     }
     auto echoed = [&]() -> std::uint64_t {
         if (afxdp) return afxdp->counters().rx_frames;
-        std::vector<std::uint64_t> v(static_cast<std::size_t>(libbpf_num_possible_cpus()));
+        std::vector<bench_counters> v(static_cast<std::size_t>(libbpf_num_possible_cpus()));
         std::uint32_t key = 0;
         std::uint64_t sum = 0;
         if (bpf_map_lookup_elem(bpf_map__fd(skel->maps.bench_count), &key, v.data()) == 0)
-            for (auto x : v) sum += x;
+            for (auto &x : v) sum += x.echoed;
         return sum;
     };
     timespec tick{0, 200000000};

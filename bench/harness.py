@@ -1,21 +1,37 @@
 #!/usr/bin/env python3
 """bmc benchmark harness: builds a two-namespace veth testbed, starts memcached, preloads
-it, runs every configuration and sweep in one go, writes JSON and a report with plots,
-and removes everything it made.
+it, runs every configuration and sweep in one go, writes JSON, CSV and a report with
+plots, and removes everything it made.
 
-Configurations: memcached alone (-t 1, -t 2), memcached behind the kernel backend and
-behind the AF_XDP backend, and the floors (an XDP_TX echo, a bare AF_XDP echo). Each is
-measured with socket clients (bmc-bench: closed-loop capacity, then open-loop latency at
-50 % of it) and with the in-kernel generator (bmc-xdpgen). Ratios are computed within
-the run; absolute numbers from different runs are not comparable on a shared machine.
+Configurations, each with 1 queue / 1 generator thread and with 2 queues / 2 threads:
+memcached alone (-t 1, -t 2, and Memcached-SR when it can be built), memcached behind the
+kernel backend and behind the AF_XDP backend, and the floors (an XDP_TX echo, a bare
+AF_XDP echo). The method (see docs/bench/README.md):
+- bmc-xdpgen generates in the kernel (BPF_PROG_RUN, live frames) from a program that
+  stays attached, so it never waits on the XDP dispatcher; it paces itself in the kernel
+  for latency runs (open loop) and checks every reply against the exact bytes expected
+  for its request id. Only correct replies count as answers.
+- latency is the round trip from the generator's timestamp to the client's XDP sink, at
+  10, 50 and 90 % of each configuration's capacity; the socket client (bmc-bench) is kept
+  as a second, labelled method.
+- every point: a warm-up, then N runs (median, min-max).
+- per-packet cost of every BPF program from kernel.bpf_stats_enabled, in its own pass.
+Ratios are computed within the run; absolute numbers from different runs are not
+comparable on a shared machine.
 
 Network rule: traffic only between the two namespaces this script creates, addresses
-from 198.18.0.0/15 assigned only inside them, every load bounded in time."""
+from 198.18.0.0/15 assigned only inside them, every load bounded in time. With --remote
+no namespace is made: the generator side runs on this host against a server started by
+the user (docs/bench/README.md, "Two hosts")."""
 import argparse
+import csv
+import datetime
 import json
 import os
+import platform
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -30,29 +46,44 @@ def log(msg):
     print(f"[bench] {msg}", flush=True)
 
 
+def sh(cmd):
+    r = subprocess.run(cmd, shell=True, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"'{cmd}' failed: {r.stderr.strip()}")
+    return r.stdout
+
+
 class Testbed:
-    def __init__(self, build):
+    """Two namespaces joined by a veth with the given queue count. The server end's
+    processes can be confined to a CPU set (1-queue runs give the generator CPU 0 and the
+    server's processes the other CPUs)."""
+
+    def __init__(self, build, queues):
         self.build = build
-        self.srv = f"bmcb-{os.getpid()}-s"
-        self.cli = f"bmcb-{os.getpid()}-c"
+        self.queues = queues
+        self.srv = f"bmcb-{os.getpid()}-q{queues}-s"
+        self.cli = f"bmcb-{os.getpid()}-q{queues}-c"
         self.procs = []
         self.remove_stale()
         for ns in (self.srv, self.cli):
-            self.sh(f"ip netns add {ns}")
-        self.sh(f"ip link add {SIF} netns {self.srv} type veth peer name {CIF} netns {self.cli}")
-        self.sh(f"ip -n {self.srv} addr add {SERVER_IP}/30 dev {SIF}")
-        self.sh(f"ip -n {self.cli} addr add {CLIENT_IP}/30 dev {CIF}")
+            sh(f"ip netns add {ns}")
+        q = f"numrxqueues {queues} numtxqueues {queues}"
+        sh(f"ip link add {SIF} {q} netns {self.srv} type veth peer name {CIF} {q} netns {self.cli}")
+        sh(f"ip -n {self.srv} addr add {SERVER_IP}/30 dev {SIF}")
+        sh(f"ip -n {self.cli} addr add {CLIENT_IP}/30 dev {CIF}")
         for ns, dev in ((self.srv, SIF), (self.cli, CIF)):
-            self.sh(f"ip -n {ns} link set lo up")
-            self.sh(f"ip -n {ns} link set {dev} up")
-        self.server_mac = self.sh(f"ip -n {self.srv} -br link show {SIF}").split()[2]
+            sh(f"ip -n {ns} link set lo up")
+            sh(f"ip -n {ns} link set {dev} up")
+        self.server_mac = sh(f"ip -n {self.srv} -br link show {SIF}").split()[2]
         self.xdp_pass = f"{build}/bpf/xdp_pass.bpf.o"
+        ncpu = os.cpu_count() or 1
+        self.server_cpus = ",".join(str(c) for c in range(1, ncpu)) if queues == 1 and ncpu > 1 else None
         # memcached runs in a cgroup of this testbed's own, which bmcd's write observer
         # watches; the cgroup2 hierarchy is mounted where `ip netns exec` still sees it.
         if not self.is_cgroup2(CGROUP_MOUNT):
             os.makedirs(CGROUP_MOUNT, exist_ok=True)
-            self.sh(f"mount -t cgroup2 none {CGROUP_MOUNT}")
-        self.cgroup = f"{CGROUP_MOUNT}/bmcb-{os.getpid()}"
+            sh(f"mount -t cgroup2 none {CGROUP_MOUNT}")
+        self.cgroup = f"{CGROUP_MOUNT}/bmcb-{os.getpid()}-q{queues}"
         os.makedirs(self.cgroup, exist_ok=True)
 
     @staticmethod
@@ -76,25 +107,21 @@ class Testbed:
                     except OSError:
                         pass
 
-    @staticmethod
-    def sh(cmd):
-        r = subprocess.run(cmd, shell=True, capture_output=True, text=True)
-        if r.returncode != 0:
-            raise RuntimeError(f"'{cmd}' failed: {r.stderr.strip()}")
-        return r.stdout
-
-    def spawn(self, ns, argv, logfile, in_cgroup=False):
+    def spawn(self, ns, argv, logfile, in_cgroup=False, server_cpus=False):
         def setup():
             os.setsid()
             if in_cgroup:
                 with open(f"{self.cgroup}/cgroup.procs", "w") as f:
                     f.write(str(os.getpid()))
+        if server_cpus and self.server_cpus:
+            argv = ["taskset", "-c", self.server_cpus] + argv
         p = subprocess.Popen(["ip", "netns", "exec", ns] + argv, stdout=logfile, stderr=subprocess.STDOUT,
                              preexec_fn=setup)
         self.procs.append(p)
         return p
 
-    def stop(self, p, timeout=10):
+    @staticmethod
+    def stop(p, timeout=10):
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
             try:
@@ -107,15 +134,10 @@ class Testbed:
     def run(self, ns, argv, timeout):
         return subprocess.run(["ip", "netns", "exec", ns] + argv, capture_output=True, text=True, timeout=timeout)
 
-    def client_xdp(self, attach):
-        self.sh(f"ip -n {self.cli} link set dev {CIF} xdp off")
-        if attach:  # replies sent with XDP_TX on a veth need an XDP program on the peer
-            self.sh(f"ip -n {self.cli} link set dev {CIF} xdp obj {self.xdp_pass} sec xdp")
-
-    def server_xdp_pass(self, attach):
-        self.sh(f"ip -n {self.srv} link set dev {SIF} xdp off")
-        if attach:  # frames an XDP program sends into a veth need an XDP program on the peer
-            self.sh(f"ip -n {self.srv} link set dev {SIF} xdp obj {self.xdp_pass} sec xdp")
+    def xdp(self, ns, dev, attach):
+        sh(f"ip -n {ns} link set dev {dev} xdp off")
+        if attach:  # frames sent with XDP_TX into a veth need an XDP program on the peer
+            sh(f"ip -n {ns} link set dev {dev} xdp obj {self.xdp_pass} sec xdp")
 
     def close(self):
         for p in self.procs:
@@ -132,38 +154,107 @@ class Testbed:
                 time.sleep(0.05)
 
 
+def summary(values):
+    """median and min-max of repeated measurements"""
+    v = [x for x in values if x is not None]
+    if not v:
+        return {"median": 0, "min": 0, "max": 0, "n": 0}
+    return {"median": statistics.median(v), "min": min(v), "max": max(v), "n": len(v)}
+
+
+def prog_stats(ns, dev):
+    """run_time_ns and run_cnt of the XDP and TC programs attached to dev in ns, by name"""
+    r = subprocess.run(["ip", "netns", "exec", ns, "bpftool", "-j", "net", "show", "dev", dev],
+                       capture_output=True, text=True)
+    ids = []
+    try:
+        for entry in json.loads(r.stdout or "[]"):
+            for kind in ("xdp", "tc"):
+                for a in entry.get(kind, []):
+                    if "id" in a:
+                        ids.append(a["id"])
+    except json.JSONDecodeError:
+        pass
+    out = {}
+    for i in ids:
+        p = subprocess.run(["bpftool", "-j", "prog", "show", "id", str(i)], capture_output=True, text=True)
+        try:
+            j = json.loads(p.stdout)
+        except json.JSONDecodeError:
+            continue
+        out[j.get("name", str(i))] = {"run_time_ns": j.get("run_time_ns", 0), "run_cnt": j.get("run_cnt", 0)}
+    return out
+
+
 class Bench:
     def __init__(self, args):
         self.args = args
         self.build = os.path.abspath(args.build)
         self.out = os.path.abspath(args.out)
         os.makedirs(self.out, exist_ok=True)
-        self.tb = Testbed(self.build)
-        self.d = 1.0 if args.quick else args.duration
-        self.results = {"quick": args.quick, "configs": {}, "sweeps": {}}
+        q = args.quick
+        self.d = args.duration or (0.3 if q else 2.0)
+        self.warmup = 0.1 if q else 0.5
+        self.reps = args.repetitions or (1 if q else 5)
+        self.keys = args.keys or (10000 if q else 100000)
+        self.tbs = {}
+        self.results = {"quick": q, "meta": self.metadata(), "configs": {}, "sweeps": {}}
         self.logs = open(os.path.join(self.out, "processes.log"), "w")
+        self.sr = None
+
+    def testbed(self, queues):
+        if queues not in self.tbs:
+            self.tbs[queues] = Testbed(self.build, queues)
+        return self.tbs[queues]
+
+    def close(self):
+        for tb in self.tbs.values():
+            tb.close()
 
     def tool(self, name):
-        return f"{self.build}/bench/{name}" if name != "bmcd" else f"{self.build}/apps/bmcd"
+        return f"{self.build}/apps/{name}" if name == "bmcd" else f"{self.build}/bench/{name}"
+
+    def metadata(self):
+        def cmd(argv):
+            try:
+                return subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout.strip()
+            except (OSError, subprocess.TimeoutExpired):
+                return None
+        cpu = None
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+        clangs = {}
+        for c in ("clang-14", "clang-16", "clang-19"):
+            v = cmd([c, "--version"])
+            if v:
+                clangs[c] = v.splitlines()[0]
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "kernel": platform.release(), "cpu_model": cpu, "cpus": os.cpu_count(), "clang": clangs,
+                "commit": cmd(["git", "-C", root, "rev-parse", "--short", "HEAD"]),
+                "memcached": cmd(["memcached", "-V"]), "keys": self.keys if hasattr(self, "keys") else None}
 
     # ---- memcached and the server side -------------------------------------------------
     @contextmanager
-    def memcached(self, threads, keys, value_size):
-        p = self.tb.spawn(self.tb.srv, ["memcached", "-u", "root", "-U", str(PORT), "-p", str(PORT), "-l",
-                                        SERVER_IP + ",127.0.0.1", "-t", str(threads), "-m", "2048", "-c", "4096"], self.logs,
-                          in_cgroup=True)
+    def memcached(self, tb, threads, keys, value_size, binary="memcached"):
+        p = tb.spawn(tb.srv, [binary, "-u", "root", "-U", str(PORT), "-p", str(PORT), "-l", SERVER_IP + ",127.0.0.1",
+                              "-t", str(threads), "-m", "2048", "-c", "4096"], self.logs, in_cgroup=True,
+                     server_cpus=True)
         try:
-            self.preload(keys, value_size)
+            self.preload(tb, keys, value_size)
             yield p
         finally:
-            self.tb.stop(p)
+            tb.stop(p)
 
-    def preload(self, keys, value_size):
-        self.tb.client_xdp(True)
+    def preload(self, tb, keys, value_size):
+        tb.xdp(tb.cli, CIF, True)
         deadline = time.time() + 10
         while True:
-            r = self.tb.run(self.tb.cli, [self.tool("bmc-bench"), "--preload", "-k", str(keys), "--value-size",
-                                          str(value_size), "-d", "0.1", "-n", "1"], timeout=900)
+            r = tb.run(tb.cli, [self.tool("bmc-bench"), "-s", SERVER_IP, "--preload", "-k", str(keys), "--value-size",
+                                str(value_size), "-d", "0.1", "-n", "1"], timeout=900)
             if r.returncode == 0:
                 return
             if time.time() > deadline:
@@ -171,153 +262,219 @@ class Bench:
             time.sleep(0.2)
 
     @contextmanager
-    def server(self, kind):
+    def server(self, tb, kind):
         """Starts what sits in front of memcached: none, kernel, afxdp, echo-xdp, echo-afxdp."""
-        stats = os.path.join(self.out, "server-stats.json")
+        stats = os.path.join(self.out, f"server-stats-q{tb.queues}.json")
         if os.path.exists(stats):
             os.remove(stats)
         if kind == "none":
-            yield None
+            tb.xdp(tb.srv, SIF, True)  # the generator's frames arrive by XDP_TX
+            try:
+                yield None
+            finally:
+                tb.xdp(tb.srv, SIF, False)
             return
         if kind in ("kernel", "afxdp"):
             # Values up to 1 KB answer 30-byte requests: lift the amplification limit (default 10)
             # so that the value-size sweep measures the cache rather than the limit.
             argv = [self.tool("bmcd"), "-i", SIF, "--backend", kind, "--interval", "0", "--stats-file", stats,
-                    "--max-amplification", "100", "--cgroup", self.tb.cgroup, "--max-connections", "4096"]
+                    "--max-amplification", "100", "--cgroup", tb.cgroup, "--max-connections", "4096",
+                    "--name", os.path.basename(tb.srv)]
         else:
             argv = [self.tool("bmc-floor"), "-i", SIF, "--kind", kind.split("-")[1], "--stats-file", stats]
-        p = self.tb.spawn(self.tb.srv, argv, self.logs)
-        for _ in range(300):
+        p = tb.spawn(tb.srv, argv, self.logs, server_cpus=True)
+        for _ in range(500):
             if os.path.exists(stats) or p.poll() is not None:
                 break
             time.sleep(0.02)
         if p.poll() is not None:
             raise RuntimeError(f"{kind} did not start; see {self.out}/processes.log")
-        time.sleep(0.3)
         try:
             yield stats
         finally:
-            self.tb.stop(p)
-
-    # ---- measurements ------------------------------------------------------------------
-    def socket_run(self, extra, name):
-        self.tb.client_xdp(True)
-        path = os.path.join(self.out, f"{name}.json")
-        argv = [self.tool("bmc-bench"), "-s", SERVER_IP, "--json", path] + extra
-        r = self.tb.run(self.tb.cli, argv, timeout=self.d * 4 + 60)
-        if r.returncode != 0 or not os.path.exists(path):
-            raise RuntimeError(f"bmc-bench {' '.join(extra)}: {r.stderr.strip()}")
-        with open(path) as f:
-            return json.load(f)
-
-    def socket_capacity(self, name, keys, echo):
-        return self.socket_run(["--mode", "closed", "-t", "1", "--outstanding", "32", "-d", str(self.d), "-k",
-                                str(keys), "--value-size", "32"] + (["--echo"] if echo else []), name + "-capacity")
-
-    def socket_latency(self, name, keys, rate, echo):
-        return self.socket_run(["--mode", "open", "-t", "1", "--rate", str(max(rate, 100)), "-d", str(self.d), "-k",
-                                str(keys), "--value-size", "32"] + (["--echo"] if echo else []), name + "-latency")
+            tb.stop(p)
 
     @staticmethod
     def served(stats):
-        """Requests the server side says it answered itself (cache hits or echoes)."""
+        """What the server side says it did: cache hits by path, gets seen, or echoes."""
         if not stats or not os.path.exists(stats):
             return None
         with open(stats) as f:
             j = json.load(f)
         if "echoed" in j:
-            return j["echoed"]
-        return j["counters"]["hit_requests"] + j.get("afxdp", {}).get("counters", {}).get("hit_requests", 0)
+            return {"echoed": j["echoed"]}
+        c, a = j["counters"], j.get("afxdp", {}).get("counters", {})
+        return {"xdp": c["hit_requests"], "afxdp": a.get("hit_requests", 0),
+                "gets": c.get("get_requests", 0) + a.get("get_requests", 0)}
 
-    def xdpgen(self, name, keys, width=1, server_pass=False, stats=None):
+    # ---- measurements ------------------------------------------------------------------
+    def xdpgen(self, tb, name, keys, kind, width=1, value_size=32, latency=True, stats=None, extra=()):
         before = self.served(stats)
-        self.tb.client_xdp(False)
-        if server_pass:
-            self.tb.server_xdp_pass(True)
-        path = os.path.join(self.out, f"{name}-xdpgen.json")
+        tb.xdp(tb.cli, CIF, False)
+        path = os.path.join(self.out, f"{name}-q{tb.queues}-xdpgen.json")
+        argv = [self.tool("bmc-xdpgen"), "-i", CIF, "--server-ip", SERVER_IP, "--server-mac", tb.server_mac,
+                "-k", str(keys), "-w", str(width), "--value-size", str(value_size), "-d", str(self.d),
+                "--warmup", str(self.warmup), "--runs", str(self.reps), "-t", str(tb.queues),
+                "--expect", "echo" if kind.startswith("echo") else "memcached", "--json", path, *extra]
+        if latency:
+            argv += ["--latency-at", "0.1,0.5,0.9"]
+        budget = (self.reps + (3 if latency else 0)) * (self.d + self.warmup) * 3 + 60
         try:
-            r = self.tb.run(self.tb.cli, [self.tool("bmc-xdpgen"), "-i", CIF, "--dst-mac", self.tb.server_mac, "-k",
-                                          str(keys), "-w", str(width), "-d", str(self.d), "--json", path],
-                            timeout=self.d * 4 + 60)
+            r = tb.run(tb.cli, argv, timeout=budget)
         finally:
-            if server_pass:
-                self.tb.server_xdp_pass(False)
-            self.tb.client_xdp(True)
+            tb.xdp(tb.cli, CIF, True)
         if r.returncode != 0:
-            raise RuntimeError(f"bmc-xdpgen: {r.stderr.strip()}")
+            raise RuntimeError(f"bmc-xdpgen ({name}): {r.stderr.strip()[-2000:]}")
         with open(path) as f:
             res = json.load(f)
-        if before is not None:
-            time.sleep(0.5)  # the server rewrites its counters every 200 ms
-            res["server_served"] = self.served(stats) - before
-            res["server_served_rps"] = res["server_served"] / res["elapsed_s"]
+        caps = [c["answer_rps"] for c in res["capacity"]]
+        res["capacity_rps"] = summary(caps)
+        res["checked"] = {k: sum(c[k] for c in res["capacity"] + res["latency"])
+                          for k in ("answered", "wrong", "missed", "incomplete", "unexpected", "bad_header")}
+        after = self.served(stats)
+        if before and after:
+            time.sleep(0.3)  # the server rewrites its counters every 200 ms
+            after = self.served(stats)
+            d = {k: after[k] - before[k] for k in after}
+            if "gets" in d and d["gets"]:
+                hits = d["xdp"] + d["afxdp"]
+                d["hit_ratio"] = hits / d["gets"]
+                d["path"] = {"xdp": d["xdp"] / d["gets"], "afxdp": d["afxdp"] / d["gets"],
+                             "memcached": 1 - hits / d["gets"]}
+            res["server"] = d
+        elif kind == "none":
+            res["server"] = {"path": {"xdp": 0, "afxdp": 0, "memcached": 1}}
         return res
 
-    def measure_config(self, name, mc_threads, kind, keys):
-        log(f"configuration {name}")
-        echo = kind.startswith("echo")
-        with self.memcached(mc_threads, keys, 32), self.server(kind) as stats:
-            cap = self.socket_capacity(name, keys, echo)
-            lat = self.socket_latency(name, keys, 0.5 * cap["throughput_rps"], echo)
-            gen = self.xdpgen(name, keys, server_pass=(kind == "none"), stats=stats)
-        # An echo answers with one datagram that is not a memcached reply; everything
-        # else is counted by complete answers (a multi-get is one answer).
-        res = {"socket_capacity_rps": cap["throughput_rps"], "socket": cap, "latency_at_half": lat,
-               "xdpgen": gen, "capacity_rps": gen["reply_rps"] if echo else gen["answer_rps"]}
-        self.results["configs"][name] = res
-        log(f"  sockets {cap['throughput_rps']:.0f} req/s, in-kernel generator {gen['reply_rps']:.0f} replies/s, "
-            f"p50/p99 at 50% load {lat['latency_ns']['p50'] / 1e3:.1f}/{lat['latency_ns']['p99'] / 1e3:.1f} us")
+    def socket_run(self, tb, extra, name):
+        tb.xdp(tb.cli, CIF, True)
+        path = os.path.join(self.out, f"{name}.json")
+        argv = [self.tool("bmc-bench"), "-s", SERVER_IP, "--json", path] + extra
+        r = tb.run(tb.cli, argv, timeout=self.d * 4 + 60)
+        if r.returncode != 0 or not os.path.exists(path):
+            raise RuntimeError(f"bmc-bench {' '.join(extra)}: {r.stderr.strip()}")
+        with open(path) as f:
+            return json.load(f)
+
+    def socket_method(self, tb, name, keys, echo):
+        common = ["-t", "1", "-d", str(self.d), "-k", str(keys), "--value-size", "32"] + (["--echo"] if echo else [])
+        cap = self.socket_run(tb, ["--mode", "closed", "--outstanding", "32"] + common, name + "-socket-capacity")
+        lat = self.socket_run(tb, ["--mode", "open", "--rate", str(max(0.5 * cap["throughput_rps"], 100))] + common,
+                              name + "-socket-latency")
+        return {"capacity_rps": cap["throughput_rps"], "capacity": cap, "latency_at_half": lat}
+
+    def configurations(self):
+        plan = [("memcached-t1", 1, "none"), ("memcached-t2", 2, "none")]
+        if self.sr:
+            plan.append(("memcached-sr", 2, "none"))
+        plan += [("kernel", 1, "kernel"), ("afxdp", 1, "afxdp"), ("floor-xdp-echo", 1, "echo-xdp"),
+                 ("floor-afxdp-echo", 1, "echo-afxdp")]
+        return plan
+
+    def measure_config(self, name, mc_threads, kind, queues):
+        tb = self.testbed(queues)
+        log(f"configuration {name}, {queues} queue{'s' if queues > 1 else ''}")
+        binary = self.sr if name == "memcached-sr" else "memcached"
+        with self.memcached(tb, mc_threads, self.keys, 32, binary), self.server(tb, kind) as stats:
+            gen = self.xdpgen(tb, f"{name}", self.keys, kind, stats=stats)
+            sock = self.socket_method(tb, f"{name}-q{queues}", self.keys, kind.startswith("echo")) if queues == 1 else None
+        res = {"queues": queues, "xdpgen": gen, "capacity_rps": gen["capacity_rps"], "socket": sock,
+               "latency": {f'{int(round(l["fraction"] * 100))}%': l["latency_ns"] | {"answer_rps": l["answer_rps"],
+                                                                              "target_rps": l["target_rps"]}
+                           for l in gen["latency"]}}
+        self.results["configs"][f"{name}/q{queues}"] = res
+        c, k = gen["capacity_rps"], gen["checked"]
+        lat = res["latency"].get("50%", {})
+        log(f"  {c['median']:.0f} answers/s [{c['min']:.0f}-{c['max']:.0f}], wrong {k['wrong']}, missed {k['missed']}, "
+            f"p50/p99 at 50%: {lat.get('p50', 0) / 1e3:.1f}/{lat.get('p99', 0) / 1e3:.1f} us (in-kernel)"
+            + (f"; socket client {sock['capacity_rps']:.0f}/s" if sock else ""))
 
     def sweep(self, title, points, make):
         self.results["sweeps"][title] = {}
-        for kind, label in (("kernel", "kernel backend"), ("none", "memcached -t 1")):
+        for kind, label in (("kernel", "kernel backend"), ("afxdp", "AF_XDP backend"), ("none", "memcached -t 1")):
             rows = []
             for x in points:
-                rows.append([x, make(kind, x)])
-                log(f"  {title} {label} {x}: {rows[-1][1]:.0f} answers/s")
+                s = make(kind, x)
+                rows.append({"x": x, "answer_rps": s["capacity_rps"], "checked": s["checked"],
+                             "path": s.get("server", {}).get("path")})
+                log(f"  {title} {label} {x}: {s['capacity_rps']['median']:.0f} answers/s")
             self.results["sweeps"][title][label] = rows
 
     def run_sweeps(self):
         q = self.args.quick
+        tb = self.testbed(1)
         keys = 10000
 
         def value(kind, v):
-            with self.memcached(1, keys, v), self.server(kind):
-                return self.xdpgen(f"sweep-value-{kind}-{v}", keys, server_pass=(kind == "none"))["answer_rps"]
+            with self.memcached(tb, 1, keys, v), self.server(tb, kind) as st:
+                return self.xdpgen(tb, f"sweep-value-{kind}-{v}", keys, kind, value_size=v, latency=False, stats=st)
 
         def width(kind, w):
-            with self.memcached(1, keys, 32), self.server(kind):
-                return self.xdpgen(f"sweep-width-{kind}-{w}", keys, w, server_pass=(kind == "none"))["answer_rps"]
+            with self.memcached(tb, 1, keys, 32), self.server(tb, kind) as st:
+                return self.xdpgen(tb, f"sweep-width-{kind}-{w}", keys, kind, width=w, latency=False, stats=st)
 
         def keycount(kind, k):
-            with self.memcached(1, k, 32), self.server(kind):
-                return self.xdpgen(f"sweep-keys-{kind}-{k}", k, server_pass=(kind == "none"))["answer_rps"]
+            with self.memcached(tb, 1, k, 32), self.server(tb, kind) as st:
+                return self.xdpgen(tb, f"sweep-keys-{kind}-{k}", k, kind, latency=False, stats=st)
 
         log("sweep: value size")
-        self.sweep("value_size", [32, 1024] if q else [32, 64, 128, 256, 512, 1024], value)
+        self.sweep("value_size", [32, 1024] if q else [32, 128, 256, 512, 768, 1024], value)
+        # A 16-byte key with a 32-byte value makes a 56-byte item: the cache's 1,400-byte
+        # reply holds 24 of them, so answers move from XDP to memcached past width 24.
         log("sweep: multi-get width")
-        self.sweep("multiget", [1, 10] if q else [1, 2, 5, 10, 20, 30], width)
+        self.sweep("multiget", [1, 30] if q else [1, 4, 8, 16, 20, 22, 23, 24, 25, 26, 28, 30], width)
         log("sweep: key count (Zipf 0.99)")
-        self.sweep("keys", [10000, 100000] if q else [10000, 100000, 1000000, 10000000], keycount)
+        self.sweep("keys", [10000] if q else [10000, 100000, 1000000], keycount)
+
+    def per_packet_cost(self):
+        """ns per run of every BPF program on the path (kernel.bpf_stats_enabled), in a pass
+        of its own because the accounting itself costs about 70 ns per run."""
+        tb = self.testbed(1)
+        res = {}
+        with open("/proc/sys/kernel/bpf_stats_enabled") as f:
+            old = f.read().strip()
+        try:
+            with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
+                f.write("1")
+            for name, kind in (("kernel", "kernel"), ("floor-xdp-echo", "echo-xdp")):
+                with self.memcached(tb, 1, self.keys, 32), self.server(tb, kind) as st:
+                    tb.xdp(tb.cli, CIF, False)
+                    before = prog_stats(tb.srv, SIF)
+                    self.xdpgen(tb, f"cost-{name}", self.keys, kind, latency=False, stats=st)
+                    after = prog_stats(tb.srv, SIF)
+                progs = {}
+                for p, a in after.items():
+                    b = before.get(p, {"run_time_ns": 0, "run_cnt": 0})
+                    n = a["run_cnt"] - b["run_cnt"]
+                    if n > 0:
+                        progs[p] = {"runs": n, "ns_per_run": (a["run_time_ns"] - b["run_time_ns"]) / n}
+                res[name] = progs
+                log(f"  per-packet cost {name}: " + ", ".join(f"{p} {v['ns_per_run']:.0f} ns" for p, v in progs.items()))
+        finally:
+            with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
+                f.write(old)
+        self.results["per_packet_ns"] = res
+        return res
 
     def profile(self):
         """cpu-clock profile of the kernel backend under the in-kernel generator."""
         if self.args.quick or not shutil.which("perf"):
             return None
+        tb = self.testbed(1)
         keys = 10000
-        with self.memcached(1, keys, 32), self.server("kernel"):
-            self.tb.client_xdp(False)
-            gen = subprocess.Popen(["ip", "netns", "exec", self.tb.cli, self.tool("bmc-xdpgen"), "-i", CIF,
-                                    "--dst-mac", self.tb.server_mac, "-k", str(keys), "-d", "4"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(0.5)
-            data = os.path.join(self.out, "perf.data")
+        data = os.path.join(self.out, "perf.data")
+        with self.memcached(tb, 1, keys, 32), self.server(tb, "kernel"):
+            tb.xdp(tb.cli, CIF, False)
+            gen = subprocess.Popen(["ip", "netns", "exec", tb.cli, self.tool("bmc-xdpgen"), "-i", CIF, "--server-ip",
+                                    SERVER_IP, "--server-mac", tb.server_mac, "-k", str(keys), "-d", "4", "--warmup",
+                                    "0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1)
             subprocess.run(["perf", "record", "-e", "cpu-clock", "-a", "-o", data, "--", "sleep", "2"],
                            capture_output=True)
             gen.wait()
-            self.tb.client_xdp(True)
-            rep = subprocess.run(["perf", "report", "--stdio", "-i", data, "--sort", "sym", "--percent-limit", "1.5"],
-                                 capture_output=True, text=True)
+            tb.xdp(tb.cli, CIF, True)
+        rep = subprocess.run(["perf", "report", "--stdio", "-i", data, "--sort", "sym", "--percent-limit", "1.5"],
+                             capture_output=True, text=True)
         return "\n".join(l for l in rep.stdout.splitlines() if l and not l.startswith("#"))[:4000]
 
     def observer_cost(self, rounds=3):
