@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Benchmark datapath pieces (not part of the cache):
- *   bench_client  on the client's interface: run with BPF_PROG_RUN and live frames it is
- *                 the request generator; on frames arriving from the server it is the sink
+ *   bench_client  on the client's interface: run with BPF_PROG_RUN and live frames (and
+ *                 4 bytes of metadata) it is the request generator; on frames arriving from the server it is the sink
  *                 that checks every reply and measures its round trip. One program does
  *                 both, so that being attached keeps it in the XDP dispatcher: a program
  *                 that is not attached anywhere is added to and removed from the
@@ -76,7 +76,6 @@ const volatile __u16 bench_port = 11211;
 const volatile __u16 gen_port = 40000;
 const volatile __u32 server_ip = 0; /* network order */
 const volatile __u32 client_ip = 0;
-const volatile __u8 client_mac[ETH_ALEN] = {};
 const volatile __u32 gen_threads = 1;
 const volatile __u32 item_len = 8;
 const volatile __u32 item_words = 1; /* bench_words_per_item(item_len) */
@@ -246,12 +245,16 @@ int bench_client(struct xdp_md *ctx)
     c = counters();
     if (!c)
         return XDP_PASS;
-    /* The generator's own template (BPF_PROG_RUN): from this host's MAC, address and port. */
-    if (udp->dest == bpf_htons(bench_port) && udp->source == bpf_htons(gen_port) && ip->saddr == client_ip &&
-        eth->h_source[0] == client_mac[0] && eth->h_source[1] == client_mac[1] &&
-        eth->h_source[2] == client_mac[2] && eth->h_source[3] == client_mac[3] &&
-        eth->h_source[4] == client_mac[4] && eth->h_source[5] == client_mac[5])
+    /* A generator run (BPF_PROG_RUN) carries 4 bytes of metadata; frames from a device
+     * carry none. The frame's bytes cannot tell: live frames are recycled unreset, and a
+     * recycled one may hold a reply. */
+    if ((void *)(long)ctx->data_meta < data) {
+        /* Sent frames keep their metadata through XDP_TX on a veth: drop it, or replies
+         * would come back looking like generator runs. */
+        if (bpf_xdp_adjust_meta(ctx, 4))
+            return XDP_ABORTED;
         return generate(ctx, c);
+    }
     if (udp->source == bpf_htons(bench_port) && udp->dest == bpf_htons(gen_port))
         return absorb(ctx, c, ip, udp);
     return XDP_PASS;

@@ -39,7 +39,12 @@ int main(int argc, char **argv) {
     int link = -1;
     try {
         if (kind == "xdp") {
-            skel = bmc_bench__open_and_load();
+            skel = bmc_bench__open();
+            if (skel) bpf_program__set_autoload(skel->progs.bench_client, false);
+            if (skel && bmc_bench__load(skel)) {
+                bmc_bench__destroy(skel);
+                skel = nullptr;
+            }
             int ifindex = int(if_nametoindex(iface.c_str()));
             if (!skel || !ifindex) throw bmc::Error("cannot load the echo program or find " + iface);
             link = bpf_link_create(bpf_program__fd(skel->progs.bench_echo), ifindex, BPF_XDP, nullptr);

@@ -133,10 +133,12 @@ public:
                 const std::uint32_t batch = rate > 0 ? 16 : 64;
                 const int repeat = rate > 0 ? 65536 : 4096;
                 xdp_md ctx{};
-                ctx.data_end = prog_.frame().len;
+                ctx.data = ClientProgram::kMetaLen;
+                ctx.data_end = std::uint32_t(prog_.run_input().size());
                 ctx.ingress_ifindex = std::uint32_t(ifindex_);
                 while (!stop.load(std::memory_order_relaxed)) {
-                    LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = prog_.frame().bytes, .data_size_in = prog_.frame().len,
+                    LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = prog_.run_input().data(),
+                                .data_size_in = std::uint32_t(prog_.run_input().size()),
                                 .ctx_in = &ctx, .ctx_size_in = sizeof ctx, .repeat = repeat,
                                 .flags = BPF_F_TEST_XDP_LIVE_FRAMES, .batch_size = batch);
                     const std::uint64_t c0 = bmc::monotonic_ns();

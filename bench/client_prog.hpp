@@ -113,7 +113,6 @@ public:
         ro->gen_port = cfg.gen_port;
         ro->server_ip = cfg.server_ip;
         ro->client_ip = cfg.client_ip;
-        std::memcpy(const_cast<std::uint8_t *>(ro->client_mac), cfg.client_mac.data(), 6);
         ro->gen_threads = cfg.threads;
         ro->item_len = item_len_;
         ro->item_words = bench_words_per_item(item_len_);
@@ -133,6 +132,10 @@ public:
     int prog_fd() const { return bpf_program__fd(skel_->progs.bench_client); }
     int requests_fd() const { return bpf_map__fd(skel_->maps.requests); }
     const bench_template &frame() const { return tmpl_; }
+    // What BPF_PROG_RUN takes for a generator run: kMetaLen bytes of metadata, then the
+    // template (bench_client generates when it sees metadata).
+    static constexpr std::uint32_t kMetaLen = 4;
+    const std::vector<std::uint8_t> &run_input() const { return input_; }
     std::uint32_t item_len() const { return item_len_; }
     // The exact reply items for request id, as the sink checks them.
     std::vector<std::string> expected_items(std::uint32_t id) const {
@@ -206,6 +209,8 @@ private:
         put16(f + l4 + 4, std::uint16_t(8 + request_.size()));  // UDP checksum 0: none, valid over IPv4
         std::memcpy(f + l4 + 8, request_.data(), request_.size());
         tmpl_.len = len;
+        input_.assign(kMetaLen, 0);
+        input_.insert(input_.end(), f, f + len);
         tmpl_.width = cfg_.w.width;
         tmpl_.key_len = cfg_.w.key_size;
         tmpl_.id_off = l4 + 8;
@@ -238,6 +243,7 @@ private:
     std::string request_;
     std::uint32_t item_len_ = 0;
     bench_template tmpl_{};
+    std::vector<std::uint8_t> input_;
     bmc_bench *skel_ = nullptr;
 };
 

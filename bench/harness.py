@@ -480,27 +480,27 @@ class Bench:
     def observer_cost(self, rounds=3):
         """memcached's own TCP SET throughput with bmc's write observer attached (alone: no
         XDP, no TC), against none, interleaved in one run; synchronous SETs from 2 threads."""
+        tb = self.testbed(1)
         d = 1.0 if self.args.quick else 3.0
         runs = {"none": [], "observer": []}
-        with self.memcached(1, 1000, 32):
+        with self.memcached(tb, 1, 1000, 32):
             for r in range(rounds):
                 for kind in ("none", "observer"):
                     p = None
                     if kind == "observer":
-                        p = self.tb.spawn(self.tb.srv, [self.tool("bmc-observe"), "--cgroup", self.tb.cgroup],
-                                          self.logs)
+                        p = tb.spawn(tb.srv, [self.tool("bmc-observe"), "--cgroup", tb.cgroup], self.logs)
                         time.sleep(0.5)
                         if p.poll() is not None:
                             raise RuntimeError("bmc-observe did not start; see processes.log")
                     try:
-                        j = self.socket_run(["--set-ratio", "1", "-t", "2", "-d", str(d), "-k", "1000",
-                                             "--value-size", "32", "--no-verify"], f"observer-cost-{kind}-{r}")
+                        j = self.socket_run(tb, ["--set-ratio", "1", "-t", "2", "-d", str(d), "-k", "1000",
+                                                 "--value-size", "32", "--no-verify"], f"observer-cost-{kind}-{r}")
                     finally:
                         if p:
-                            self.tb.stop(p)
+                            tb.stop(p)
                     runs[kind].append(j["sets"] / j["duration_s"] if "duration_s" in j else j["sets"] / d)
                     log(f"  observer cost round {r} {kind}: {runs[kind][-1]:.0f} sets/s")
-        med = {k: sorted(v)[len(v) // 2] for k, v in runs.items()}
+        med = {k: statistics.median(v) for k, v in runs.items()}
         res = {"sets_per_s": runs, "median": med, "ratio_observer_to_none": med["observer"] / max(med["none"], 1)}
         self.results["observer_cost"] = res
         return res
@@ -508,9 +508,10 @@ class Bench:
     def hit_cost(self):
         """bmc-hitcost in the server namespace: bmc_rx per hit with and without the
         stack-delivery checks and the socket lookup, interleaved in one run."""
+        tb = self.testbed(1)
         path = os.path.join(self.out, "hit-cost.json")
-        r = self.tb.run(self.tb.srv, [self.tool("bmc-hitcost"), "-i", SIF, "--json", path, "--runs",
-                                      "20000" if self.args.quick else "100000"], timeout=600)
+        r = tb.run(tb.srv, [self.tool("bmc-hitcost"), "-i", SIF, "--json", path, "--runs",
+                            "20000" if self.args.quick else "100000"], timeout=600)
         if r.returncode != 0:
             raise RuntimeError(f"bmc-hitcost: {r.stderr.strip()}")
         log(r.stdout.strip())
@@ -521,23 +522,23 @@ class Bench:
     def consistency(self, ops, seconds=None, lossy=False):
         """bmc-check against both backends: longer runs than CI's 50,000 operations; with
         lossy, over a link that drops 2 % of the TCP segments to memcached."""
+        tb = self.testbed(1)
         bad = []
         seconds = seconds or max(60, ops / 2000)
         for kind in ("kernel", "afxdp"):
-            with self.memcached(1, 10, 32), self.server(kind):
+            with self.memcached(tb, 1, 10, 32), self.server(tb, kind):
                 if lossy:
-                    self.tb.sh(f"ip netns exec {self.tb.srv} tc qdisc add dev {SIF} clsact")
-                    self.tb.sh(f"ip netns exec {self.tb.srv} tc filter add dev {SIF} ingress bpf da obj "
-                               f"{self.build}/tests/lossy.bpf.o sec tc")
+                    sh(f"ip netns exec {tb.srv} tc qdisc add dev {SIF} clsact")
+                    sh(f"ip netns exec {tb.srv} tc filter add dev {SIF} ingress bpf da obj "
+                       f"{self.build}/tests/lossy.bpf.o sec tc")
                 try:
-                    r = self.tb.run(self.tb.cli, [self.tool("bmc-check"), "--ops", str(ops), "--keys", "16",
-                                                  "--write-pause-us", "3000", "--max-seconds", str(seconds),
-                                                  "--pipeline", "8", "--split",
-                                                  "--loopback-netns", f"/var/run/netns/{self.tb.srv}"],
-                                    timeout=seconds + 120)
+                    r = tb.run(tb.cli, [self.tool("bmc-check"), "--ops", str(ops), "--keys", "16",
+                                        "--write-pause-us", "3000", "--max-seconds", str(seconds),
+                                        "--pipeline", "8", "--split", "--loopback-netns", f"/var/run/netns/{tb.srv}"],
+                               timeout=seconds + 120)
                 finally:
                     if lossy:
-                        subprocess.run(["ip", "netns", "exec", self.tb.srv, "tc", "qdisc", "del", "dev", SIF, "clsact"],
+                        subprocess.run(["ip", "netns", "exec", tb.srv, "tc", "qdisc", "del", "dev", SIF, "clsact"],
                                        capture_output=True)
             log(f"consistency {kind}: {r.stdout.strip()[:2000]} {r.stderr.strip()[:500]}")
             with open(os.path.join(self.out, f"consistency-{kind}.json"), "w") as f:
@@ -546,92 +547,239 @@ class Bench:
                 bad.append(kind)
         return bad
 
+    def build_sr(self):
+        if self.args.quick or self.args.no_sr:
+            self.results["memcached_sr"] = "not measured (--quick or --no-sr)"
+            return
+        log("building Memcached-SR from Debian's memcached source package")
+        r = subprocess.run(["bash", os.path.join(os.path.dirname(os.path.abspath(__file__)), "memcached-sr.sh"),
+                            os.path.join(self.build, "memcached-sr")], capture_output=True, text=True, timeout=900)
+        if r.returncode == 0 and os.access(r.stdout.strip(), os.X_OK):
+            self.sr = r.stdout.strip()
+            self.results["memcached_sr"] = "built from Debian's source package with bench/memcached-sr.patch"
+        else:
+            self.results["memcached_sr"] = f"not measured: the source could not be built ({r.stderr.strip()[-300:]})"
+            log(self.results["memcached_sr"])
+
     def run(self):
-        keys = 10000 if self.args.quick else 100000
-        plan = [("memcached-t1", 1, "none"), ("memcached-t2", 2, "none"), ("kernel", 1, "kernel"),
-                ("afxdp", 1, "afxdp"), ("floor-xdp-echo", 1, "echo-xdp"), ("floor-afxdp-echo", 1, "echo-afxdp")]
-        for name, t, kind in plan:
-            self.measure_config(name, t, kind, keys)
+        start = time.time()
+        self.build_sr()
+        for queues in (1, 2):
+            for name, t, kind in self.configurations():
+                self.measure_config(name, t, kind, queues)
         self.run_sweeps()
-        log("observer cost: memcached TCP SETs with and without the write observer")
-        self.observer_cost()
+        log("per-packet cost of every program (kernel.bpf_stats_enabled)")
+        self.per_packet_cost()
         log("hit cost: the stack-delivery checks")
         self.hit_cost()
-        self.results["profile"] = self.profile()
-        self.results["ratios"] = ratios(self.results["configs"])
+        if not self.args.quick:
+            log("observer cost: memcached TCP SETs with and without the write observer")
+            self.observer_cost()
+            self.results["profile"] = self.profile()
+        self.results["ratios"] = ratios(self.results)
+        self.results["elapsed_s"] = time.time() - start
+        self.write()
+        return failures(self.results)
+
+    def write(self):
         with open(os.path.join(self.out, "results.json"), "w") as f:
             json.dump(self.results, f, indent=1)
-        empty = [n for n, c in self.results["configs"].items()
-                 if c["socket"]["answered"] == 0 or c["capacity_rps"] == 0]
-        return empty
+        with open(os.path.join(self.out, "results.csv"), "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["series", "queues", "x", "metric", "median", "min", "max", "n", "wrong", "missed", "path_xdp",
+                        "path_afxdp", "path_memcached"])
+            for name, c in self.results["configs"].items():
+                k, path = c["xdpgen"]["checked"], c["xdpgen"].get("server", {}).get("path") or {}
+                cap = c["capacity_rps"]
+                w.writerow([name.split("/")[0], c["queues"], "", "answers_per_s", cap["median"], cap["min"], cap["max"],
+                            cap["n"], k["wrong"], k["missed"], path.get("xdp"), path.get("afxdp"),
+                            path.get("memcached")])
+                for load, l in c["latency"].items():
+                    for q in ("p50", "p99", "p999"):
+                        w.writerow([name.split("/")[0], c["queues"], load, f"latency_{q}_ns", l[q], "", "", 1, "", "",
+                                    "", "", ""])
+            for sweep, series in self.results["sweeps"].items():
+                for label, rows in series.items():
+                    for row in rows:
+                        a, path = row["answer_rps"], row.get("path") or {}
+                        w.writerow([f"{sweep}:{label}", 1, row["x"], "answers_per_s", a["median"], a["min"], a["max"],
+                                    a["n"], row["checked"]["wrong"], row["checked"]["missed"], path.get("xdp"),
+                                    path.get("afxdp"), path.get("memcached")])
+            for cfg, progs in self.results.get("per_packet_ns", {}).items():
+                for prog, v in progs.items():
+                    w.writerow([f"{cfg}:{prog}", 1, "", "ns_per_run", v["ns_per_run"], "", "", v["runs"], "", "", "",
+                                "", ""])
 
 
-def ratios(c):
-    mc = max(c["memcached-t1"]["capacity_rps"], c["memcached-t2"]["capacity_rps"], 1)
-    k, a = c["kernel"], c["afxdp"]
-    lat_k, lat_m = k["latency_at_half"]["latency_ns"], c["memcached-t1"]["latency_at_half"]["latency_ns"]
-    r = {
-        "P1 kernel / XDP_TX echo (in-kernel generator)": [k["capacity_rps"] / max(c["floor-xdp-echo"]["capacity_rps"], 1), 0.8],
-        "P2 kernel / memcached alone (in-kernel generator)": [k["capacity_rps"] / mc, 18.0],
-        "P3 kernel / XDP_TX echo (socket clients)": [k["socket_capacity_rps"] / max(c["floor-xdp-echo"]["socket_capacity_rps"], 1), 0.9],
-        "P4 afxdp / AF_XDP echo (in-kernel generator)": [a["capacity_rps"] / max(c["floor-afxdp-echo"]["capacity_rps"], 1), 0.9],
-        "P5 p50 kernel / memcached at 50% load (lower is better)": [lat_k["p50"] / max(lat_m["p50"], 1), 0.2],
-        "P5 p99 kernel / memcached at 50% load (lower is better)": [lat_k["p99"] / max(lat_m["p99"], 1), 0.2],
-    }
+def failures(results):
+    """Configurations that produced a wrong answer or no answer at all."""
+    bad = []
+    for name, c in results["configs"].items():
+        k = c["xdpgen"]["checked"]
+        if k["wrong"] or k["bad_header"] or k["answered"] == 0:
+            bad.append(f"{name} (answered {k['answered']}, wrong {k['wrong']}, bad {k['bad_header']})")
+    for sweep, series in results["sweeps"].items():
+        for label, rows in series.items():
+            for row in rows:
+                k = row["checked"]
+                if k["wrong"] or k["bad_header"] or k["answered"] == 0:
+                    bad.append(f"{sweep} {label} {row['x']} (answered {k['answered']}, wrong {k['wrong']})")
+    return bad
+
+
+def ratios(r):
+    c = r["configs"]
+
+    def cap(name, q=1):
+        e = c.get(f"{name}/q{q}")
+        return e["capacity_rps"]["median"] if e else None
+
+    def lat(name, load, q="p50"):
+        e = c.get(f"{name}/q1")
+        return e["latency"].get(load, {}).get(q) if e else None
+
+    def div(a, b):
+        return a / b if a is not None and b else None
+
+    stock = max(x for x in (cap("memcached-t1"), cap("memcached-t2"), cap("memcached-t1", 2), cap("memcached-t2", 2))
+                if x is not None)
+    cost = r.get("per_packet_ns", {})
+    hit_ns = cost.get("kernel", {}).get("bmc_rx", {}).get("ns_per_run")
+    echo_ns = cost.get("floor-xdp-echo", {}).get("bench_echo", {}).get("ns_per_run")
+    rows = [
+        ("P0 bmc_rx ns per hit / XDP_TX echo ns per packet", div(hit_ns, echo_ns), None,
+         f"{hit_ns:.0f} ns / {echo_ns:.0f} ns" if hit_ns and echo_ns else None),
+        ("P1 kernel / XDP_TX echo (1 queue)", div(cap("kernel"), cap("floor-xdp-echo")), 0.8, None),
+        ("P2 kernel, 2 queues / memcached -t 1", div(cap("kernel", 2), cap("memcached-t1")), 18.0, None),
+        ("P2 kernel, 2 queues / best stock memcached", div(cap("kernel", 2), stock), None, None),
+        ("P2 kernel, 2 queues / Memcached-SR, 2 queues", div(cap("kernel", 2), cap("memcached-sr", 2)), None, None),
+        ("P4 AF_XDP backend / AF_XDP echo (1 queue)", div(cap("afxdp"), cap("floor-afxdp-echo")), 0.9, None),
+        ("P5 p50 kernel / memcached -t 1 at 50% load (lower is better)",
+         div(lat("kernel", "50%"), lat("memcached-t1", "50%")), 0.2, None),
+        ("P5 p99 kernel / memcached -t 1 at 50% load (lower is better)",
+         div(lat("kernel", "50%", "p99"), lat("memcached-t1", "50%", "p99")), 0.2, None),
+    ]
+    for name in ("memcached-t1", "memcached-t2", "memcached-sr", "kernel", "afxdp", "floor-xdp-echo",
+                 "floor-afxdp-echo"):
+        if cap(name, 2) is not None:
+            rows.append((f"scaling {name}: 2 queues / 1 queue", div(cap(name, 2), cap(name)), None, None))
     out = {}
-    for name, (value, goal) in r.items():
-        met = value <= goal if "lower is better" in name else value >= goal
-        out[name] = {"value": value, "goal": goal, "met": met}
+    for name, value, goal, detail in rows:
+        met = None
+        if value is not None and goal is not None:
+            met = value <= goal if "lower is better" in name else value >= goal
+        out[name] = {"value": value, "goal": goal, "met": met, "detail": detail}
     return out
+
+
+class Remote:
+    """The generator side only, against a server started by the user (bmcd and memcached on
+    another host, or in another namespace): no namespace, no server processes."""
+
+    def __init__(self, args):
+        self.args, self.build = args, os.path.abspath(args.build)
+        self.out = os.path.abspath(args.out)
+        os.makedirs(self.out, exist_ok=True)
+
+    def tool(self, name):
+        return f"{self.build}/bench/{name}"
+
+    def run(self):
+        a = self.args
+        q = a.quick
+        d, warmup, reps = a.duration or (0.3 if q else 2.0), 0.1 if q else 0.5, a.repetitions or (1 if q else 5)
+        keys = a.keys or (10000 if q else 100000)
+        log(f"preloading {keys} keys into {a.server_ip}:{PORT} over TCP")
+        r = subprocess.run([self.tool("bmc-bench"), "-s", a.server_ip, "--preload", "-k", str(keys), "--value-size",
+                            "32", "-d", "0.1", "-n", "1"], capture_output=True, text=True, timeout=900)
+        if r.returncode != 0:
+            raise RuntimeError(f"preload failed: {r.stderr.strip()}")
+        path = os.path.join(self.out, "remote-xdpgen.json")
+        argv = [self.tool("bmc-xdpgen"), "-i", a.iface, "--server-ip", a.server_ip, "--server-mac", a.server_mac,
+                "-k", str(keys), "-d", str(d), "--warmup", str(warmup), "--runs", str(reps), "-t", str(a.threads),
+                "--latency-at", "0.1,0.5,0.9", "--json", path]
+        if a.client_ip:
+            argv += ["--client-ip", a.client_ip]
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=(reps + 3) * (d + warmup) * 3 + 60)
+        if r.returncode != 0:
+            raise RuntimeError(f"bmc-xdpgen: {r.stderr.strip()[-2000:]}")
+        log(r.stderr.strip())
+        with open(path) as f:
+            gen = json.load(f)
+        gen["capacity_rps"] = summary([c["answer_rps"] for c in gen["capacity"]])
+        gen["checked"] = {k: sum(c[k] for c in gen["capacity"] + gen["latency"])
+                          for k in ("answered", "wrong", "missed", "incomplete", "unexpected", "bad_header")}
+        res = {"remote": {"iface": a.iface, "server_ip": a.server_ip, "server_mac": a.server_mac}, "quick": q,
+               "meta": {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                        "kernel": platform.release(), "keys": keys, "threads": a.threads},
+               "configs": {f"remote/q{a.threads}": {"queues": a.threads, "xdpgen": gen,
+                                                    "capacity_rps": gen["capacity_rps"],
+                                                    "latency": {f'{int(round(l["fraction"] * 100))}%': l["latency_ns"]
+                                                                for l in gen["latency"]}}},
+               "sweeps": {}}
+        with open(os.path.join(self.out, "results.json"), "w") as f:
+            json.dump(res, f, indent=1)
+        c = gen["capacity_rps"]
+        log(f"remote: {c['median']:.0f} answers/s [{c['min']:.0f}-{c['max']:.0f}], checked {gen['checked']}")
+        return failures(res)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--build", default="build")
-    ap.add_argument("--out", default=None)
-    ap.add_argument("--quick", action="store_true", help="short runs and sweeps (under 2 minutes)")
-    ap.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
+    ap.add_argument("--build", default="build", help="the CMake build directory")
+    ap.add_argument("--out", default=None, help="results directory (default bench/results/DATE)")
+    ap.add_argument("--quick", action="store_true", help="short runs, one repetition, few sweep points (under 2 minutes)")
+    ap.add_argument("--duration", type=float, help="seconds per run (default 2, --quick 0.3)")
+    ap.add_argument("--repetitions", type=int, help="runs per point (default 5, --quick 1)")
+    ap.add_argument("--keys", type=int, help="key count of the main configurations (default 100,000, --quick 10,000)")
+    ap.add_argument("--no-sr", action="store_true", help="do not build and measure Memcached-SR")
     ap.add_argument("--check", type=int, metavar="OPS", help="run only the consistency checker, OPS operations per backend")
     ap.add_argument("--check-seconds", type=float, help="with --check: stop each backend's run after this long")
     ap.add_argument("--lossy", action="store_true", help="with --check: drop 2 %% of the TCP segments to memcached")
     ap.add_argument("--observer-cost", action="store_true",
                     help="run only the write observer's cost on memcached's TCP throughput")
     ap.add_argument("--hit-cost", action="store_true", help="run only the stack-delivery checks' cost per hit")
+    g = ap.add_argument_group("two hosts (--remote): the generator side only, against a server you started")
+    g.add_argument("--remote", action="store_true", help="no namespaces: generate from --iface on this host")
+    g.add_argument("--iface", help="the client's interface towards the server")
+    g.add_argument("--server-ip", help="memcached's IPv4 address (UDP and TCP port 11211)")
+    g.add_argument("--server-mac", help="the server's MAC address, or the next hop's")
+    g.add_argument("--client-ip", help="source address (default: --iface's address)")
+    g.add_argument("--threads", type=int, default=1, help="generator threads (one per queue), default 1")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: run as root (namespaces, BPF)")
+    if args.remote and not (args.iface and args.server_ip and args.server_mac):
+        sys.exit("bench: --remote needs --iface, --server-ip and --server-mac")
+    if not args.remote and (args.iface or args.server_ip or args.server_mac):
+        sys.exit("bench: --iface, --server-ip and --server-mac go with --remote")
     args.out = args.out or os.path.join("bench", "results", time.strftime("%Y%m%d-%H%M%S"))
     start = time.time()
+    if args.remote:
+        bad = Remote(args).run()
+        sys.exit(f"bench: wrong or no answers: {'; '.join(bad)}" if bad else 0)
     b = Bench(args)
-    if args.hit_cost:
-        try:
+    try:
+        if args.hit_cost:
             b.hit_cost()
-        finally:
-            b.tb.close()
-        return
-    if args.observer_cost:
-        try:
+            return
+        if args.observer_cost:
             res = b.observer_cost(5)
             with open(os.path.join(b.out, "observer-cost.json"), "w") as f:
                 json.dump(res, f, indent=1)
-        finally:
-            b.tb.close()
-        log(f"observer cost: {json.dumps(res['median'])}, ratio {res['ratio_observer_to_none']:.3f}")
-        return
-    if args.check:
-        try:
+            log(f"observer cost: {json.dumps(res['median'])}, ratio {res['ratio_observer_to_none']:.3f}")
+            return
+        if args.check:
             bad = b.consistency(args.check, args.check_seconds, args.lossy)
-        finally:
-            b.tb.close()
-        sys.exit(f"bench: consistency violations with {', '.join(bad)}" if bad else 0)
-    try:
-        empty = b.run()
+            sys.exit(f"bench: consistency violations with {', '.join(bad)}" if bad else 0)
+        bad = b.run()
     finally:
-        b.tb.close()
-    subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "report.py"), b.out], check=True)
+        b.close()
+    subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "report.py"), b.out],
+                   check=True)
     log(f"done in {time.time() - start:.0f} s; report: {b.out}/report.md")
-    if empty:
-        sys.exit(f"bench: configurations without replies: {', '.join(empty)}")
+    if bad:
+        sys.exit(f"bench: wrong or no answers: {'; '.join(bad)}")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Writes report.md and plots (gnuplot, PNG) from a harness run's results.json."""
 import json
+import math
 import os
 import subprocess
 import sys
 
-NAMES = {"memcached-t1": "memcached -t 1", "memcached-t2": "memcached -t 2", "kernel": "bmc kernel backend",
-         "afxdp": "bmc AF_XDP backend", "floor-xdp-echo": "floor: XDP_TX echo",
-         "floor-afxdp-echo": "floor: AF_XDP echo"}
+NAMES = {"memcached-t1": "memcached -t 1", "memcached-t2": "memcached -t 2", "memcached-sr": "Memcached-SR (-t 2)",
+         "kernel": "bmc kernel backend", "afxdp": "bmc AF_XDP backend", "floor-xdp-echo": "floor: XDP_TX echo",
+         "floor-afxdp-echo": "floor: AF_XDP echo", "remote": "remote server"}
+LOADS = ("10%", "50%", "90%")
 
 
 def gnuplot(out, name, script):
@@ -25,84 +27,174 @@ def write_data(out, name, rows):
     return path
 
 
+def yscale(values, label):
+    """Linear when the data spans less than two decades."""
+    v = [x for x in values if x and x > 0]
+    if v and max(v) / min(v) >= 100:
+        return f"set logscale y\nset ylabel '{label} (log)'\n"
+    return f"set yrange [0:*]\nset ylabel '{label}'\n"
+
+
+def fmt_rate(s):
+    return f"{s['median']:,.0f} [{s['min']:,.0f}–{s['max']:,.0f}]" if s["n"] > 1 else f"{s['median']:,.0f}"
+
+
 def main(out):
     with open(os.path.join(out, "results.json")) as f:
         r = json.load(f)
     c = r["configs"]
+    names = [n for n in NAMES if any(k.startswith(n + "/") for k in c)]
+    queues = sorted({v["queues"] for v in c.values()})
 
-    # capacity per configuration
-    rows = [[f'"{NAMES[n]}"', c[n]["capacity_rps"], c[n]["socket_capacity_rps"]] for n in NAMES]
+    # capacity per configuration and queue count, median with min-max
+    rows, allv = [], []
+    for n in names:
+        row = [f'"{NAMES[n]}"']
+        for q in queues:
+            e = c.get(f"{n}/q{q}")
+            s = e["capacity_rps"] if e else {"median": 0, "min": 0, "max": 0}
+            row += [s["median"], s["min"], s["max"]]
+            allv.append(s["median"])
+        rows.append(row)
     d = write_data(out, "capacity", rows)
-    gnuplot(out, "capacity", f"""set title 'Capacity per configuration (requests answered per second)'
+    plots = [f"'{d}' using {2 + 3 * i}:{3 + 3 * i}:{4 + 3 * i}{':xtic(1)' if i == 0 else ''} "
+             f"title '{q} queue{'s' if q > 1 else ''}'" for i, q in enumerate(queues)]
+    gnuplot(out, "capacity", f"""set title 'Capacity: correct answers per second (in-kernel generator), median and min-max'
 set style data histograms
-set style histogram clustered gap 1
+set style histogram errorbars gap 2 lw 1
 set style fill solid 0.8
-set logscale y
-set ylabel 'answers/s (log)'
-set xtics rotate by -20
+{yscale(allv, 'answers/s')}set xtics rotate by -20
 set key top left
-plot '{d}' using 2:xtic(1) title 'in-kernel generator', '' using 3 title 'socket client (closed loop)'
+plot {', '.join(plots)}
 """)
 
-    # latency CDF at 50 % of each configuration's socket capacity
+    # latency tail at 50 % of capacity, in-kernel timestamps: log(1 - p) against latency
     plots = []
-    for n in NAMES:
-        h = c[n]["latency_at_half"]["histogram"]
-        total = sum(cnt for _, cnt in h) or 1
+    for n in names:
+        e = c.get(f"{n}/q1")
+        if not e or "50%" not in e["latency"]:
+            continue
+        h = e["latency"]["50%"].get("histogram", [])
+        total = sum(cnt for _, cnt in h)
+        if not total:
+            continue
         acc, rows = 0, []
         for upper, cnt in h:
             acc += cnt
-            rows.append([upper / 1000.0, acc / total])
-        d = write_data(out, f"cdf-{n}", rows)
-        plots.append(f"'{d}' using 1:2 with lines lw 2 title '{NAMES[n]}'")
-    gnuplot(out, "latency_cdf", """set title 'Latency CDF at 50% of capacity (socket client, open loop)'
+            if acc < total:
+                rows.append([upper / 1000.0, 1 - acc / total])
+        d = write_data(out, f"tail-{n}", rows)
+        plots.append(f"'{d}' using 1:2 with steps lw 2 title '{NAMES[n]}'")
+    if plots:
+        gnuplot(out, "latency_tail", """set title 'Latency tail at 50% of capacity, 1 queue (in-kernel timestamps)'
 set logscale x
-set xlabel 'latency (us, log)'
-set ylabel 'fraction of requests'
-set key bottom right
-set yrange [0:1]
-plot """ + ", ".join(plots) + "\n")
-
-    titles = {"value_size": ("Capacity against value size (in-kernel generator)", "value size (bytes)", True),
-              "multiget": ("Capacity against multi-get width (in-kernel generator)", "keys per get", False),
-              "keys": ("Capacity against key count, Zipf 0.99 (in-kernel generator)", "keys", True)}
-    for sweep, series in r["sweeps"].items():
-        title, xlabel, logx = titles[sweep]
-        plots = []
-        for label, rows in series.items():
-            d = write_data(out, f"sweep-{sweep}-{label.replace(' ', '_')}", rows)
-            plots.append(f"'{d}' using 1:2 with linespoints lw 2 title '{label}'")
-        gnuplot(out, sweep, f"""set title '{title}'
-{'set logscale x' if logx else ''}
 set logscale y
-set xlabel '{xlabel}'
-set ylabel 'answers/s (log)'
+set xlabel 'round trip (us, log)'
+set ylabel 'fraction of requests slower (1 - p, log)'
 set key top right
 plot """ + ", ".join(plots) + "\n")
 
+    titles = {"value_size": ("Capacity against value size (in-kernel generator, 1 queue)", "value size (bytes)"),
+              "multiget": ("Capacity against multi-get width (in-kernel generator, 1 queue)", "keys per get"),
+              "keys": ("Capacity against key count, Zipf 0.99 (in-kernel generator, 1 queue)", "keys")}
+    for sweep, series in r.get("sweeps", {}).items():
+        title, xlabel = titles[sweep]
+        plots, allv, xs = [], [], []
+        for label, pts in series.items():
+            rows = [[p["x"], p["answer_rps"]["median"], p["answer_rps"]["min"], p["answer_rps"]["max"]] for p in pts]
+            allv += [p["answer_rps"]["median"] for p in pts]
+            xs += [p["x"] for p in pts]
+            d = write_data(out, f"sweep-{sweep}-{label.replace(' ', '_')}", rows)
+            plots.append(f"'{d}' using 1:2:3:4 with yerrorlines lw 2 title '{label}'")
+        logx = xs and min(xs) > 0 and max(xs) / min(xs) >= 100
+        gnuplot(out, sweep, f"""set title '{title}'
+{'set logscale x' if logx else ''}
+{yscale(allv, 'answers/s')}set xlabel '{xlabel}'
+set key outside right
+plot """ + ", ".join(plots) + "\n")
+
+    m = r.get("meta", {})
     lines = ["# bmc benchmark report", "",
-             f"{'Quick run (smoke check: 1 s measurements)' if r['quick'] else 'Full run'}. All figures come from "
-             "this one run on this machine; ratios are the comparable result, absolute numbers are not "
-             "comparable across runs on a shared machine.", "",
-             "## Capacity and latency", "",
-             "| configuration | in-kernel generator (answers/s) | served at the server (/s) | socket client (answers/s) | p50 at 50% (us) | p99 at 50% (us) | lost at 50% |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for n in NAMES:
-        lat = c[n]["latency_at_half"]
-        srv = c[n]["xdpgen"].get("server_served_rps")
-        lines.append(f"| {NAMES[n]} | {c[n]['capacity_rps']:.0f} | {'-' if srv is None else f'{srv:.0f}'} | "
-                     f"{c[n]['socket_capacity_rps']:.0f} | "
-                     f"{lat['latency_ns']['p50'] / 1e3:.1f} | {lat['latency_ns']['p99'] / 1e3:.1f} | "
-                     f"{lat['timeouts']} |")
-    lines += ["", "## Goals", "", "| goal | measured | target | met |", "| --- | ---: | ---: | --- |"]
-    for name, g in r["ratios"].items():
-        lines.append(f"| {name} | {g['value']:.2f} | {g['goal']} | {'yes' if g['met'] else 'no'} |")
-    lines += ["", "![capacity](capacity.png)", "", "![latency](latency_cdf.png)", ""]
-    for sweep in r["sweeps"]:
+             f"{'Quick run (smoke check: short runs, one repetition)' if r['quick'] else 'Full run'}, "
+             f"{m.get('date', '')}, commit {m.get('commit')}, kernel {m.get('kernel')}, {m.get('cpu_model')} "
+             f"({m.get('cpus')} CPUs), {m.get('memcached')}; BPF built with "
+             f"{', '.join(m.get('clang', {}).values()) or 'clang'}. {m.get('keys')} keys (Zipf 0.99), 16-byte "
+             "keys, 32-byte values unless a sweep says otherwise. All figures come from this one run; ratios are "
+             "the comparable result, absolute numbers are not comparable across runs on a shared machine.", ""]
+    if r.get("memcached_sr"):
+        lines += [f"Memcached-SR: {r['memcached_sr']}.", ""]
+    if r.get("ratios"):
+        lines += ["## Goals", "", "| goal | measured | target | met |", "| --- | ---: | ---: | --- |"]
+        for name, g in r["ratios"].items():
+            v = "n/a" if g["value"] is None else f"{g['value']:.2f}"
+            if g.get("detail"):
+                v += f" ({g['detail']})"
+            met = "" if g["met"] is None else ("yes" if g["met"] else "no")
+            lines.append(f"| {name} | {v} | {'' if g['goal'] is None else g['goal']} | {met} |")
+        lines.append("")
+    lines += ["## Capacity", "",
+              "Correct answers per second from the in-kernel generator (checked against the exact reply bytes for "
+              "each request id; median [min–max] of the repetitions). Serving path: the share of gets the cache "
+              "answered in XDP or AF_XDP, the rest by memcached.", "",
+              "| configuration | queues | answers/s | wrong | missed | served by XDP / AF_XDP / memcached |",
+              "| --- | ---: | ---: | ---: | ---: | --- |"]
+    for n in names:
+        for q in queues:
+            e = c.get(f"{n}/q{q}")
+            if not e:
+                continue
+            k, p = e["xdpgen"]["checked"], (e["xdpgen"].get("server") or {}).get("path")
+            path = "-" if not p else f"{p['xdp']:.0%} / {p['afxdp']:.0%} / {p['memcached']:.0%}"
+            lines.append(f"| {NAMES[n]} | {q} | {fmt_rate(e['capacity_rps'])} | {k['wrong']} | {k['missed']} | {path} |")
+    lines += ["", "![capacity](capacity.png)", "", "## Latency (in-kernel timestamps)", "",
+              "Round trip from the generator's timestamp to the client's XDP sink, open loop at 10, 50 and 90 % of "
+              "each configuration's capacity (us, upper bound of a 6 %-wide bucket).", "",
+              "| configuration | queues | " + " | ".join(f"p50 / p99 / p99.9 at {l}" for l in LOADS) + " |",
+              "| --- | ---: | " + " | ".join("---:" for _ in LOADS) + " |"]
+    for n in names:
+        for q in queues:
+            e = c.get(f"{n}/q{q}")
+            if not e:
+                continue
+            cells = []
+            for l in LOADS:
+                x = e["latency"].get(l)
+                cells.append("-" if not x else f"{x['p50'] / 1e3:.1f} / {x['p99'] / 1e3:.1f} / {x['p999'] / 1e3:.1f}")
+            lines.append(f"| {NAMES[n]} | {q} | " + " | ".join(cells) + " |")
+    lines += ["", "![latency tail](latency_tail.png)", ""]
+    sock = [(n, c[f"{n}/q1"]["socket"]) for n in names if f"{n}/q1" in c and c[f"{n}/q1"].get("socket")]
+    if sock:
+        lines += ["## Second method: socket client (bmc-bench, 1 queue)", "",
+                  "A userspace UDP client: closed-loop capacity with 32 requests in flight, then open-loop latency at "
+                  "50 % of it. Its own cost is part of every figure.", "",
+                  "| configuration | answers/s | p50 (us) | p99 (us) |", "| --- | ---: | ---: | ---: |"]
+        for n, s in sock:
+            lat = s["latency_at_half"]["latency_ns"]
+            lines.append(f"| {NAMES[n]} | {s['capacity_rps']:,.0f} | {lat['p50'] / 1e3:.1f} | {lat['p99'] / 1e3:.1f} |")
+        lines.append("")
+    if r.get("per_packet_ns"):
+        lines += ["## Per-packet cost", "",
+                  "ns per run of each program on the server's interface (`run_time_ns / run_cnt`, "
+                  "kernel.bpf_stats_enabled), in a pass of its own under the in-kernel generator at capacity.", "",
+                  "| configuration | program | runs | ns per run |", "| --- | --- | ---: | ---: |"]
+        for cfg, progs in r["per_packet_ns"].items():
+            for p, v in progs.items():
+                lines.append(f"| {NAMES.get(cfg, cfg)} | {p} | {v['runs']:,} | {v['ns_per_run']:.0f} |")
+        lines.append("")
+    hc = {k: v for k, v in (r.get("hit_cost") or {}).items() if isinstance(v, dict) and "median_ns_per_hit" in v}
+    if hc:
+        lines += ["bmc_rx per hit by BPF_PROG_TEST_RUN (bmc-hitcost, one run per call, stats enabled): " + ", ".join(
+            f"{k} {v['median_ns_per_hit']:.0f} ns" for k, v in hc.items()) + ".", ""]
+    for sweep in r.get("sweeps", {}):
         lines += [f"![{sweep}]({sweep}.png)", ""]
+    if r.get("observer_cost"):
+        o = r["observer_cost"]
+        lines += [f"Write observer: memcached TCP SETs/s with / without it = {o['ratio_observer_to_none']:.3f}.", ""]
     if r.get("profile"):
         lines += ["## Where the time goes (perf, cpu-clock, kernel backend under the in-kernel generator)", "",
                   "```", r["profile"], "```", ""]
+    if r.get("elapsed_s"):
+        lines += [f"The run took {r['elapsed_s'] / 60:.1f} minutes.", ""]
     with open(os.path.join(out, "report.md"), "w") as f:
         f.write("\n".join(lines))
 
