@@ -308,17 +308,17 @@ class Bench:
                 "gets": c.get("get_requests", 0) + a.get("get_requests", 0)}
 
     # ---- measurements ------------------------------------------------------------------
-    def xdpgen(self, tb, name, keys, kind, width=1, value_size=32, latency=True, stats=None, extra=()):
+    def xdpgen(self, tb, name, keys, kind, width=1, value_size=32, latency=True, stats=None, duration=None):
         before = self.served(stats)
         tb.xdp(tb.cli, CIF, False)
         path = os.path.join(self.out, f"{name}-q{tb.queues}-xdpgen.json")
         argv = [self.tool("bmc-xdpgen"), "-i", CIF, "--server-ip", SERVER_IP, "--server-mac", tb.server_mac,
-                "-k", str(keys), "-w", str(width), "--value-size", str(value_size), "-d", str(self.d),
+                "-k", str(keys), "-w", str(width), "--value-size", str(value_size), "-d", str(duration or self.d),
                 "--warmup", str(self.warmup), "--runs", str(self.reps), "-t", str(tb.queues),
-                "--expect", "echo" if kind.startswith("echo") else "memcached", "--json", path, *extra]
+                "--expect", "echo" if kind.startswith("echo") else "memcached", "--json", path]
         if latency:
             argv += ["--latency-at", "0.1,0.5,0.9"]
-        budget = (self.reps + (3 if latency else 0)) * (self.d + self.warmup) * 3 + 60
+        budget = (self.reps + (3 if latency else 0)) * ((duration or self.d) + self.warmup) * 3 + 60
         try:
             r = tb.run(tb.cli, argv, timeout=budget)
         finally:
@@ -407,15 +407,15 @@ class Bench:
 
         def value(kind, v):
             with self.memcached(tb, 1, keys, v), self.server(tb, kind) as st:
-                return self.xdpgen(tb, f"sweep-value-{kind}-{v}", keys, kind, value_size=v, latency=False, stats=st)
+                return self.xdpgen(tb, f"sweep-value-{kind}-{v}", keys, kind, value_size=v, latency=False, stats=st, duration=self.d / 2)
 
         def width(kind, w):
             with self.memcached(tb, 1, keys, 32), self.server(tb, kind) as st:
-                return self.xdpgen(tb, f"sweep-width-{kind}-{w}", keys, kind, width=w, latency=False, stats=st)
+                return self.xdpgen(tb, f"sweep-width-{kind}-{w}", keys, kind, width=w, latency=False, stats=st, duration=self.d / 2)
 
         def keycount(kind, k):
             with self.memcached(tb, 1, k, 32), self.server(tb, kind) as st:
-                return self.xdpgen(tb, f"sweep-keys-{kind}-{k}", k, kind, latency=False, stats=st)
+                return self.xdpgen(tb, f"sweep-keys-{kind}-{k}", k, kind, latency=False, stats=st, duration=self.d / 2)
 
         log("sweep: value size")
         self.sweep("value_size", [32, 1024] if q else [32, 128, 256, 512, 768, 1024], value)
