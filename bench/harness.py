@@ -611,6 +611,28 @@ class Bench:
                                 "", ""])
 
 
+def publish(out, results):
+    """docs/bench/: the report, its plots, the CSV and a small JSON summary of one run."""
+    docs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "bench")
+    os.makedirs(docs, exist_ok=True)
+    for f in os.listdir(docs):
+        if f.endswith((".png", ".md", ".csv", ".json")) and f != "README.md":
+            os.remove(os.path.join(docs, f))
+    for f in os.listdir(out):
+        if f.endswith(".png") or f in ("report.md", "results.csv"):
+            shutil.copy(os.path.join(out, f), docs)
+    c = results["configs"]
+    summary_ = {"meta": results["meta"], "quick": results["quick"], "ratios": results.get("ratios"),
+                "memcached_sr": results.get("memcached_sr"), "per_packet_ns": results.get("per_packet_ns"),
+                "capacity_rps": {n: v["capacity_rps"] for n, v in c.items()},
+                "latency_ns": {n: {l: {q: x[q] for q in ("p50", "p99", "p999")} for l, x in v["latency"].items()}
+                               for n, v in c.items()},
+                "elapsed_s": results.get("elapsed_s")}
+    with open(os.path.join(docs, "summary.json"), "w") as f:
+        json.dump(summary_, f, indent=1)
+    log(f"published to {docs}")
+
+
 def failures(results):
     """Configurations that produced a wrong answer or no answer at all."""
     bad = []
@@ -733,6 +755,8 @@ def main():
     ap.add_argument("--repetitions", type=int, help="runs per point (default 5, --quick 1)")
     ap.add_argument("--keys", type=int, help="key count of the main configurations (default 100,000, --quick 10,000)")
     ap.add_argument("--no-sr", action="store_true", help="do not build and measure Memcached-SR")
+    ap.add_argument("--docs", action="store_true",
+                    help="after a full run, publish its report, plots, CSV and a summary into docs/bench/")
     ap.add_argument("--check", type=int, metavar="OPS", help="run only the consistency checker, OPS operations per backend")
     ap.add_argument("--check-seconds", type=float, help="with --check: stop each backend's run after this long")
     ap.add_argument("--lossy", action="store_true", help="with --check: drop 2 %% of the TCP segments to memcached")
@@ -778,6 +802,8 @@ def main():
     subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "report.py"), b.out],
                    check=True)
     log(f"done in {time.time() - start:.0f} s; report: {b.out}/report.md")
+    if args.docs:
+        publish(b.out, b.results)
     if bad:
         sys.exit(f"bench: wrong or no answers: {'; '.join(bad)}")
 
