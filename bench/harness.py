@@ -289,6 +289,12 @@ class Bench:
             time.sleep(0.02)
         if p.poll() is not None:
             raise RuntimeError(f"{kind} did not start; see {self.out}/processes.log")
+        if kind in ("kernel", "afxdp") and "bmcd" not in self.results["meta"]:
+            with open(stats) as f:
+                cfg = json.load(f).get("config", {})
+            self.results["meta"]["bmcd"] = {k: cfg.get(k) for k in (
+                "version", "small_buckets", "large_buckets", "max_age_ns", "fill_guard_ns", "max_amplification",
+                "xdp_mode", "tc_mode")}
         try:
             yield stats
         finally:
@@ -419,10 +425,11 @@ class Bench:
 
         log("sweep: value size")
         self.sweep("value_size", [32, 1024] if q else [32, 128, 256, 512, 768, 1024], value)
-        # A 16-byte key with a 32-byte value makes a 56-byte item: the cache's 1,400-byte
-        # reply holds 24 of them, so answers move from XDP to memcached past width 24.
+        # A 16-byte key with a 32-byte value makes a 63-byte item: the cache's reply (1,400
+        # bytes with the 8-byte frame header, END included) holds 22 of them, so answers
+        # move from XDP to memcached past width 22.
         log("sweep: multi-get width")
-        self.sweep("multiget", [1, 30] if q else [1, 4, 8, 16, 20, 22, 23, 24, 25, 26, 28, 30], width)
+        self.sweep("multiget", [1, 30] if q else [1, 4, 8, 16, 20, 21, 22, 23, 24, 26, 28, 30], width)
         log("sweep: key count (Zipf 0.99)")
         self.sweep("keys", [10000] if q else [10000, 100000, 1000000], keycount)
 
@@ -778,6 +785,9 @@ def main():
     if not args.remote and (args.iface or args.server_ip or args.server_mac):
         sys.exit("bench: --iface, --server-ip and --server-mac go with --remote")
     args.out = args.out or os.path.join("bench", "results", time.strftime("%Y%m%d-%H%M%S"))
+    # SIGTERM and SIGHUP unwind like ^C, so that the testbed and its processes go.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.default_int_handler)
     start = time.time()
     if args.remote:
         bad = Remote(args).run()

@@ -121,6 +121,16 @@ plot """ + ", ".join(plots) + "\n")
              f"{', '.join(m.get('clang', {}).values()) or 'clang'}. {m.get('keys')} keys (Zipf 0.99), 16-byte "
              "keys, 32-byte values unless a sweep says otherwise. All figures come from this one run; ratios are "
              "the comparable result, absolute numbers are not comparable across runs on a shared machine.", ""]
+    if m.get("bmcd"):
+        b = m["bmcd"]
+        lines += [f"bmcd {b.get('version')}: {b.get('small_buckets'):,} small and {b.get('large_buckets'):,} large "
+                  f"buckets, XDP {b.get('xdp_mode')}, TC {b.get('tc_mode')}, --max-amplification "
+                  f"{b.get('max_amplification')} (so that 1 KB values are answered).", ""]
+    busy = [x for v in c.values() for run in v["xdpgen"]["capacity"] for x in run.get("generator_cpu_busy", [])]
+    calls = [run["call_us_mean"] for v in c.values() for run in v["xdpgen"]["capacity"] if run.get("calls")]
+    if busy and calls:
+        lines += [f"Generator: its CPUs were {min(busy):.0%} to {max(busy):.0%} busy in capacity runs; a call of "
+                  f"4,096 frames took {min(calls) / 1e3:.1f} to {max(calls) / 1e3:.1f} ms.", ""]
     if r.get("memcached_sr"):
         lines += [f"Memcached-SR: {r['memcached_sr']}.", ""]
     if r.get("ratios"):
