@@ -100,6 +100,7 @@ struct Run {
     double call_us_mean = 0, call_us_max = 0;
     int failures = 0;
     std::uint64_t lagged = 0;
+    std::uint64_t prog_runs = 0, prog_ns = 0;  // bench_client's own accounting
 };
 
 class Generator {
@@ -117,6 +118,7 @@ public:
         prog_.set_pace(rate / threads_);
         const std::uint64_t lagged0 = prog_.lagged();
         const auto before = prog_.snapshot();
+        const auto info0 = prog_info();
         const auto cpu0 = cpu_times();
         const std::uint64_t t0 = bmc::monotonic_ns();
         std::vector<std::thread> gens;
@@ -159,6 +161,9 @@ public:
         const auto cpu1 = cpu_times();
         std::this_thread::sleep_for(std::chrono::milliseconds(30));  // replies in flight
         r.d = prog_.snapshot() - before;
+        const auto info1 = prog_info();
+        r.prog_runs = info1.run_cnt - info0.run_cnt;
+        r.prog_ns = info1.run_time_ns - info0.run_time_ns;
         for (unsigned i = 0; i < threads_ && i < cpu0.size() && i < cpu1.size(); i++) {
             const double total = double(cpu1[i].total - cpu0[i].total);
             r.cpu_busy.push_back(total > 0 ? double(cpu1[i].busy - cpu0[i].busy) / total : 0);
@@ -173,6 +178,14 @@ public:
     }
 
 private:
+    // run_time_ns and run_cnt count only while kernel.bpf_stats_enabled is on.
+    bpf_prog_info prog_info() const {
+        bpf_prog_info info{};
+        std::uint32_t len = sizeof info;
+        bpf_prog_get_info_by_fd(prog_.prog_fd(), &info, &len);
+        return info;
+    }
+
     ClientProgram &prog_;
     int ifindex_;
     unsigned threads_;
@@ -199,6 +212,8 @@ nlohmann::json to_json(const Run &r) {
                         {"call_us_mean", r.call_us_mean},
                         {"call_us_max", r.call_us_max},
                         {"failures", r.failures}};
+    if (r.prog_runs)
+        j["client_prog"] = {{"runs", r.prog_runs}, {"ns_per_run", double(r.prog_ns) / double(r.prog_runs)}};
     if (r.kind == "paced") {
         j["target_rps"] = r.target_rps;
         j["lagged"] = r.lagged;

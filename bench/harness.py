@@ -447,7 +447,7 @@ class Bench:
                 with self.memcached(tb, 1, self.keys, 32), self.server(tb, kind) as st:
                     tb.xdp(tb.cli, CIF, False)
                     before = prog_stats(tb.srv, SIF)
-                    self.xdpgen(tb, f"cost-{name}", self.keys, kind, latency=False, stats=st)
+                    gen = self.xdpgen(tb, f"cost-{name}", self.keys, kind, latency=False, stats=st)
                     after = prog_stats(tb.srv, SIF)
                 progs = {}
                 for p, a in after.items():
@@ -455,6 +455,11 @@ class Bench:
                     n = a["run_cnt"] - b["run_cnt"]
                     if n > 0:
                         progs[p] = {"runs": n, "ns_per_run": (a["run_time_ns"] - b["run_time_ns"]) / n}
+                client = [c["client_prog"] for c in gen["capacity"] if c.get("client_prog")]
+                if client:  # the client's program: generator runs and reply checks together
+                    runs = sum(c["runs"] for c in client)
+                    progs["bench_client"] = {"runs": runs,
+                                             "ns_per_run": sum(c["ns_per_run"] * c["runs"] for c in client) / runs}
                 res[name] = progs
                 log(f"  per-packet cost {name}: " + ", ".join(f"{p} {v['ns_per_run']:.0f} ns" for p, v in progs.items()))
         finally:

@@ -185,7 +185,9 @@ plot """ + ", ".join(plots) + "\n")
     if r.get("per_packet_ns"):
         lines += ["## Per-packet cost", "",
                   "ns per run of each program on the server's interface (`run_time_ns / run_cnt`, "
-                  "kernel.bpf_stats_enabled), in a pass of its own under the in-kernel generator at capacity.", "",
+                  "kernel.bpf_stats_enabled), in a pass of its own under the in-kernel generator at capacity. "
+                  "`bench_client` is the client's program: its runs are generator runs and reply checks together, "
+                  "so its figure is what the instrument costs per packet in each configuration.", "",
                   "| configuration | program | runs | ns per run |", "| --- | --- | ---: | ---: |"]
         for cfg, progs in r["per_packet_ns"].items():
             for p, v in progs.items():
