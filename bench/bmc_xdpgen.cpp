@@ -182,7 +182,7 @@ private:
     bpf_prog_info prog_info() const {
         bpf_prog_info info{};
         std::uint32_t len = sizeof info;
-        bpf_prog_get_info_by_fd(prog_.prog_fd(), &info, &len);
+        bpf_obj_get_info_by_fd(prog_.prog_fd(), &info, &len);
         return info;
     }
 
