@@ -133,6 +133,22 @@ plot """ + ", ".join(plots) + "\n")
                   f"4,096 frames took {min(calls) / 1e3:.1f} to {max(calls) / 1e3:.1f} ms.", ""]
     if r.get("memcached_sr"):
         lines += [f"Memcached-SR: {r['memcached_sr']}.", ""]
+    bad = []
+    for n, e in c.items():
+        k = e["xdpgen"]["checked"]
+        if k["wrong"] or k.get("bad_header") or k.get("incomplete"):
+            bad.append(f"{n}: {k['wrong']} wrong, {k.get('incomplete', 0)} incomplete of {k['answered']:,} answered")
+    for sweep, series in r.get("sweeps", {}).items():
+        for label, pts in series.items():
+            for p in pts:
+                k = p["checked"]
+                if k["wrong"] or k.get("bad_header") or k.get("incomplete"):
+                    bad.append(f"{sweep} sweep, {label} at {p['x']}: {k['wrong']} wrong, "
+                               f"{k.get('incomplete', 0)} incomplete of {k['answered']:,} answered")
+    lines += ["## Correctness", "",
+              "Every reply was checked against the exact bytes memcached would send for its request id. "
+              + ("Replies that were not right:" if bad else "No reply was wrong or incomplete."), ""]
+    lines += [f"- {b}" for b in bad] + ([""] if bad else [])
     if r.get("ratios"):
         lines += ["## Goals", "", "| goal | measured | target | met |", "| --- | ---: | ---: | --- |"]
         for name, g in r["ratios"].items():
