@@ -1,9 +1,10 @@
-// bmc-hitcost: what the stack-delivery checks cost per hit. Runs one cached get through
+// bmc-hitcost: what the stack-delivery checks and the fast path change per hit. Runs one cached get through
 // bmc_rx with BPF_PROG_TEST_RUN, one run per call (a run rewrites the frame into its
 // reply, so repeats would measure something else), under the kernel's own accounting
-// (kernel.bpf_stats_enabled: run_time_ns / run_cnt), for three configurations loaded side
+// (kernel.bpf_stats_enabled: run_time_ns / run_cnt), for four configurations loaded side
 // by side and measured in interleaved rounds: every check with memcached's socket looked
-// up (bpf_sk_lookup_udp), the checks without the socket lookup, and no checks. Run it in
+// up (bpf_sk_lookup_udp), the checks without the socket lookup, no checks, and every
+// check with the fast path for "get <key>" off (the general scanner). Run it in
 // the server namespace of a testbed: the host's addresses and the interface's MAC are read
 // there, and a UDP socket on the port stands in for memcached's.
 #include <arpa/inet.h>
@@ -100,11 +101,14 @@ int main(int argc, char **argv) {
         bool delivery, socket;
         std::unique_ptr<bmc::KernelBackend> be;
         std::vector<double> ns;
+        bool general = false;
     };
     std::vector<Config> cfgs;
     cfgs.push_back({"checks and socket lookup", true, true, nullptr, {}});
     cfgs.push_back({"checks without socket lookup", true, false, nullptr, {}});
     cfgs.push_back({"no checks", false, false, nullptr, {}});
+    cfgs.push_back({"general scanner, checks and socket", true, true, nullptr, {}});
+    cfgs.back().general = true;
     const bmc::Delivery d = bmc::Delivery::of_interface(iface);
     const std::string value(32, 'v');
     const Bytes get = frame(d.mac, 0xC6120002u, 0xC6120001u, 40000, 11211, "get hot-key-0123456\r\n");
@@ -118,6 +122,7 @@ int main(int argc, char **argv) {
             o.check_socket_unattached = true;
             o.check_socket = c.socket;
             o.check_delivery = c.delivery;
+            o.general_only = c.general;
             o.small_buckets = 1024;
             o.large_buckets = 64;
             o.max_age_ns = 3600ULL * 1000000000ULL;

@@ -14,11 +14,10 @@
 /* Environment for the shared code. Ordering: see core/bmc_cache.h (x86-64 TSO). */
 #define BMC_READ_ONCE(x) (*(volatile __typeof__(x) *)&(x))
 #define BMC_WRITE_ONCE(x, v) (*(volatile __typeof__(x) *)&(x) = (v))
-#define BMC_SMP_RMB() asm volatile("" ::: "memory")
-#define BMC_SMP_WMB() asm volatile("" ::: "memory")
 /* The source of every copy is a map value the caller already validated; the helper
  * copies a variable length in one call where a byte loop would cost verifier states. */
-#define BMC_COPY(dst, src, len) bpf_probe_read_kernel((dst), (len), (src))
+#define BMC_COPY_FROM_ENTRY(dst, src, len) bpf_probe_read_kernel((dst), (len), (src))
+#define BMC_COPY_TO_ENTRY(dst, src, len) bpf_probe_read_kernel((dst), (len), (src))
 
 #define BMC_SUBPROG __attribute__((noinline))
 /* Hides a value's range from clang, so that the masks the verifier needs are emitted. */
@@ -124,8 +123,8 @@ const volatile struct bmc_config bmc_cfg = {
     .small_mask = BMC_DEFAULT_SMALL_BUCKETS - 1,
     .large_mask = BMC_DEFAULT_LARGE_BUCKETS - 1,
     .max_amp = BMC_DEFAULT_MAX_AMP,
-    .max_age_ns = 10ULL * 1000000000ULL,
-    .fill_guard_ns = 10ULL * 1000000ULL,
+    .max_age_ns = BMC_DEFAULT_MAX_AGE_S * 1000000000ULL,
+    .fill_guard_ns = BMC_DEFAULT_FILL_GUARD_MS * 1000000ULL,
     .check_delivery = 1,
 };
 
@@ -255,50 +254,27 @@ static long tx_text_cb(__u32 i, void *unused)
     return p ? loop_result(bmc_tx_byte(&env, &p->sc, &p->tx)) : 1;
 }
 
-/* Scan a get datagram already in scratch->in from `start`. */
-static __always_inline void rx_scan(struct bmc_percpu *p, __u32 start, __u32 len, int get_allowed)
-{
-    struct bmc_rx *rx = &p->rx;
+/* ---- I/O for the shared driver (core/bmc_driver.h) ----------------------------------- */
+struct bmc_io {
+    struct xdp_md *ctx;
+    struct bmc_percpu *p;
+};
 
-    bmc_scan_init(&rx->st, start, get_allowed);
-    rx->now = bpf_ktime_get_ns();
-    rx->end = len;
-    rx->out_len = BMC_FRAME_HDR_LEN;
-    rx->hits = rx->misses = 0;
-    rx->get_done = rx->trailing = rx->too_big = rx->pad = 0;
-    if (p->sc.in[start & BMC_SCRATCH_MASK] == BMC_BIN_MAGIC_REQ)
-        return;
-    bpf_loop(BMC_MAX_PAYLOAD, rx_text_cb, NULL, 0);
+static __always_inline int bmc_io_load(struct bmc_io *io, __u32 off, __u8 *dst, __u32 len)
+{
+    return bpf_xdp_load_bytes(io->ctx, off, dst, len) ? -1 : 0;
 }
 
-
-/* Turn the request into the reply: headers rewritten in scratch->hdr by the shared
- * code, payload built in scratch->out. The frame grows at the tail where the driver
- * left room, else at the head: veth frames made from socket buffers have little
- * tailroom but always XDP_PACKET_HEADROOM in front. */
-static __always_inline int rx_reply(struct xdp_md *ctx, struct bmc_percpu *p, __u32 payload_len)
+static __always_inline void bmc_io_scan(struct bmc_io *io, struct bmc_scratch *sc, struct bmc_rx *rx)
 {
-    __u32 hdr_len;
-    int delta;
-
-    if (payload_len > BMC_MAX_PAYLOAD || payload_len < BMC_FRAME_HDR_LEN)
-        return -1;
-    hdr_len = opaque(bmc_reply_headers(&p->sc, &p->frame, payload_len));
-    if (hdr_len < BMC_ETH_HLEN + 28 || hdr_len > 128)
-        return -1;
-    delta = (int)(hdr_len + payload_len) - (int)bpf_xdp_get_buff_len(ctx);
-    if (bpf_xdp_adjust_tail(ctx, delta) && (delta < 0 || bpf_xdp_adjust_head(ctx, -delta)))
-        return -1;
-    if (bpf_xdp_store_bytes(ctx, 0, p->sc.hdr, hdr_len))
-        return -1;
-    return bpf_xdp_store_bytes(ctx, hdr_len, p->sc.out, payload_len) ? -1 : 0;
+    bpf_loop(BMC_MAX_PAYLOAD, rx_text_cb, NULL, 0);
 }
 
 /* Does memcached have a UDP socket the stack would deliver this datagram to? The same
  * lookup the stack makes, so memcached's -l is honoured. */
-static __always_inline int memcached_socket(struct xdp_md *ctx, struct bmc_percpu *p)
+static __always_inline int bmc_io_socket(struct bmc_io *io, const struct bmc_scratch *sc,
+                                         const struct bmc_frame *f)
 {
-    const struct bmc_frame *f = &p->frame;
     const __u32 m = BMC_HDR_MAX - 1, l3 = f->l3_off, l4 = f->l4_off;
     struct bpf_sock_tuple t = {};
     struct bpf_sock *sk;
@@ -306,77 +282,63 @@ static __always_inline int memcached_socket(struct xdp_md *ctx, struct bmc_percp
 
     if (f->answerable == 6) {
         for (i = 0; i < 16; i++) {
-            ((__u8 *)t.ipv6.saddr)[i] = p->sc.hdr[(l3 + 8 + i) & m];
-            ((__u8 *)t.ipv6.daddr)[i] = p->sc.hdr[(l3 + 24 + i) & m];
+            ((__u8 *)t.ipv6.saddr)[i] = sc->hdr[(l3 + 8 + i) & m];
+            ((__u8 *)t.ipv6.daddr)[i] = sc->hdr[(l3 + 24 + i) & m];
         }
-        t.ipv6.sport = (__u16)(p->sc.hdr[l4 & m] | p->sc.hdr[(l4 + 1) & m] << 8);
-        t.ipv6.dport = (__u16)(p->sc.hdr[(l4 + 2) & m] | p->sc.hdr[(l4 + 3) & m] << 8);
+        t.ipv6.sport = (__u16)(sc->hdr[l4 & m] | sc->hdr[(l4 + 1) & m] << 8);
+        t.ipv6.dport = (__u16)(sc->hdr[(l4 + 2) & m] | sc->hdr[(l4 + 3) & m] << 8);
         size = sizeof(t.ipv6);
     } else {
         for (i = 0; i < 4; i++) {
-            ((__u8 *)&t.ipv4.saddr)[i] = p->sc.hdr[(l3 + 12 + i) & m];
-            ((__u8 *)&t.ipv4.daddr)[i] = p->sc.hdr[(l3 + 16 + i) & m];
+            ((__u8 *)&t.ipv4.saddr)[i] = sc->hdr[(l3 + 12 + i) & m];
+            ((__u8 *)&t.ipv4.daddr)[i] = sc->hdr[(l3 + 16 + i) & m];
         }
-        t.ipv4.sport = (__u16)(p->sc.hdr[l4 & m] | p->sc.hdr[(l4 + 1) & m] << 8);
-        t.ipv4.dport = (__u16)(p->sc.hdr[(l4 + 2) & m] | p->sc.hdr[(l4 + 3) & m] << 8);
+        t.ipv4.sport = (__u16)(sc->hdr[l4 & m] | sc->hdr[(l4 + 1) & m] << 8);
+        t.ipv4.dport = (__u16)(sc->hdr[(l4 + 2) & m] | sc->hdr[(l4 + 3) & m] << 8);
         size = sizeof(t.ipv4);
     }
-    sk = bpf_sk_lookup_udp(ctx, &t, size, BPF_F_CURRENT_NETNS, 0);
+    sk = bpf_sk_lookup_udp(io->ctx, &t, size, BPF_F_CURRENT_NETNS, 0);
     if (!sk)
         return 0;
     bpf_sk_release(sk);
     return 1;
 }
 
-/* The checks of bmc_rx_deliverable, and memcached's socket: 0 if the stack would deliver
- * the datagram (payload in scratch->in) to memcached, else why not. */
-static __always_inline __u32 deliverable(struct xdp_md *ctx, struct bmc_percpu *p, __u32 payload_len)
+/* The frame grows at the tail where the driver left room, else at the head: veth frames
+ * made from socket buffers have little tailroom but always XDP_PACKET_HEADROOM in front. */
+static __always_inline int bmc_io_reply(struct bmc_io *io, const struct bmc_scratch *sc, __u32 hdr_len,
+                                        __u32 payload_len)
 {
-    struct bmc_env env = {};
-    __u32 d = (__u32)bmc_rx_deliverable(&env, &p->sc, &p->frame, payload_len) & 0xff;
+    int delta = (int)(hdr_len + payload_len) - (int)bpf_xdp_get_buff_len(io->ctx);
 
-    if (d)
-        return d;
-    if (bmc_env_config(&env)->check_socket && !memcached_socket(ctx, p))
-        return BMC_STAT_PASS_NO_SOCKET;
-    return 0;
+    if (bpf_xdp_adjust_tail(io->ctx, delta) && (delta < 0 || bpf_xdp_adjust_head(io->ctx, -delta)))
+        return -1;
+    if (bpf_xdp_store_bytes(io->ctx, 0, (void *)sc->hdr, hdr_len))
+        return -1;
+    return bpf_xdp_store_bytes(io->ctx, hdr_len, (void *)sc->out, payload_len) ? -1 : 0;
 }
 
-static __always_inline int rx_udp(struct xdp_md *ctx, struct bmc_percpu *p, __u32 payload_off,
-                                  __u32 payload_len, int plain_ip, int allowed)
+struct bmc_tx_io {
+    struct __sk_buff *skb;
+};
+
+static __always_inline int bmc_tx_io_load(struct bmc_tx_io *io, __u32 off, __u8 *dst, __u32 len)
 {
-    struct bmc_env env = {};
-    __u32 verdict, reply_len;
-    int single;
-
-    payload_len = opaque(payload_len);
-    if (payload_len > BMC_MAX_PAYLOAD || payload_len < BMC_FRAME_HDR_LEN) {
-        bmc_env_stat(&env, BMC_STAT_PASS_MALFORMED);
-        return XDP_PASS;
-    }
-    if (bpf_xdp_load_bytes(ctx, payload_off, p->sc.in, payload_len))
-        return XDP_PASS;
-    single = bmc_frame_single(p->sc.in);
-    rx_scan(p, BMC_FRAME_HDR_LEN, payload_len, single && plain_ip && allowed);
-
-    verdict = bmc_rx_udp_verdict(&p->rx, single, plain_ip, allowed, bmc_env_config(&env)->max_amp);
-    if (verdict == BMC_STAT_PASS_NOT_GET)
-        return XDP_PASS;
-    bmc_env_stat(&env, BMC_STAT_GET_REQS);
-    if (verdict == BMC_STAT_HIT_REQS)
-        verdict = deliverable(ctx, p, payload_len) ?: verdict;
-    if (verdict != BMC_STAT_HIT_REQS) {
-        bmc_env_stat(&env, verdict);
-        return XDP_PASS;
-    }
-    reply_len = bmc_rx_build_reply(&p->sc, &p->rx);
-    if (rx_reply(ctx, p, reply_len)) {
-        bmc_env_stat(&env, BMC_STAT_PASS_NO_ROOM);
-        return XDP_PASS;
-    }
-    bmc_env_stat(&env, BMC_STAT_HIT_REQS);
-    return XDP_TX;
+    return bpf_skb_load_bytes(io->skb, off, dst, len) ? -1 : 0;
 }
+
+static __always_inline void bmc_tx_io_scan(struct bmc_tx_io *io, struct bmc_scratch *sc, struct bmc_tx *tx)
+{
+    bpf_loop(BMC_MAX_PAYLOAD, tx_text_cb, NULL, 0);
+}
+
+static __always_inline __u64 bmc_tx_io_now(struct bmc_tx_io *io)
+{
+    return bpf_ktime_get_ns();
+}
+
+#include "bmc_gen_driver.h"
+
 
 /* Copies the frame's first bytes into scratch and finds its L4 payload there. */
 static __always_inline struct bmc_frame *parse(struct bmc_percpu *p, __u32 pkt_len, long loaded)
@@ -419,7 +381,9 @@ static __always_inline int afxdp_get(struct xdp_md *ctx, struct bmc_percpu *p, s
     if (!(head[8] == 'g' && head[9] == 'e' && head[10] == 't' &&
           (head[11] == ' ' || (head[11] == 's' && head[12] == ' '))))
         return 0;
-    return deliverable(ctx, p, len) == 0;
+    struct bmc_env env = {};
+    struct bmc_io io = {.ctx = ctx, .p = p};
+    return bmc_drive_deliverable(&env, &io, &p->sc, f, len) == 0;
 }
 
 SEC("xdp")
@@ -444,7 +408,11 @@ int bmc_rx(struct xdp_md *ctx)
             bmc_env_stat(&env, BMC_STAT_PASS_MALFORMED);
             return XDP_PASS;
         }
-        return rx_udp(ctx, p, f->payload_off, f->payload_len, f->answerable, client_allowed(p, f));
+        struct bmc_io io = {.ctx = ctx, .p = p};
+        return bmc_drive_rx_udp(&env, &io, &p->sc, &p->rx, f, client_allowed(p, f), bpf_ktime_get_ns()) ==
+                       BMC_RX_TX
+                   ? XDP_TX
+                   : XDP_PASS;
     }
     return XDP_PASS;
 }
@@ -453,27 +421,18 @@ SEC("tc")
 int bmc_tx(struct __sk_buff *skb)
 {
     struct bmc_percpu *p = percpu();
-    __u32 pkt_len = skb->len, hlen = header_len(pkt_len), payload_len;
+    __u32 pkt_len = skb->len, hlen = header_len(pkt_len);
     struct bmc_frame *f;
 
     if (!p || hlen < BMC_ETH_HLEN || hlen > BMC_HDR_MAX)
         return TC_ACT_OK;
     f = parse(p, pkt_len, bpf_skb_load_bytes(skb, 0, p->sc.hdr, hlen));
-    if (!f || f->proto != BMC_IPPROTO_UDP || !f->from_server || !f->complete)
-        return TC_ACT_OK;
-    payload_len = opaque(f->payload_len);
-    if (payload_len < BMC_FRAME_HDR_LEN || payload_len > BMC_MAX_PAYLOAD)
-        return TC_ACT_OK;
-    if (bpf_skb_load_bytes(skb, f->payload_off, p->sc.in, payload_len) || !bmc_frame_single(p->sc.in))
-        return TC_ACT_OK;
-    bmc_scan_init(&p->tx.st, BMC_FRAME_HDR_LEN, 0);
-    p->tx.now = bpf_ktime_get_ns();
-    p->tx.end = payload_len;
-    p->tx.pad = 0;
-    bpf_loop(BMC_MAX_PAYLOAD, tx_text_cb, NULL, 0);
+    if (f) {
+        struct bmc_tx_io io = {.skb = skb};
+        bmc_drive_tx(&io, &p->sc, &p->tx, f);
+    }
     return TC_ACT_OK;
 }
-
 
 /* ---- write observer ---------------------------------------------------------------- */
 

@@ -6,7 +6,10 @@
  *   bmc_env_small(env, idx), bmc_env_large(env, idx)  bucket pointers (may be NULL)
  *   bmc_env_global(env), bmc_env_config(env)
  *   bmc_env_stat(env, stat)                      count one event
- *   BMC_COPY(dst, src, len)                      copy len bytes (len already bounded)
+ *   BMC_COPY_FROM_ENTRY(dst, src, len), BMC_COPY_TO_ENTRY(dst, src, len)
+ *                                                copy len bytes (len already bounded) out of
+ *                                                or into an entry's data (BPF; C++ has them
+ *                                                from bmc_cache.h)
  *   bmc_env_tai_ns(env)                          CLOCK_TAI now (flush_all with a Unix time)
  *   bmc_env_local(env, addr16)                   BMC_LOCAL_* of a host address, else 0
  *   bmc_env_vlan(env, vid)                       whether the host has this VLAN configured
@@ -58,20 +61,20 @@ BMC_SUBPROG int bmc_rx_get_key(struct bmc_env *env, struct bmc_scratch *sc, stru
     bmc_env_stat(env, BMC_STAT_GET_KEYS);
     if (!bmc_find(sb, lb, g, cfg, hash, rx->st.key_len, rx->now, &f))
         goto miss;
-    len = f.e->item_len;
+    len = BMC_READ_ONCE(f.e->item_len);
     if (len > BMC_LARGE_DATA || off > BMC_MAX_PAYLOAD)
         goto miss;
     if (off + len + BMC_END_LEN > BMC_MAX_REPLY) {
         rx->too_big = 1;
         return 0;
     }
-    BMC_COPY(sc->out + (off & BMC_SCRATCH_MASK), (const __u8 *)(f.e + 1), len);
+    BMC_COPY_FROM_ENTRY(sc->out + (off & BMC_SCRATCH_MASK), (const __u8 *)(f.e + 1), len);
     /* An item starts "VALUE <key> ", the key at offset 6. */
     if (!bmc_key_equal((const struct bmc_keybytes *)(sc->out + ((off + 6) & BMC_SCRATCH_MASK)),
                        (const struct bmc_keybytes *)(sc->in + (rx->st.key_start & BMC_SCRATCH_MASK)),
                        rx->st.key_len))
         goto miss;
-    if (!bmc_entry_stable(f.e, f.seq)) {
+    if (bmc_seq_retry(f.e, f.seq)) {
         bmc_env_stat(env, BMC_STAT_RACE);
         goto miss;
     }
@@ -150,6 +153,64 @@ BMC_INLINE void bmc_rx_actions(struct bmc_env *env, struct bmc_scratch *sc, stru
         if (rx->st.pos + 1 < rx->end)
             rx->trailing = 1;
     }
+}
+
+/* Ready rx for the payload of len bytes in scratch->in, scanned from start. */
+BMC_INLINE void bmc_rx_begin(struct bmc_rx *rx, __u32 start, __u32 len, int get_allowed, __u64 now)
+{
+    bmc_scan_init(&rx->st, start, get_allowed);
+    rx->now = now;
+    rx->end = len;
+    rx->out_len = BMC_FRAME_HDR_LEN;
+    rx->hits = rx->misses = 0;
+    rx->get_done = rx->trailing = rx->too_big = rx->pad = 0;
+}
+
+/* The common request, "get <key>\r\n" alone after the frame header, answered without
+ * the byte-at-a-time scanner. For such a payload bmc_rx_byte would: end the key token at
+ * the '\r' (bmc_set_key, then the key action), end the line at the '\n' with one key
+ * (BMC_ACT_GET_END, nothing trailing); first_cmd is "get", no bad_reason. This leaves
+ * rx the same in every field the verdict, the reply and bmc_rx_get_key read, and does
+ * the same key action, so the outcome is identical (the differential tests hold the two
+ * paths to the same bytes). Anything else, a byte the scanner would treat otherwise
+ * included, returns 0 with rx untouched, and the scanner runs. Call with a fresh rx
+ * whose get line is answerable (rx->st.get_line). */
+BMC_SUBPROG int bmc_rx_fast_get(struct bmc_env *env, struct bmc_scratch *sc, struct bmc_rx *rx)
+{
+    const __u32 key_start = BMC_FRAME_HDR_LEN + 4;
+    __u32 end, key_len, i, h = BMC_FNV_OFFSET;
+    __u8 c;
+
+    if (!sc || !rx)
+        return 0;
+    end = rx->end;
+    if (end < key_start + 1 + 2 || end > key_start + BMC_MAX_KEY_LEN + 2)
+        return 0;
+    if (sc->in[BMC_FRAME_HDR_LEN] != 'g' || sc->in[BMC_FRAME_HDR_LEN + 1] != 'e' ||
+        sc->in[BMC_FRAME_HDR_LEN + 2] != 't' || sc->in[BMC_FRAME_HDR_LEN + 3] != ' ' ||
+        sc->in[(end - 2) & BMC_SCRATCH_MASK] != '\r' || sc->in[(end - 1) & BMC_SCRATCH_MASK] != '\n')
+        return 0;
+    key_len = end - key_start - 2;
+    for (i = 0; i < BMC_MAX_KEY_LEN; i++) {
+        if (i >= key_len)
+            break;
+        c = sc->in[key_start + i];
+        if (!bmc_is_key_byte(c))
+            return 0;
+        h = bmc_hash_update(h, c);
+    }
+    rx->st.first_cmd = BMC_CMD_GET;
+    rx->st.lines = 1;
+    rx->st.nkeys = 1;
+    rx->st.key_hash = h;
+    rx->st.key_start = key_start;
+    rx->st.key_len = key_len;
+    rx->st.family = BMC_FAM_NONE;
+    rx->st.get_line = 0;
+    rx->st.pos = end - 1;
+    bmc_rx_actions(env, sc, rx, BMC_ACT_KEY | BMC_ACT_GET_END);
+    rx->st.pos = end;
+    return 1;
 }
 
 /* One byte of a text payload. Returns 1 once the payload is consumed. */
@@ -492,12 +553,12 @@ BMC_SUBPROG int bmc_tx_value(struct bmc_env *env, struct bmc_scratch *sc, struct
         /* bmc_fill_claim chose the table by item_len; the clamps restate it for the
          * verifier and never cut an item. */
         if (f.large)
-            BMC_COPY(((struct bmc_large_entry *)f.e)->data, sc->in + (start & BMC_SCRATCH_MASK),
+            BMC_COPY_TO_ENTRY(((struct bmc_large_entry *)f.e)->data, sc->in + (start & BMC_SCRATCH_MASK),
                      item_len > BMC_LARGE_DATA ? BMC_LARGE_DATA : item_len);
         else
-            BMC_COPY(((struct bmc_small_entry *)f.e)->data, sc->in + (start & BMC_SCRATCH_MASK),
+            BMC_COPY_TO_ENTRY(((struct bmc_small_entry *)f.e)->data, sc->in + (start & BMC_SCRATCH_MASK),
                      item_len > BMC_SMALL_DATA ? BMC_SMALL_DATA : item_len);
-        bmc_fill_publish(f.e, f.seq);
+        bmc_seq_publish(f.e, f.seq);
     }
     bmc_env_stat(env, r);
     return 0;

@@ -36,6 +36,9 @@
     X(BMC_LEASE_SLOTS, 3)                                                                       \
     X(BMC_MAX_TOKEN_WORD, 16)       /* command names are matched on their first 16 bytes */     \
     X(BMC_MAX_SCAN_CMDS, 64)        /* binary commands walked per packet */                     \
+    X(BMC_DEFAULT_MAX_AGE_S, 10)    /* --max-age */                                              \
+    X(BMC_DEFAULT_FILL_GUARD_MS, 10) /* --fill-guard-ms */                                       \
+    X(BMC_CMD_GET, 0)               /* the command table's row of "get" */                      \
     X(BMC_MODE_KERNEL, 0)           /* XDP answers gets */                                      \
     X(BMC_MODE_AFXDP, 1)            /* XDP hands gets to the AF_XDP socket of their queue */    \
     X(BMC_MAX_QUEUES, 64)                                                                       \
@@ -123,7 +126,8 @@ BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
     F(__u8, loopback)         /* the interface is a loopback device (127/8 sources are fine) */ \
     F(__u8, check_socket)     /* answer only if memcached has a UDP socket for the destination */\
     F(__u8, check_delivery)   /* the stack-delivery checks (off only to measure their cost) */  \
-    A(__u8, pad1, 7)
+    F(__u8, general_only)     /* no fast path for "get <key>" (to compare and measure the two) */\
+    A(__u8, pad1, 6)
 
 // Command table row: a name packed little-endian into two words, what it does and
 // which argument holds its key.
@@ -363,6 +367,7 @@ constexpr std::array<bmc_cmd, BMC_NUM_CMDS> bmc_make_cmd_table() {
     return t;
 }
 inline constexpr std::array<bmc_cmd, BMC_NUM_CMDS> bmc_cmd_table_arr = bmc_make_cmd_table();
+static_assert(bmc_cmd_specs[BMC_CMD_GET].name == "get" && bmc_cmd_specs[BMC_CMD_GET].kind == BMC_KIND_GET);
 inline constexpr const bmc_cmd *bmc_cmd_table = bmc_cmd_table_arr.data();
 
 // Binary protocol opcodes that change an item (quiet variants included). Flush and

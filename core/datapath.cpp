@@ -15,7 +15,6 @@ static inline const bmc_config *bmc_env_config(bmc_env *env) { return &env->cfg;
 static inline void bmc_env_stat(bmc_env *env, __u32 stat) {
     if (stat < BMC_NUM_STATS) (*env->counters)[stat]++;
 }
-#define BMC_COPY(dst, src, len) std::memcpy((dst), (src), (len))
 static inline __u64 bmc_env_tai_ns(bmc_env *env) { return env->tai_ns ? env->tai_ns() : 0; }
 static inline int bmc_env_local(bmc_env *env, const __u8 *addr16) {
     return env->delivery ? env->delivery->local_kind(addr16) : 0;
@@ -25,6 +24,51 @@ static inline int bmc_env_vlan(bmc_env *env, __u32 vid) {
 }
 
 #include "bmc_stream.h"
+
+// I/O for the shared driver: the frame is a buffer of `capacity` bytes.
+struct bmc_io {
+    std::uint8_t *frame;
+    std::uint32_t *len;
+    std::uint32_t capacity;
+    bmc_env *env;
+};
+static inline int bmc_io_load(bmc_io *io, __u32 off, __u8 *dst, __u32 n) {
+    if (off > *io->len || n > *io->len - off) return -1;
+    std::memcpy(dst, io->frame + off, n);
+    return 0;
+}
+static inline void bmc_io_scan(bmc_io *io, bmc_scratch *sc, bmc_rx *rx) {
+    for (std::uint32_t i = 0; i < BMC_MAX_PAYLOAD; i++)
+        if (bmc_rx_byte(io->env, sc, rx)) break;
+}
+// The socket lookup is the kernel's (bpf_sk_lookup_udp); userspace datapaths are handed
+// only what XDP already found deliverable, or run where check_socket is off.
+static inline int bmc_io_socket(bmc_io *, const bmc_scratch *, const bmc_frame *) { return 1; }
+static inline int bmc_io_reply(bmc_io *io, const bmc_scratch *sc, __u32 hdr_len, __u32 payload_len) {
+    if (hdr_len + payload_len > io->capacity) return -1;
+    std::memcpy(io->frame, sc->hdr, hdr_len);
+    std::memcpy(io->frame + hdr_len, sc->out, payload_len);
+    *io->len = hdr_len + payload_len;
+    return 0;
+}
+
+struct bmc_tx_io {
+    std::span<const std::uint8_t> frame;
+    bmc_env *env;
+    std::uint64_t now;
+};
+static inline int bmc_tx_io_load(bmc_tx_io *io, __u32 off, __u8 *dst, __u32 n) {
+    if (off > io->frame.size() || n > io->frame.size() - off) return -1;
+    std::memcpy(dst, io->frame.data() + off, n);
+    return 0;
+}
+static inline void bmc_tx_io_scan(bmc_tx_io *io, bmc_scratch *sc, bmc_tx *tx) {
+    for (std::uint32_t i = 0; i < BMC_MAX_PAYLOAD; i++)
+        if (bmc_tx_byte(io->env, sc, tx)) break;
+}
+static inline __u64 bmc_tx_io_now(bmc_tx_io *io) { return io->now; }
+
+#include "bmc_driver.h"
 
 namespace bmc {
 namespace {
@@ -42,8 +86,8 @@ bmc_config default_config() {
     c.small_mask = BMC_DEFAULT_SMALL_BUCKETS - 1;
     c.large_mask = BMC_DEFAULT_LARGE_BUCKETS - 1;
     c.max_amp = BMC_DEFAULT_MAX_AMP;
-    c.max_age_ns = 10ULL * 1000000000ULL;
-    c.fill_guard_ns = 10ULL * 1000000ULL;
+    c.max_age_ns = BMC_DEFAULT_MAX_AGE_S * 1000000000ULL;
+    c.fill_guard_ns = BMC_DEFAULT_FILL_GUARD_MS * 1000000ULL;
     c.check_delivery = 1;
     return c;
 }
@@ -163,50 +207,10 @@ std::vector<std::uint8_t> Observer::conn_state(std::uint64_t conn_id) const {
 
 Observer::~Observer() = default;
 
-void Datapath::rx_scan(std::uint32_t start, std::uint32_t len, bool get_allowed,
-                       std::uint64_t now_ns) {
-    bmc_scan_init(&rx_.st, start, get_allowed);
-    rx_.now = now_ns;
-    rx_.end = len;
-    rx_.out_len = BMC_FRAME_HDR_LEN;
-    rx_.hits = rx_.misses = 0;
-    rx_.get_done = rx_.trailing = rx_.too_big = rx_.pad = 0;
-    if (sc_.in[start & BMC_SCRATCH_MASK] == BMC_BIN_MAGIC_REQ) return;
-    for (std::uint32_t i = 0; i < BMC_MAX_PAYLOAD; i++)
-        if (bmc_rx_byte(&env_, &sc_, &rx_)) break;
-}
-
-RxResult Datapath::rx_udp(std::uint8_t *frame, std::uint32_t &len, std::uint32_t capacity,
-                          std::uint32_t payload_off, std::uint32_t payload_len, bool plain_ip, bool allowed,
+RxResult Datapath::rx_udp(std::uint8_t *frame, std::uint32_t &len, std::uint32_t capacity, bool allowed,
                           std::uint64_t now_ns) {
-    if (payload_len > BMC_MAX_PAYLOAD || payload_len < BMC_FRAME_HDR_LEN) {
-        count(BMC_STAT_PASS_MALFORMED);
-        return {};
-    }
-    std::memcpy(sc_.in, frame + payload_off, payload_len);
-    bool single = bmc_frame_single(sc_.in);
-    rx_scan(BMC_FRAME_HDR_LEN, payload_len, single && plain_ip && allowed, now_ns);
-
-    std::uint32_t verdict = bmc_rx_udp_verdict(&rx_, single, plain_ip, allowed, env_.cfg.max_amp);
-    if (verdict == BMC_STAT_PASS_NOT_GET) return {};
-    count(BMC_STAT_GET_REQS);
-    if (verdict == BMC_STAT_HIT_REQS)
-        if (auto d = std::uint32_t(bmc_rx_deliverable(&env_, &sc_, &frame_, payload_len))) verdict = d;
-    if (verdict != BMC_STAT_HIT_REQS) {
-        count(verdict);
-        return {};
-    }
-    std::uint32_t reply_len = bmc_rx_build_reply(&sc_, &rx_);
-
-    const std::uint32_t hdr_len = bmc_reply_headers(&sc_, &frame_, reply_len);
-    if (hdr_len + reply_len > capacity) {
-        count(BMC_STAT_PASS_NO_ROOM);
-        return {};
-    }
-    std::memcpy(frame, sc_.hdr, hdr_len);
-    std::memcpy(frame + hdr_len, sc_.out, reply_len);
-    len = hdr_len + reply_len;
-    count(BMC_STAT_HIT_REQS);
+    bmc_io io{frame, &len, capacity, &env_};
+    if (bmc_drive_rx_udp(&env_, &io, &sc_, &rx_, &frame_, allowed, now_ns) != BMC_RX_TX) return {};
     return {Action::Tx};
 }
 
@@ -236,26 +240,15 @@ RxResult Datapath::ingress(std::uint8_t *frame, std::uint32_t &len, std::uint32_
             count(BMC_STAT_PASS_MALFORMED);
             return {};
         }
-        return rx_udp(frame, len, capacity, f.payload_off, f.payload_len, f.answerable, allow_.contains(f.src, bmc_frame_family(&sc_, &f)),
-                      now_ns);
+        return rx_udp(frame, len, capacity, allow_.contains(f.src, bmc_frame_family(&sc_, &f)), now_ns);
     }
     return {};
 }
 
 void Datapath::egress(std::span<const std::uint8_t> frame, std::uint64_t now_ns) {
-    if (frame.size() < kEthHlen) return;
-    const bmc_frame &f = parse(frame);
-    if (f.proto != BMC_IPPROTO_UDP || !f.from_server || !f.complete) return;
-    const std::uint32_t payload_len = f.payload_len;
-    if (payload_len < BMC_FRAME_HDR_LEN || payload_len > BMC_MAX_PAYLOAD) return;
-    std::memcpy(sc_.in, frame.data() + f.payload_off, payload_len);
-    if (!bmc_frame_single(sc_.in)) return;
-    bmc_scan_init(&tx_.st, BMC_FRAME_HDR_LEN, 0);
-    tx_.now = now_ns;
-    tx_.end = payload_len;
-    tx_.pad = 0;
-    for (std::uint32_t i = 0; i < BMC_MAX_PAYLOAD; i++)
-        if (bmc_tx_byte(&env_, &sc_, &tx_)) break;
+    if (frame.size() < BMC_ETH_HLEN) return;
+    bmc_tx_io io{frame, &env_, now_ns};
+    bmc_drive_tx(&io, &sc_, &tx_, &parse(frame));
 }
 
 }  // namespace bmc

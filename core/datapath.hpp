@@ -93,10 +93,8 @@ public:
     const bmc_config &config() const { return env_.cfg; }
 
 private:
-    RxResult rx_udp(std::uint8_t *frame, std::uint32_t &len, std::uint32_t capacity,
-                    std::uint32_t payload_off, std::uint32_t payload_len, bool plain_ip, bool allowed,
+    RxResult rx_udp(std::uint8_t *frame, std::uint32_t &len, std::uint32_t capacity, bool allowed,
                     std::uint64_t now_ns);
-    void rx_scan(std::uint32_t start, std::uint32_t len, bool get_allowed, std::uint64_t now_ns);
     void count(std::uint32_t stat) { counters_[stat]++; }
     const bmc_frame &parse(std::span<const std::uint8_t> frame);
 

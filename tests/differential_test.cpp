@@ -83,6 +83,22 @@ public:
         return p;
     }
 
+    // Single-key gets of every key length the cache answers (1 to 250) and one more, each
+    // as a miss, then filled, then a hit: the fast path's whole domain.
+    std::vector<Packet> every_key_length() {
+        std::vector<Packet> out;
+        for (std::uint32_t len = 1; len <= BMC_MAX_KEY_LEN + 1; len++) {
+            std::string k(len, 'x');
+            for (auto &c : k) c = char(pick(5) ? 0x21 + pick(0x5e) : 0x80 + pick(0x80));
+            const std::string get = "get " + k + "\r\n", value(1 + pick(40), char('a' + pick(26)));
+            const std::string item = "VALUE " + k + " 0 " + std::to_string(value.size()) + "\r\n" + value + "\r\n";
+            out.push_back({udp_frame(kClient, kServer, mc_udp(get, std::uint16_t(len))), false, "get len " + std::to_string(len)});
+            out.push_back({udp_frame(kServer, kClient, mc_udp(item + "END\r\n", std::uint16_t(len))), true, "fill"});
+            out.push_back({udp_frame(kClient, kServer, mc_udp(get, std::uint16_t(len))), false, "hit len " + std::to_string(len)});
+        }
+        return out;
+    }
+
 private:
     std::mt19937 rng_;
     std::vector<std::string> recent_;  // keys of recent gets: replies fill these
@@ -251,27 +267,43 @@ TEST_F(Differential, CoreAndBpfAgreeOnEveryPacket) {
     OwnedCache mirror(kSmall, kLarge), expected(kSmall, kLarge);
     Datapath dp(mirror.mem(), be->config(), allow(), test_delivery());
     Observer obs(mirror.mem(), be->config());
-    std::uint32_t tx = 0, failures = 0, chunks = 0;
+    // The same core without its fast path for "get <key>": the two paths must agree too.
+    OwnedCache general_mirror(kSmall, kLarge);
+    bmc_config general_cfg = be->config();
+    general_cfg.general_only = 1;
+    Datapath general(general_mirror.mem(), general_cfg, allow(), test_delivery());
+    Observer general_obs(general_mirror.mem(), general_cfg);
+    const std::vector<Packet> prelude = corpus.every_key_length();
+    std::uint32_t tx = 0, failures = 0, chunks = 0, fast_hits = 0;
     auto cpp_counters = [&] {
         Counters c = dp.counters();
         for (std::uint32_t s = 0; s < BMC_NUM_STATS; s++) c[s] += obs.counters()[s];
         return c;
     };
 
-    for (std::uint32_t i = 0; i < n && failures < 5; i++) {
-        Packet p = corpus.next();
+    for (std::uint32_t i = 0; i < n + prelude.size() && failures < 5; i++) {
+        Packet p = i < prelude.size() ? prelude[i] : corpus.next();
         SCOPED_TRACE("packet " + std::to_string(i) + " (" + p.what.substr(0, 120) + ")");
         copy_from(mirror, be->cache());
-        Counters bpf_before = be->read_counters(), cpp_before = cpp_counters();
+        copy_from(general_mirror, be->cache());
+        Counters bpf_before = be->read_counters(), cpp_before = cpp_counters(), general_before = general.counters(),
+                 dp_before = dp.counters();
 
         ProgRun r = p.egress ? tc(p.frame) : xdp(p.frame);
         Bytes cpp_frame = p.frame;
         std::uint64_t now = monotonic_ns();
-        bool cpp_tx = false;
-        if (p.egress)
+        Bytes general_frame = p.frame;
+        bool cpp_tx = false, general_tx = false;
+        if (p.egress) {
             dp.egress(cpp_frame, now);
-        else
+            general.egress(general_frame, now);
+        } else {
             cpp_tx = dp.ingress(cpp_frame, now).action == Action::Tx;
+            general_tx = general.ingress(general_frame, now).action == Action::Tx;
+        }
+        EXPECT_EQ(general_tx, cpp_tx) << "fast and general paths differ";
+        EXPECT_EQ(general_frame, cpp_frame) << "fast and general paths differ";
+        fast_hits += cpp_tx && p.what.rfind("hit len", 0) == 0;
         // What XDP passed, the stack delivers to memcached's socket, where the observer
         // reads it: a TCP connection's bytes through the stream reading, anything else
         // through the cgroup skb ingress program.
@@ -280,12 +312,14 @@ TEST_F(Differential, CoreAndBpfAgreeOnEveryPacket) {
             if (payload && p.conn) {
                 stream(p.conn, *payload);
                 obs.chunk(p.conn, bytes(*payload), now);
+                general_obs.chunk(p.conn, bytes(*payload), now);
                 chunks++;
                 const Bytes want = obs.conn_state(p.conn);
                 EXPECT_EQ(conn_state(p.conn, want.size()), want) << "connection state differs";
             } else if (p.frame.size() >= BMC_ETH_HLEN + 40) {  // the runner wants an IP header's worth
                 EXPECT_EQ(sock_in(p.frame).retval, 1);
                 obs.delivered(p.frame, now);
+                general_obs.delivered(p.frame, now);
             }
         }
 
@@ -302,13 +336,23 @@ TEST_F(Differential, CoreAndBpfAgreeOnEveryPacket) {
         copy_from(expected, be->cache());
         mask_times(expected);
         mask_times(mirror);
-        bool mem_ok = same_memory(expected, mirror);
-        EXPECT_TRUE(mem_ok) << "cache memory differs";
-        Counters bpf_after = be->read_counters(), cpp_after = cpp_counters();
+        mask_times(general_mirror);
+        bool mem_ok = same_memory(expected, mirror) && same_memory(expected, general_mirror);
+        EXPECT_TRUE(same_memory(expected, mirror)) << "cache memory differs";
+        EXPECT_TRUE(same_memory(expected, general_mirror)) << "cache memory differs from the general path's";
+        Counters bpf_after = be->read_counters(), cpp_after = cpp_counters(), general_after = general.counters();
         for (std::uint32_t s = 0; s < BMC_NUM_STATS; s++) {
             EXPECT_EQ(bpf_after[s] - bpf_before[s], cpp_after[s] - cpp_before[s]) << bmc_stat_names[s];
             ok &= bpf_after[s] - bpf_before[s] == cpp_after[s] - cpp_before[s];
         }
+        // The general path's datapath counters against the fast path's (each has its own
+        // observer, which counts apart).
+        for (std::uint32_t s = 0; s < BMC_NUM_STATS; s++) {
+            EXPECT_EQ(general_after[s] - general_before[s], dp.counters()[s] - dp_before[s])
+                << "general path: " << bmc_stat_names[s];
+            ok &= general_after[s] - general_before[s] == dp.counters()[s] - dp_before[s];
+        }
+        ok &= general_tx == cpp_tx && general_frame == cpp_frame;
         failures += !(ok && mem_ok);
     }
     // The corpus must reach the interesting paths, or agreement means little.
@@ -319,6 +363,8 @@ TEST_F(Differential, CoreAndBpfAgreeOnEveryPacket) {
                                      c[BMC_STAT_INVAL_BINARY] + c[BMC_STAT_INVAL_FLUSH] +
                                      c[BMC_STAT_INVAL_GLOBAL]));
     EXPECT_GT(tx, 50u);
+    // every key length from 1 to 250 hit once filled; 251 is memcached's to refuse
+    EXPECT_EQ(fast_hits, BMC_MAX_KEY_LEN);
     EXPECT_GT(c[BMC_STAT_FILL_OK], 50u);
     EXPECT_GT(c[BMC_STAT_PASS_PARTIAL], 10u);
     EXPECT_GT(c[BMC_STAT_PASS_MALFORMED], 10u);

@@ -209,6 +209,7 @@ KernelBackend::KernelBackend(const KernelOptions &opts) : opts_(opts) {
         std::memcpy(cfg.mac, opts_.delivery.mac.data(), 6);
         cfg.check_socket = (opts_.attach || opts_.check_socket_unattached) && opts_.check_socket;
         cfg.check_delivery = opts_.check_delivery;
+        cfg.general_only = opts_.general_only;
         if (opts_.allow.prefixes().size() > BMC_MAX_ALLOW)
             throw Error("at most " + std::to_string(BMC_MAX_ALLOW) + " allowlist prefixes");
         bpf_map__set_max_entries(skel_->maps.bmc_small, opts_.small_buckets);

@@ -49,6 +49,8 @@ struct KernelOptions {
     bool check_socket_unattached = false;
     // The stack-delivery checks: never off in bmcd, only to measure what they cost.
     bool check_delivery = true;
+    // Every get through the general scanner, none through the fast path (to measure it).
+    bool general_only = false;
     // The write observer watches memcached's sockets in this cgroup (v2) and below; empty:
     // the root of the cgroup2 hierarchy. Only sockets on `port` in bmcd's own network
     // namespace are taken, so observers of other namespaces never meet.

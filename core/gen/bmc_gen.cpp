@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <string_view>
 #include <string>
 
 #include "bmc_layout.hpp"
@@ -122,9 +123,10 @@ bool write_atomically(const std::string &path, const std::string &text) {
 
 }  // namespace
 
-// bmc_gen OUTDIR GRAMMAR_H CACHE_H DATAPATH_H
+// bmc_gen OUTDIR GRAMMAR_H CACHE_H DATAPATH_H [MORE_DATAPATH_H...] [DRIVER_H]
 //   OUTDIR/bmc_gen.h           layout, tables, grammar and cache rules
 //   OUTDIR/bmc_gen_datapath.h  the datapath, included after the BPF environment
+//   OUTDIR/bmc_gen_driver.h    the per-packet flow, included after the BPF I/O
 int main(int argc, char **argv) {
     if (argc < 5) {
         std::cerr << "usage: bmc_gen OUTDIR GRAMMAR_H CACHE_H DATAPATH_H [MORE_DATAPATH_H...]\n";
@@ -141,14 +143,18 @@ int main(int argc, char **argv) {
     if (!paste(out, argv[2]) || !paste(out, argv[3])) return 1;
     out << "#endif /* BMC_GEN_H */\n";
 
-    std::ostringstream dp;
+    // The driver (bmc_driver.h) goes into a header of its own: it comes after the I/O
+    // functions, which the including side defines on top of the datapath.
+    std::ostringstream dp, drv;
     dp << banner;
+    drv << banner;
     for (int i = 4; i < argc; i++)
-        if (!paste(dp, argv[i])) return 1;
+        if (!paste(std::string_view(argv[i]).ends_with("bmc_driver.h") ? drv : dp, argv[i])) return 1;
 
     std::string dir = argv[1];
     return write_atomically(dir + "/bmc_gen.h", out.str()) &&
-                   write_atomically(dir + "/bmc_gen_datapath.h", dp.str())
+                   write_atomically(dir + "/bmc_gen_datapath.h", dp.str()) &&
+                   write_atomically(dir + "/bmc_gen_driver.h", drv.str())
                ? 0
                : 1;
 }
