@@ -1,5 +1,7 @@
 #include "afxdp_backend.hpp"
 
+#include "miss_table.hpp"
+
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <linux/ethtool.h>
@@ -20,6 +22,7 @@
 #include <cerrno>
 #include <concurrentqueue/concurrentqueue.h>
 #include <cstring>
+#include <mutex>
 
 namespace bmc {
 namespace {
@@ -28,7 +31,6 @@ constexpr std::uint32_t kFrameSize = XSK_UMEM__DEFAULT_FRAME_SIZE;
 constexpr std::uint32_t kRingSize = XSK_RING_CONS__DEFAULT_NUM_DESCS;
 constexpr std::uint32_t kBatch = 64;
 constexpr std::uint32_t kHdrLen = BMC_ETH_HLEN + 20 + 8;  // plain IPv4 + UDP: all that is redirected
-constexpr std::uint32_t kSlots = 65536;                   // one per 16-bit request id
 
 // Not in Debian 12's headers.
 constexpr int kSoPreferBusyPoll = 69, kSoBusyPollBudget = 70;
@@ -56,16 +58,6 @@ unsigned rx_queue_count(const std::string &iface) {
     return std::min<unsigned>(n, BMC_MAX_QUEUES);
 }
 
-// A forwarded request: where its reply goes. The poller writes a slot and then
-// publishes it with a release store of `sent_ns`; the relay reads `sent_ns` with acquire,
-// copies the slot, and re-reads `sent_ns` to detect that the poller reused the slot
-// meanwhile (a 16-bit request id space wrapped within the relay timeout).
-struct Slot {
-    std::atomic<std::uint64_t> sent_ns{0};
-    std::array<std::uint8_t, kHdrLen> reply_hdr{};  // headers of the reply to the client
-    std::uint16_t client_id = 0;
-};
-
 struct AfxdpBackend::Poller {
     unsigned queue = 0;
     void *area = nullptr;
@@ -77,16 +69,19 @@ struct AfxdpBackend::Poller {
     xsk_ring_cons rx{};
     xsk_ring_prod tx{};
     std::vector<std::uint64_t> free_frames;  // poller thread only
-    int udp_fd = -1;                         // to memcached
     int wake_fd = -1;                        // relay -> poller: frames queued
     moodycamel::ConcurrentQueue<std::vector<std::uint8_t>> to_send;
     std::unique_ptr<Datapath> dp;
-    std::unique_ptr<Slot[]> slots{new Slot[kSlots]};
-    std::uint16_t next_id = 0;
+    // Forwarded misses: their ids, channel by channel (a UDP socket to memcached each).
+    std::unique_ptr<MissTable> misses;
+    std::mutex channels_mu;                          // channel_fds: rotation and expiry
+    std::vector<std::pair<std::uint32_t, int>> channel_fds;  // channel number -> socket
+    int send_fd = -1;                                // the current channel's socket (poller)
+    int epoll_fd = -1;                               // the relay's
     std::thread thread;
     // Published by the poller for readers on other threads.
     std::array<std::atomic<std::uint64_t>, BMC_NUM_STATS> counters{};
-    std::atomic<std::uint64_t> rx_frames{0}, forwarded{0}, tx_dropped{0};
+    std::atomic<std::uint64_t> rx_frames{0}, forwarded{0}, tx_dropped{0}, tx_full{0}, rotations{0};
     bool busy_poll = false;
     bool echo = false;
 
@@ -94,8 +89,43 @@ struct AfxdpBackend::Poller {
         if (xsk) xsk_socket__delete(xsk);
         if (umem) xsk_umem__delete(umem);
         if (area) munmap(area, area_len);
-        if (udp_fd >= 0) close(udp_fd);
+        for (auto &[ch, fd] : channel_fds) close(fd);
         if (wake_fd >= 0) close(wake_fd);
+    }
+
+    // A fresh channel: a new UDP socket (a new source port), watched by the relay.
+    void open_channel(std::uint64_t now) {
+        int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0) throw Error("socket to memcached: " + err_text(errno));
+        const std::uint32_t ch = misses->rotate(now);
+        {
+            std::lock_guard<std::mutex> g(channels_mu);
+            channel_fds.emplace_back(ch, fd);
+        }
+        epoll_event ev{EPOLLIN, {.u64 = std::uint64_t(queue) << 32 | ch}};
+        epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev);
+        send_fd = fd;
+    }
+
+    int channel_fd(std::uint32_t ch) {
+        std::lock_guard<std::mutex> g(channels_mu);
+        for (auto &[c, fd] : channel_fds)
+            if (c == ch) return fd;
+        return -1;
+    }
+
+    // Relay: close the channels retired longer than grace ago.
+    void expire_channels(std::uint64_t now, std::uint64_t grace) {
+        for (std::uint32_t ch : misses->expire(now, grace)) {
+            std::lock_guard<std::mutex> g(channels_mu);
+            for (auto it = channel_fds.begin(); it != channel_fds.end(); ++it)
+                if (it->first == ch) {
+                    epoll_ctl(epoll_fd, EPOLL_CTL_DEL, it->second, nullptr);
+                    close(it->second);
+                    channel_fds.erase(it);
+                    break;
+                }
+        }
     }
 
     void kick_tx() {
@@ -104,11 +134,28 @@ struct AfxdpBackend::Poller {
         if (xsk_ring_prod__needs_wakeup(&tx)) sendto(xsk_socket__fd(xsk), nullptr, 0, MSG_DONTWAIT, nullptr, 0);
     }
 
+    // Every completion the kernel has posted.
     void reclaim() {
-        std::uint32_t idx;
-        std::uint32_t n = xsk_ring_cons__peek(&comp, kBatch, &idx);
-        for (std::uint32_t i = 0; i < n; i++) free_frames.push_back(*xsk_ring_cons__comp_addr(&comp, idx + i));
-        if (n) xsk_ring_cons__release(&comp, n);
+        for (;;) {
+            std::uint32_t idx;
+            std::uint32_t n = xsk_ring_cons__peek(&comp, kRingSize, &idx);
+            if (!n) return;
+            for (std::uint32_t i = 0; i < n; i++) free_frames.push_back(*xsk_ring_cons__comp_addr(&comp, idx + i));
+            xsk_ring_cons__release(&comp, n);
+        }
+    }
+
+    // Room for `want` TX descriptors: kick the kernel and take back completions until it
+    // has consumed enough of the ring (bounded: a stuck device leaves the rest counted as
+    // tx_full rather than hanging the poller).
+    std::uint32_t tx_room(std::uint32_t want) {
+        std::uint32_t room = xsk_prod_nb_free(&tx, want);
+        for (int tries = 0; room < want && tries < 64; tries++) {
+            sendto(xsk_socket__fd(xsk), nullptr, 0, MSG_DONTWAIT, nullptr, 0);
+            reclaim();
+            room = xsk_prod_nb_free(&tx, want);
+        }
+        return room;
     }
 
     // Keep the fill ring stocked, but hold back frames for relayed replies.
@@ -126,7 +173,11 @@ struct AfxdpBackend::Poller {
 
     bool transmit(std::uint64_t addr, std::uint32_t len) {
         std::uint32_t idx;
-        if (xsk_ring_prod__reserve(&tx, 1, &idx) != 1) return false;
+        if (xsk_ring_prod__reserve(&tx, 1, &idx) != 1 &&
+            (tx_room(1) < 1 || xsk_ring_prod__reserve(&tx, 1, &idx) != 1)) {
+            tx_full.fetch_add(1, std::memory_order_relaxed);
+            return false;
+        }
         xdp_desc *d = xsk_ring_prod__tx_desc(&tx, idx);
         d->addr = addr;
         d->len = len;
@@ -151,12 +202,10 @@ struct AfxdpBackend::Poller {
 
     // A get the cache did not answer: send its datagram to memcached under an id of
     // ours, and remember how to answer the client.
-    void forward(const std::uint8_t *frame, std::uint32_t len) {
+    void forward(const std::uint8_t *frame, std::uint32_t len, std::uint64_t now) {
         if (len < kHdrLen + BMC_FRAME_HDR_LEN) return;
-        std::uint16_t id = next_id++;
-        Slot &s = slots[id];
-        s.sent_ns.store(0, std::memory_order_relaxed);
-        std::uint8_t *h = s.reply_hdr.data();
+        MissTable::Request r;
+        std::uint8_t *h = r.hdr.data();
         std::memcpy(h, frame + 6, 6);  // reply: swap MACs, addresses and ports
         std::memcpy(h + 6, frame, 6);
         std::memcpy(h + 12, frame + 12, 2 + 12);
@@ -165,19 +214,25 @@ struct AfxdpBackend::Poller {
         std::memcpy(h + 34, frame + 36, 2);
         std::memcpy(h + 36, frame + 34, 2);
         std::memcpy(h + 38, frame + 38, 4);
-        s.client_id = std::uint16_t(frame[kHdrLen] << 8 | frame[kHdrLen + 1]);
-        s.sent_ns.store(bmc::monotonic_ns(), std::memory_order_release);
+        r.hdr_len = kHdrLen;
+        r.client_id = std::uint16_t(frame[kHdrLen] << 8 | frame[kHdrLen + 1]);
+        auto t = misses->issue(r, now);
+        if (!t) {  // every id of the channel pending or quarantined: a fresh channel
+            open_channel(now);
+            rotations.fetch_add(1, std::memory_order_relaxed);
+            t = misses->issue(r, now);
+            if (!t) return;
+        }
 
         std::uint8_t buf[BMC_MAX_PAYLOAD];
         std::uint32_t plen = std::min<std::uint32_t>(len - kHdrLen, sizeof buf);
         std::memcpy(buf, frame + kHdrLen, plen);
-        put16(buf, id);
+        put16(buf, t->id);
         sockaddr_in to{};
         to.sin_family = AF_INET;
         std::memcpy(&to.sin_addr, frame + 30, 4);
         std::memcpy(&to.sin_port, frame + 36, 2);
-        if (sendto(udp_fd, buf, plen, MSG_DONTWAIT, reinterpret_cast<sockaddr *>(&to), sizeof to) ==
-            ssize_t(plen))
+        if (sendto(send_fd, buf, plen, MSG_DONTWAIT, reinterpret_cast<sockaddr *>(&to), sizeof to) == ssize_t(plen))
             forwarded.fetch_add(1, std::memory_order_relaxed);
     }
 
@@ -212,8 +267,9 @@ struct AfxdpBackend::Poller {
             }
             reclaim();
             refill();
-            std::uint32_t idx;
-            std::uint32_t n = xsk_ring_cons__peek(&rx, kBatch, &idx);
+            // No more requests than TX can take replies for.
+            std::uint32_t idx, room = tx_room(kBatch);
+            std::uint32_t n = room ? xsk_ring_cons__peek(&rx, room, &idx) : 0;
             if (n == 0) {
                 if (sent) kick_tx();
                 if (busy_poll) {
@@ -244,7 +300,7 @@ struct AfxdpBackend::Poller {
                         tx_dropped.fetch_add(1, std::memory_order_relaxed);
                     }
                 } else {
-                    forward(frame, d->len);
+                    forward(frame, d->len, now);
                     free_frames.push_back(xsk_umem__extract_addr(addr));
                 }
             }
@@ -318,11 +374,11 @@ AfxdpBackend::AfxdpBackend(KernelBackend &kernel, const AfxdpOptions &opts) : ke
                     notice_ += "busy-poll socket options refused (" + err_text(errno) + "); spinning anyway. ";
             }
             for (std::uint32_t f = 0; f < opts.frames_per_queue; f++) p->free_frames.push_back(std::uint64_t(f) * kFrameSize);
-            p->udp_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
             p->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-            if (p->udp_fd < 0 || p->wake_fd < 0) throw Error("socket/eventfd: " + err_text(errno));
-            epoll_event ev{EPOLLIN, {.u64 = q}};
-            epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, p->udp_fd, &ev);
+            if (p->wake_fd < 0) throw Error("eventfd: " + err_text(errno));
+            p->epoll_fd = epoll_fd_;
+            p->misses = std::make_unique<MissTable>(std::uint64_t(opts.relay_timeout.count()) * 1000000ULL);
+            p->open_channel(bmc::monotonic_ns());
             if (int e = xsk_socket__update_xskmap(p->xsk, kernel.xsks_map_fd()))
                 throw Error("registering the AF_XDP socket of queue " + std::to_string(q) + ": " + err_text(e));
             pollers_.push_back(std::move(p));
@@ -356,40 +412,53 @@ AfxdpBackend::~AfxdpBackend() {
     close(relay_wake_fd_);
 }
 
+// A reply datagram that ends memcached's answer to a get: END, or an error line.
+static bool ends_reply(const std::uint8_t *p, std::size_t len) {
+    auto ends = [&](const char *s) {
+        const std::size_t n = std::strlen(s);
+        return len >= n && std::memcmp(p + len - n, s, n) == 0;
+    };
+    auto starts = [&](const char *s) {
+        const std::size_t n = std::strlen(s);
+        return len >= BMC_FRAME_HDR_LEN + n && std::memcmp(p + BMC_FRAME_HDR_LEN, s, n) == 0;
+    };
+    return ends("END\r\n") || starts("ERROR") || starts("CLIENT_ERROR") || starts("SERVER_ERROR");
+}
+
 void AfxdpBackend::relay_loop() {
     Datapath dp(kernel_.cache(), kernel_.config(), kernel_.allowlist(), kernel_.delivery());
     std::uint8_t buf[65536];
     std::vector<std::uint8_t> frame;
     epoll_event evs[16];
-    const std::uint64_t timeout = std::uint64_t(opts_.relay_timeout.count()) * 1000000ULL;
+    // A retired channel stays open this long for replies still on their way.
+    const std::uint64_t grace = 2 * std::uint64_t(opts_.relay_timeout.count()) * 1000000ULL;
     while (!stop_.load(std::memory_order_relaxed)) {
         int n = epoll_wait(epoll_fd_, evs, 16, 100);
         for (int e = 0; e < n; e++) {
             if (evs[e].data.u64 == ~0ULL) continue;
-            Poller &p = *pollers_[evs[e].data.u64];
+            Poller &p = *pollers_[evs[e].data.u64 >> 32];
+            const auto channel = std::uint32_t(evs[e].data.u64);
+            const int fd = p.channel_fd(channel);
+            if (fd < 0) continue;
             for (;;) {
-                ssize_t len = recv(p.udp_fd, buf, sizeof buf, MSG_DONTWAIT);
+                ssize_t len = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
                 if (len < 0) break;
                 if (len < ssize_t(BMC_FRAME_HDR_LEN) || len > ssize_t(BMC_MTU - 28)) {
                     late_.fetch_add(1, std::memory_order_relaxed);
                     continue;
                 }
                 const std::uint16_t id = std::uint16_t(buf[0] << 8 | buf[1]);
-                Slot &s = p.slots[id];
-                const std::uint64_t sent = s.sent_ns.load(std::memory_order_acquire), now = bmc::monotonic_ns();
-                if (sent == 0 || now - sent > timeout) {
+                const std::uint64_t now = bmc::monotonic_ns();
+                MissTable::Request req;
+                const auto verdict = p.misses->reply(channel, id, ends_reply(buf, std::size_t(len)), now, &req);
+                if (verdict == MissTable::Reply::Late || verdict == MissTable::Reply::Unknown) {
                     late_.fetch_add(1, std::memory_order_relaxed);
                     continue;
                 }
-                frame.assign(s.reply_hdr.begin(), s.reply_hdr.end());
-                const std::uint16_t client_id = s.client_id;
-                if (s.sent_ns.load(std::memory_order_acquire) != sent) {  // reused meanwhile
-                    late_.fetch_add(1, std::memory_order_relaxed);
-                    continue;
-                }
+                frame.assign(req.hdr.begin(), req.hdr.begin() + req.hdr_len);
                 frame.insert(frame.end(), buf, buf + len);
                 std::uint8_t *f = frame.data();
-                put16(f + kHdrLen, client_id);
+                put16(f + kHdrLen, req.client_id);
                 put16(f + BMC_ETH_HLEN + 2, std::uint16_t(20 + 8 + len));
                 f[BMC_ETH_HLEN + 8] = 64;
                 f[BMC_ETH_HLEN + 10] = f[BMC_ETH_HLEN + 11] = 0;
@@ -398,10 +467,6 @@ void AfxdpBackend::relay_loop() {
                 put16(f + BMC_ETH_HLEN + 24, std::uint16_t(8 + len));
                 f[BMC_ETH_HLEN + 26] = f[BMC_ETH_HLEN + 27] = 0;
                 dp.egress(frame, now);  // the fill, exactly as TC egress would make it
-                if (len >= 5 && std::memcmp(buf + len - 5, "END\r\n", 5) == 0) {
-                    std::uint64_t expected = sent;
-                    s.sent_ns.compare_exchange_strong(expected, 0, std::memory_order_acq_rel);
-                }
                 p.to_send.enqueue(std::move(frame));
                 frame = {};
                 std::uint64_t one = 1;
@@ -409,6 +474,7 @@ void AfxdpBackend::relay_loop() {
                 relayed_.fetch_add(1, std::memory_order_relaxed);
             }
         }
+        for (auto &p : pollers_) p->expire_channels(bmc::monotonic_ns(), grace);
         const Counters &c = dp.counters();
         for (std::uint32_t i = 0; i < BMC_NUM_STATS; i++) relay_counters_[i].store(c[i], std::memory_order_relaxed);
     }
@@ -421,6 +487,8 @@ AfxdpCounters AfxdpBackend::counters() const {
         c.rx_frames += p->rx_frames.load(std::memory_order_relaxed);
         c.forwarded += p->forwarded.load(std::memory_order_relaxed);
         c.tx_dropped += p->tx_dropped.load(std::memory_order_relaxed);
+        c.tx_full += p->tx_full.load(std::memory_order_relaxed);
+        c.rotations += p->rotations.load(std::memory_order_relaxed);
     }
     for (std::uint32_t i = 0; i < BMC_NUM_STATS; i++) c.datapath[i] += relay_counters_[i].load(std::memory_order_relaxed);
     c.relayed = relayed_.load(std::memory_order_relaxed);

@@ -38,7 +38,9 @@ struct AfxdpCounters {
     std::uint64_t forwarded = 0;  // requests sent on to memcached
     std::uint64_t relayed = 0;    // memcached reply datagrams sent back to clients
     std::uint64_t late = 0;       // replies for unknown or timed-out requests, dropped
-    std::uint64_t tx_dropped = 0; // replies that found no free frame or TX slot
+    std::uint64_t tx_dropped = 0; // replies dropped: no free frame, or no TX slot (tx_full)
+    std::uint64_t tx_full = 0;    // of those, replies that found the TX ring full
+    std::uint64_t rotations = 0;  // fresh channels to memcached (every id pending or quarantined)
 };
 
 class AfxdpBackend {
