@@ -241,6 +241,8 @@ int main(int argc, char **argv) {
         if (inet_pton(AF_INET, memcached_host.c_str(), &a) != 1)
             return refuse("--memcached " + memcached_host + ": give memcached's IPv4 address, not a name");
     }
+    if (backend == "afxdp" && bmc::interface_is_loopback(opts.iface))
+        return refuse(std::string("--backend afxdp on ") + opts.iface + ": " + bmc::kAfxdpLoopbackRefusal);
     if (!stats_file.empty()) {
         const std::string probe = stats_file + ".tmp";
         std::ofstream f(probe);

@@ -1,7 +1,11 @@
 // bmcd's command line: help, and one-line errors with a non-zero exit for bad input.
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
+#include <chrono>
 #include <string>
+#include <thread>
 
 #include "test_util.hpp"
 #include "testbed.hpp"
@@ -100,4 +104,38 @@ TEST(BmcdCli, NoBpfPermissionIsOneLine) {
     EXPECT_EQ(o.status, 1);
     EXPECT_EQ(lines(o.err), 1) << o.err;
     EXPECT_NE(o.err.find("needs root"), std::string::npos) << o.err;
+}
+
+// AF_XDP mode on a loopback device would loop (forwarded misses come back through the
+// same XDP hook): refused at start before anything attaches, and refused as a switch
+// while bmcd keeps serving with the kernel backend.
+TEST(BmcdCli, AfxdpOnLoopbackIsRefused) {
+    BMC_REQUIRE_ROOT();
+    bmc::test::Testbed tb("lo");
+    const std::string pre = "ip netns exec " + tb.server_ns() + " ";
+    auto o = run("--iface lo --backend afxdp", pre);
+    EXPECT_EQ(o.status, 2);
+    EXPECT_EQ(lines(o.err), 1) << o.err;
+    EXPECT_NE(o.err.find("loopback"), std::string::npos) << o.err;
+    EXPECT_EQ(tb.run_in(tb.server_ns(), "ip link show dev lo").find("xdp"), std::string::npos);
+
+    const std::string log = "/tmp/" + tb.server_ns() + "-bmcd.log";
+    const pid_t bmcd = tb.spawn(tb.server_ns(), {BMC_BMCD_PATH, "--iface", "lo", "--interval", "0"}, log);
+    bool attached = false;
+    for (int i = 0; i < 100 && !attached; i++) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        attached = tb.run_in(tb.server_ns(), "ip link show dev lo").find("xdp") != std::string::npos;
+    }
+    ASSERT_TRUE(attached) << bmc::test::read_file(log);
+    kill(bmcd, SIGUSR1);
+    std::string text;
+    for (int i = 0; i < 100 && text.find("cannot switch") == std::string::npos; i++) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        text = bmc::test::read_file(log);
+    }
+    EXPECT_NE(text.find("cannot switch to afxdp: AF_XDP mode cannot serve a loopback device"), std::string::npos)
+        << text;
+    EXPECT_TRUE(tb.alive(bmcd)) << "a refused switch is not fatal";
+    tb.stop(bmcd, SIGTERM);
+    std::remove(log.c_str());
 }

@@ -316,6 +316,7 @@ struct AfxdpBackend::Poller {
 };
 
 AfxdpBackend::AfxdpBackend(KernelBackend &kernel, const AfxdpOptions &opts) : kernel_(kernel), opts_(opts) {
+    if (interface_is_loopback(kernel.iface())) throw Error(kAfxdpLoopbackRefusal);
     const unsigned n = rx_queue_count(kernel.iface());
     epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
     relay_wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

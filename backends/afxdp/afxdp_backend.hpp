@@ -73,6 +73,13 @@ private:
     std::atomic<std::uint64_t> relayed_{0}, late_{0};
 };
 
+// Why AF_XDP mode is refused on a loopback device: the misses a poller forwards to
+// memcached leave through lo and come back through the same XDP hook, which would
+// redirect them to the poller again, forever.
+inline constexpr const char *kAfxdpLoopbackRefusal =
+    "AF_XDP mode cannot serve a loopback device (forwarded misses would come back through the same XDP "
+    "hook and loop); use the kernel backend there";
+
 // RX queues of an interface (ethtool channels), at least 1.
 unsigned rx_queue_count(const std::string &iface);
 
