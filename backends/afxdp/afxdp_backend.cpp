@@ -486,6 +486,7 @@ AfxdpCounters AfxdpBackend::counters() const {
     for (auto &p : pollers_) {
         for (std::uint32_t i = 0; i < BMC_NUM_STATS; i++) c.datapath[i] += p->counters[i].load(std::memory_order_relaxed);
         c.rx_frames += p->rx_frames.load(std::memory_order_relaxed);
+        c.rx_per_queue.push_back(p->rx_frames.load(std::memory_order_relaxed));
         c.forwarded += p->forwarded.load(std::memory_order_relaxed);
         c.tx_dropped += p->tx_dropped.load(std::memory_order_relaxed);
         c.tx_full += p->tx_full.load(std::memory_order_relaxed);
