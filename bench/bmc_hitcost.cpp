@@ -35,24 +35,75 @@ void put16(Bytes &b, std::size_t off, std::uint16_t v) {
     b[off + 1] = std::uint8_t(v);
 }
 
-// Ethernet/IPv4/UDP with memcached's frame header; UDP checksum 0 (none, valid over IPv4).
+struct Shape {
+    int vlan = -1;         // an 802.1Q tag with this id
+    bool ip_options = false;  // four bytes of NOP options (IPv4)
+    bool ipv6 = false;
+};
+
+constexpr std::array<std::uint8_t, 16> kClient6 = {0x20, 0x01, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2},
+                                        kServer6 = {0x20, 0x01, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+
+// Ethernet (a tag), IPv4 (options) or IPv6, UDP with memcached's frame header. The UDP
+// checksum is zero over IPv4 (none, valid there) and computed over IPv6 (required).
 Bytes frame(const std::array<std::uint8_t, 6> &dst_mac, std::uint32_t src, std::uint32_t dst, std::uint16_t sport,
-            std::uint16_t dport, const std::string &text) {
-    Bytes f(14 + 20 + 8 + 8);
+            std::uint16_t dport, const std::string &text, Shape sh = {}) {
+    Bytes f(12);
     std::copy(dst_mac.begin(), dst_mac.end(), f.begin());
     f[6] = 0x02, f[11] = 0x02;
-    put16(f, 12, 0x0800);
-    f[14] = 0x45;
-    put16(f, 16, std::uint16_t(20 + 8 + 8 + text.size()));
-    f[22] = 64;
-    f[23] = 17;
-    put16(f, 26, std::uint16_t(src >> 16)), put16(f, 28, std::uint16_t(src));
-    put16(f, 30, std::uint16_t(dst >> 16)), put16(f, 32, std::uint16_t(dst));
-    std::uint16_t c = bmc::ipv4_header_checksum(f.data() + 14, 20);
-    std::memcpy(f.data() + 24, &c, 2);
-    put16(f, 34, sport), put16(f, 36, dport), put16(f, 38, std::uint16_t(8 + 8 + text.size()));
-    f[42] = 0x12, f[43] = 0x34, f[47] = 1;  // request id, sequence 0 of 1
+    auto push16 = [&](std::uint16_t v) {
+        f.push_back(std::uint8_t(v >> 8));
+        f.push_back(std::uint8_t(v));
+    };
+    if (sh.vlan >= 0) {
+        push16(0x8100);
+        push16(std::uint16_t(sh.vlan));
+    }
+    push16(sh.ipv6 ? 0x86dd : 0x0800);
+    const std::size_t l3 = f.size();
+    const std::uint32_t udp_len = 8 + 8 + std::uint32_t(text.size());
+    if (sh.ipv6) {
+        f.resize(l3 + 40);
+        f[l3] = 0x60;
+        put16(f, l3 + 4, std::uint16_t(udp_len));
+        f[l3 + 6] = 17;
+        f[l3 + 7] = 64;
+        std::copy(kClient6.begin(), kClient6.end(), f.begin() + long(l3) + 8);
+        std::copy(kServer6.begin(), kServer6.end(), f.begin() + long(l3) + 24);
+        if (src == 0xC6120001u) {  // from the server: addresses the other way round
+            std::copy(kServer6.begin(), kServer6.end(), f.begin() + long(l3) + 8);
+            std::copy(kClient6.begin(), kClient6.end(), f.begin() + long(l3) + 24);
+        }
+    } else {
+        const std::uint32_t ihl = sh.ip_options ? 24 : 20;
+        f.resize(l3 + ihl, 0x01);  // options: NOP
+        f[l3] = std::uint8_t(0x40 | ihl / 4);
+        f[l3 + 1] = 0;
+        put16(f, l3 + 2, std::uint16_t(ihl + udp_len));
+        put16(f, l3 + 4, 0);
+        put16(f, l3 + 6, 0);
+        f[l3 + 8] = 64;
+        f[l3 + 9] = 17;
+        put16(f, l3 + 10, 0);
+        put16(f, l3 + 12, std::uint16_t(src >> 16)), put16(f, l3 + 14, std::uint16_t(src));
+        put16(f, l3 + 16, std::uint16_t(dst >> 16)), put16(f, l3 + 18, std::uint16_t(dst));
+        std::uint16_t c = bmc::ipv4_header_checksum(f.data() + l3, ihl);
+        std::memcpy(f.data() + l3 + 10, &c, 2);
+    }
+    const std::size_t l4 = f.size();
+    f.resize(l4 + 8);
+    put16(f, l4, sport), put16(f, l4 + 2, dport), put16(f, l4 + 4, std::uint16_t(udp_len));
+    const std::uint8_t hdr[8] = {0x12, 0x34, 0, 0, 0, 1, 0, 0};  // request id, sequence 0 of 1
+    f.insert(f.end(), hdr, hdr + 8);
     f.insert(f.end(), text.begin(), text.end());
+    if (sh.ipv6) {
+        std::uint32_t sum = 17 + udp_len;
+        for (std::size_t i = l3 + 8; i < l3 + 40; i += 2) sum += std::uint32_t(f[i] << 8 | f[i + 1]);
+        for (std::size_t i = l4; i < f.size(); i += 2) sum += std::uint32_t(f[i] << 8 | (i + 1 < f.size() ? f[i + 1] : 0));
+        while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+        const auto c = std::uint16_t(~sum);
+        put16(f, l4 + 6, c ? c : 0xffff);
+    }
     return f;
 }
 
@@ -96,24 +147,59 @@ int main(int argc, char **argv) {
         std::perror("bmc-hitcost: bind 198.18.0.1:11211");
         return 1;
     }
+    // Request shapes, each answered from the cache: their own configuration, loaded
+    // side by side, every check on but the socket lookup (the testbed has no IPv6
+    // socket for memcached).
     struct Config {
-        const char *name;
+        std::string name;
         bool delivery, socket;
         std::unique_ptr<bmc::KernelBackend> be;
         std::vector<double> ns;
         bool general = false;
+        Bytes get;
+        Bytes fill;
+    };
+    bmc::Delivery d = bmc::Delivery::of_interface(iface);
+    d.vlans.push_back(10);
+    {
+        std::array<std::uint8_t, 16> a{};
+        std::copy(kServer6.begin(), kServer6.end(), a.begin());
+        d.local.emplace_back(a, BMC_LOCAL_UNICAST);
+    }
+    const std::string value(32, 'v');
+    auto key = [](int i) { return "hot-key-01234" + std::to_string(100 + i); };
+    auto get_of = [&](int n, Shape sh) {
+        std::string t = "get";
+        for (int i = 0; i < n; i++) t += " " + key(i);
+        return frame(d.mac, 0xC6120002u, 0xC6120001u, 40000, 11211, t + "\r\n", sh);
+    };
+    auto fill_of = [&](int n) {
+        std::string t;
+        for (int i = 0; i < n; i++) t += "VALUE " + key(i) + " 0 32\r\n" + value + "\r\n";
+        return frame(d.mac, 0xC6120001u, 0xC6120002u, 11211, 40000, t + "END\r\n");
     };
     std::vector<Config> cfgs;
-    cfgs.push_back({"checks and socket lookup", true, true, nullptr, {}});
-    cfgs.push_back({"checks without socket lookup", true, false, nullptr, {}});
-    cfgs.push_back({"no checks", false, false, nullptr, {}});
-    cfgs.push_back({"general scanner, checks and socket", true, true, nullptr, {}});
-    cfgs.back().general = true;
-    const bmc::Delivery d = bmc::Delivery::of_interface(iface);
-    const std::string value(32, 'v');
-    const Bytes get = frame(d.mac, 0xC6120002u, 0xC6120001u, 40000, 11211, "get hot-key-0123456\r\n");
-    const Bytes reply = frame(d.mac, 0xC6120001u, 0xC6120002u, 11211, 40000,
-                              "VALUE hot-key-0123456 0 32\r\n" + value + "\r\nEND\r\n");
+    auto add = [&](std::string name, bool delivery, bool socket, bool general, Bytes get, Bytes fill) {
+        Config c;
+        c.name = std::move(name);
+        c.delivery = delivery;
+        c.socket = socket;
+        c.general = general;
+        c.get = std::move(get);
+        c.fill = std::move(fill);
+        cfgs.push_back(std::move(c));
+    };
+    add("checks and socket lookup", true, true, false, get_of(1, {}), fill_of(1));
+    add("checks without socket lookup", true, false, false, get_of(1, {}), fill_of(1));
+    add("no checks", false, false, false, get_of(1, {}), fill_of(1));
+    add("general scanner, checks and socket", true, true, true, get_of(1, {}), fill_of(1));
+    add("shape: get, 1 key (fast path)", true, false, false, get_of(1, {}), fill_of(1));
+    add("shape: get, 1 key, general scanner", true, false, true, get_of(1, {}), fill_of(1));
+    add("shape: get, 4 keys", true, false, false, get_of(4, {}), fill_of(4));
+    add("shape: get, 16 keys", true, false, false, get_of(16, {}), fill_of(16));
+    add("shape: VLAN-tagged get", true, false, false, get_of(1, {10, false, false}), fill_of(1));
+    add("shape: get with IPv4 options", true, false, false, get_of(1, {-1, true, false}), fill_of(1));
+    add("shape: IPv6 get", true, false, false, get_of(1, {-1, false, true}), fill_of(1));
     try {
         for (auto &c : cfgs) {
             bmc::KernelOptions o;
@@ -127,19 +213,27 @@ int main(int argc, char **argv) {
             o.large_buckets = 64;
             o.max_age_ns = 3600ULL * 1000000000ULL;
             o.fill_guard_ns = 0;
+            o.max_amp = 100;
+            o.allow = bmc::Allowlist({bmc::Prefix::parse("198.18.0.0/15"), bmc::Prefix::parse("2001:2::/48")});
             c.be = std::make_unique<bmc::KernelBackend>(o);
-            run(c.be->xdp_prog_fd(), get);         // miss: a lease
-            run(c.be->tc_prog_fd(), reply);        // memcached's reply fills
-            if (run(c.be->xdp_prog_fd(), get) != XDP_TX) throw bmc::Error(std::string(c.name) + ": the get is no hit");
+            run(c.be->xdp_prog_fd(), c.get);   // miss: the leases
+            run(c.be->tc_prog_fd(), c.fill);   // memcached's reply fills
+            if (run(c.be->xdp_prog_fd(), c.get) != XDP_TX) {
+                std::string why;
+                const auto k = c.be->read_counters();
+                for (std::uint32_t i = 0; i < BMC_NUM_STATS; i++)
+                    if (k[i]) why += " " + std::string(bmc_stat_names[i]) + "=" + std::to_string(k[i]);
+                throw bmc::Error(c.name + ": the get is no hit (counters:" + why + ")");
+            }
         }
         for (std::uint32_t r = 0; r < rounds; r++) {
             for (auto &c : cfgs) {
                 const int fd = c.be->xdp_prog_fd();
                 auto [t0, n0] = stats(fd);
                 std::uint32_t hits = 0;
-                for (std::uint32_t i = 0; i < runs; i++) hits += run(fd, get) == XDP_TX;
+                for (std::uint32_t i = 0; i < runs; i++) hits += run(fd, c.get) == XDP_TX;
                 auto [t1, n1] = stats(fd);
-                if (hits != runs) throw bmc::Error(std::string(c.name) + ": not every run was a hit");
+                if (hits != runs) throw bmc::Error(c.name + ": not every run was a hit");
                 c.ns.push_back(double(t1 - t0) / double(n1 - n0));
             }
         }
@@ -154,7 +248,7 @@ int main(int argc, char **argv) {
         auto v = c.ns;
         std::sort(v.begin(), v.end());
         j[c.name] = {{"ns_per_hit_rounds", c.ns}, {"median_ns_per_hit", v[v.size() / 2]}};
-        std::printf("%-30s median %.0f ns per hit (rounds:", c.name, v[v.size() / 2]);
+        std::printf("%-38s median %.0f ns per hit (rounds:", c.name.c_str(), v[v.size() / 2]);
         for (double x : c.ns) std::printf(" %.0f", x);
         std::printf(")\n");
     }

@@ -540,6 +540,7 @@ BMC_SUBPROG int bmc_tx_value(struct bmc_env *env, struct bmc_scratch *sc, struct
     start = tx->st.prev_line_start;
     item_len = data_end + 2 - start;
     tx->st.pos = data_end + 2;
+    tx->st.line_start = data_end + 2;  /* the next line starts after the data block */
     if (tx->st.value_cas) {
         bmc_env_stat(env, BMC_STAT_FILL_CAS);
         return 0;

@@ -78,6 +78,16 @@ TEST_F(BpfPackets, MultiGetWhereEveryKeyHitsIsOneReply) {
     EXPECT_EQ(r.out, expected_reply("VALUE a 0 1\r\n1\r\nVALUE b 0 2\r\n22\r\nEND\r\n", 9));
 }
 
+TEST_F(BpfPackets, OneReplyWithSeveralItemsFillsEveryKey) {
+    ASSERT_EQ(xdp(get_request("get a bb ccc\r\n", 3)).retval, XDP_PASS);
+    const std::string items = "VALUE a 0 1\r\n1\r\nVALUE bb 3 2\r\n22\r\nVALUE ccc 0 3\r\n333\r\n";
+    ASSERT_EQ(tc(reply_frame(items + "END\r\n")).retval, TC_ACT_OK);
+    EXPECT_EQ(count(BMC_STAT_FILL_OK), 3u);
+    auto r = xdp(get_request("get a bb ccc\r\n", 4));
+    EXPECT_EQ(r.retval, XDP_TX);
+    EXPECT_EQ(r.out, expected_reply(items + "END\r\n", 4));
+}
+
 TEST_F(BpfPackets, ValueLargerThanTheRequestGrowsThePacket) {
     std::string item = "VALUE big 0 1200\r\n" + std::string(1200, 'x') + "\r\n";
     warm("big", item);

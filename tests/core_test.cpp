@@ -313,6 +313,20 @@ TEST_F(CoreDatapath, MultiGetAllHitsOneDatagram) {
     EXPECT_EQ(payload_text(req), "VALUE a 0 1\r\n1\r\nVALUE b 7 2\r\n22\r\nVALUE a 0 1\r\n1\r\nEND\r\n");
 }
 
+// One reply datagram with several items (memcached before 1.6 sent a multi-get's items
+// together) fills every key with its own item: each item starts where the data block
+// before it ended.
+TEST_F(CoreDatapath, OneReplyWithSeveralItemsFillsEveryKey) {
+    Bytes miss = get_request("get a bb ccc\r\n");
+    ASSERT_EQ(rx(miss), Action::Pass);
+    const std::string items = "VALUE a 0 1\r\n1\r\nVALUE bb 3 2\r\n22\r\nVALUE ccc 0 3\r\n333\r\n";
+    tx(reply_frame(items + "END\r\n"));
+    EXPECT_EQ(count(BMC_STAT_FILL_OK), 3u);
+    Bytes req = get_request("get a bb ccc\r\n");
+    ASSERT_EQ(rx(req), Action::Tx);
+    EXPECT_EQ(payload_text(req), items + "END\r\n");
+}
+
 TEST_F(CoreDatapath, LargeValueGrowsReply) {
     std::string v(1300, 'v');
     warm("big", "VALUE big 0 1300\r\n" + v + "\r\n");
