@@ -32,9 +32,28 @@ namespace {
 
 bool g_verbose = false;
 
+// Log levels: error and warning go to stderr, info (what bmcd is doing) to stdout, debug
+// (libbpf's own messages) to stderr. Under systemd each line carries its priority
+// (sd-daemon's "<N>" prefix), which journald records.
+enum class Level { Error = 3, Warning = 4, Info = 6, Debug = 7 };
+Level g_level = Level::Info;
+bool g_journal = false;
+
+[[gnu::format(printf, 2, 3)]] void log(Level l, const char *fmt, ...) {
+    if (int(l) > int(g_level)) return;
+    FILE *out = l == Level::Info ? stdout : stderr;
+    va_list ap;
+    va_start(ap, fmt);
+    if (g_journal) std::fprintf(out, "<%d>", int(l));
+    std::fputs("bmcd: ", out);
+    std::vfprintf(out, fmt, ap);
+    va_end(ap);
+    std::fflush(out);
+}
+
 // Without --verbose, libbpf stays quiet: failures reach the user as one-line errors.
 int libbpf_log(enum libbpf_print_level, const char *fmt, va_list args) {
-    return g_verbose ? std::vfprintf(stderr, fmt, args) : 0;
+    return g_verbose || g_level == Level::Debug ? std::vfprintf(stderr, fmt, args) : 0;
 }
 
 nlohmann::json counters_json(const bmc::Counters &c) {
@@ -72,8 +91,7 @@ void print_status(const Snapshot &s) {
         std::snprintf(buf, sizeof buf, " %.*s=%llu", int(name.size()), name.data(), all(i));
         line += buf;
     }
-    std::printf("%s\n", line.c_str());
-    std::fflush(stdout);
+    log(Level::Info, "%s\n", line.c_str());
 }
 
 // The effective configuration, as the stats file reports it.
@@ -97,6 +115,17 @@ bool write_stats_file(const std::string &path, const Snapshot &s, const char *st
                           {"late", s.afxdp.late},
                           {"tx_dropped", s.afxdp.tx_dropped}};
         f << j.dump() << "\n";
+        if (!f) return false;
+    }
+    return std::rename(tmp.c_str(), path.c_str()) == 0;
+}
+
+// node_exporter's textfile collector reads whole files: write a new one and rename it.
+bool write_textfile(const std::string &path, const std::string &text) {
+    const std::string tmp = path + ".tmp";
+    {
+        std::ofstream f(tmp);
+        f << text;
         if (!f) return false;
     }
     return std::rename(tmp.c_str(), path.c_str()) == 0;
@@ -215,7 +244,15 @@ int main(int argc, char **argv) {
                    "this instance's name: its control socket is /run/bmc/NAME.sock, which bmcctl --name "
                    "NAME and memcached tools read (default: --iface, with -nsINODE appended in a network "
                    "namespace other than the host's)");
-    app.add_flag("-v,--verbose", g_verbose, "show libbpf's messages");
+    app.add_flag("-v,--verbose", g_verbose, "show libbpf's messages (the same as --log-level debug)");
+    std::string log_level = "info";
+    app.add_option("--log-level", log_level, "error, warning, info (what bmcd does, on stdout) or debug")
+        ->check(CLI::IsMember({"error", "warning", "info", "debug"}))
+        ->capture_default_str();
+    std::string textfile;
+    app.add_option("--textfile", textfile,
+                   "also write the metrics to this file for node_exporter's textfile collector (a .prom file), "
+                   "rewritten with the stats file");
     app.set_version_flag("--version", std::string("bmcd ") + BMC_VERSION + " (cache layout " +
                                           std::to_string(BMC_LAYOUT_VERSION) + ")");
     app.set_config("--config", "", "read options from this file (TOML or INI: option = value, one per line)");
@@ -233,6 +270,9 @@ int main(int argc, char **argv) {
         return 2;
     }
     const bool under_systemd = std::getenv("NOTIFY_SOCKET") != nullptr;
+    g_level = log_level == "error" ? Level::Error : log_level == "warning" ? Level::Warning
+            : log_level == "debug" ? Level::Debug : Level::Info;
+    g_journal = std::getenv("JOURNAL_STREAM") != nullptr;
     if (under_systemd && interval_opt->count() == 0) interval_s = 0;  // journald gets what changed only
     // Every flag is checked before anything is attached.
     auto refuse = [](const std::string &msg) {
@@ -246,6 +286,14 @@ int main(int argc, char **argv) {
     }
     if (backend == "afxdp" && bmc::interface_is_loopback(opts.iface))
         return refuse(std::string("--backend afxdp on ") + opts.iface + ": " + bmc::kAfxdpLoopbackRefusal);
+    for (const std::string &file : {textfile}) {
+        if (file.empty()) continue;
+        const std::string probe = file + ".tmp";
+        std::ofstream f(probe);
+        if (!f) return refuse("--textfile " + file + ": cannot write " + probe + " (" + std::strerror(errno) + ")");
+        f.close();
+        std::remove(probe.c_str());
+    }
     if (!stats_file.empty()) {
         const std::string probe = stats_file + ".tmp";
         std::ofstream f(probe);
@@ -281,7 +329,7 @@ int main(int argc, char **argv) {
     if (!detach && max_conns_opt->count() == 0 && !memcached_host.empty()) {
         if (auto m = bmc::memcached_maxconns(memcached_host, opts.port)) {
             opts.max_conns = std::min<std::uint32_t>(*m + 64, 1u << 22);
-            std::printf("bmcd: memcached accepts %u connections; observing up to %u\n", *m, opts.max_conns);
+            log(Level::Info, "memcached accepts %u connections; observing up to %u\n", *m, opts.max_conns);
         }
     }
     if (!detach) {
@@ -302,7 +350,7 @@ int main(int argc, char **argv) {
                           " available: size it as --small-buckets x " + std::to_string(sizeof(bmc_small_bucket)) +
                           " B + --large-buckets x " + std::to_string(sizeof(bmc_large_bucket)) +
                           " B, at most half the available memory");
-        std::printf("bmcd: cache memory %s: small table %u x %zu B = %s, large table %u x %zu B = %s, "
+        log(Level::Info, "cache memory %s: small table %u x %zu B = %s, large table %u x %zu B = %s, "
                     "connection table %u x %zu B = %s\n",
                     mib(small_b + large_b + conns_b).c_str(), opts.small_buckets, sizeof(bmc_small_bucket),
                     mib(small_b).c_str(), opts.large_buckets, sizeof(bmc_large_bucket), mib(large_b).c_str(),
@@ -316,7 +364,7 @@ int main(int argc, char **argv) {
             std::fprintf(stderr, "bmcd: %s\n", e.what());
             return 1;
         }
-        std::printf("bmcd: detached the pinned deployment from %s\n", opts.iface.c_str());
+        log(Level::Info, "detached the pinned deployment from %s\n", opts.iface.c_str());
         return 0;
     }
     if (pin) {
@@ -355,15 +403,15 @@ int main(int argc, char **argv) {
     try {
         bmc::KernelBackend be(opts);
         std::unique_ptr<bmc::AfxdpBackend> afxdp;
-        if (!be.notice().empty()) std::fprintf(stderr, "bmcd: %s\n", be.notice().c_str());
-        if (be.adopted()) std::printf("bmcd: adopted the pinned deployment in %s (cache kept)\n", pin_dir.c_str());
+        if (!be.notice().empty()) log(Level::Warning, "%s\n", be.notice().c_str());
+        if (be.adopted()) log(Level::Info, "adopted the pinned deployment in %s (cache kept)\n", pin_dir.c_str());
         std::string allowed4, allowed6;
         for (const auto &p : opts.allow.prefixes())
             (p.family == 4 ? allowed4 : allowed6) += " " + p.str();
         const std::string allowed = (allowed4.empty() ? "" : "IPv4 clients in" + allowed4) +
                                     (!allowed4.empty() && !allowed6.empty() ? ", " : "") +
                                     (allowed6.empty() ? "" : "IPv6 clients in" + allowed6);
-        std::printf("bmcd: serving %s port %u (XDP %s, TC egress %s); answering %s\n",
+        log(Level::Info, "serving %s port %u (XDP %s, TC egress %s); answering %s\n",
                     opts.iface.c_str(), opts.port, be.xdp_mode().c_str(), be.tc_mode().c_str(),
                     allowed.empty() ? "no network (the interface has no address; see --allow)" : allowed.c_str());
 
@@ -372,14 +420,14 @@ int main(int argc, char **argv) {
             if (which == "afxdp") {
                 if (!afxdp) {
                     afxdp = std::make_unique<bmc::AfxdpBackend>(be, xopts);
-                    if (!afxdp->notice().empty()) std::fprintf(stderr, "bmcd: %s\n", afxdp->notice().c_str());
+                    if (!afxdp->notice().empty()) log(Level::Warning, "%s\n", afxdp->notice().c_str());
                 }
                 be.set_mode(BMC_MODE_AFXDP);
-                std::printf("bmcd: backend afxdp (%u queue%s, %s)\n", afxdp->queues(),
+                log(Level::Info, "backend afxdp (%u queue%s, %s)\n", afxdp->queues(),
                             afxdp->queues() == 1 ? "" : "s", afxdp->bind_mode().c_str());
             } else {
                 be.set_mode(BMC_MODE_KERNEL);
-                std::printf("bmcd: backend kernel\n");
+                log(Level::Info, "backend kernel\n");
             }
             std::fflush(stdout);
         };
@@ -525,12 +573,12 @@ int main(int argc, char **argv) {
             watch = std::make_unique<bmc::MemcachedWatch>(
                 memcached_host, opts.port, [&be] { be.flush_all(); },
                 [](const std::string &msg) {
-                    std::printf("bmcd: %s\n", msg.c_str());
+                    log(Level::Info, "%s\n", msg.c_str());
                     std::fflush(stdout);
                 });
         else
-            std::fprintf(stderr, "bmcd: no IPv4 address to reach memcached on; a memcached restart will not "
-                                 "flush the cache (see --memcached)\n");
+            log(Level::Warning, "no IPv4 address to reach memcached on; a memcached restart will not "
+                                "flush the cache (see --memcached)\n");
         auto render_metrics = [&] {
             std::lock_guard<std::mutex> l(snap_mu);
             std::string out;
@@ -557,7 +605,7 @@ int main(int argc, char **argv) {
         std::unique_ptr<bmc::ControlServer> control;
         try {
             control = std::make_unique<bmc::ControlServer>(bmc::control_path(name), handle);
-            std::printf("bmcd: control socket %s (bmcctl --name %s)\n", control->path().c_str(), name.c_str());
+            log(Level::Info, "control socket %s (bmcctl --name %s)\n", control->path().c_str(), name.c_str());
         } catch (const std::runtime_error &e) {
             throw bmc::Error(e.what());
         }
@@ -577,7 +625,7 @@ int main(int argc, char **argv) {
                 try {
                     select(sig == SIGUSR1 ? "afxdp" : "kernel");
                 } catch (const bmc::Error &e) {
-                    std::fprintf(stderr, "bmcd: cannot switch to afxdp: %s; staying on kernel\n", e.what());
+                    log(Level::Warning, "cannot switch to afxdp: %s; staying on kernel\n", e.what());
                 }
             }
             Snapshot snap = snapshot();
@@ -586,6 +634,7 @@ int main(int argc, char **argv) {
                 latest = snap;
             }
             if (!stats_file.empty()) write_stats_file(stats_file, snap, "running");
+            if (!textfile.empty()) write_textfile(textfile, render_metrics());
             auto now = std::chrono::steady_clock::now();
             // Only when something changed: an idle cache prints nothing.
             if (interval_s > 0 && now >= next_print &&
@@ -603,14 +652,21 @@ int main(int argc, char **argv) {
         be.set_mode(BMC_MODE_KERNEL);
         afxdp.reset();
         if (!stats_file.empty()) write_stats_file(stats_file, snap, "stopped");
+        if (!textfile.empty()) {
+            {
+                std::lock_guard<std::mutex> l(snap_mu);
+                latest = snap;
+            }
+            write_textfile(textfile, render_metrics());
+        }
         print_status(snap);
         if (pin)
-            std::printf("bmcd: left %s pinned in %s; it keeps serving (bmcd --detach removes it)\n",
+            log(Level::Info, "left %s pinned in %s; it keeps serving (bmcd --detach removes it)\n",
                         opts.iface.c_str(), pin_dir.c_str());
         else
-            std::printf("bmcd: detached from %s\n", opts.iface.c_str());
+            log(Level::Info, "detached from %s\n", opts.iface.c_str());
     } catch (const bmc::Error &e) {
-        std::fprintf(stderr, "bmcd: %s\n", e.what());
+        log(Level::Error, "%s\n", e.what());
         return 1;
     }
     return 0;

@@ -71,6 +71,7 @@ TEST(BmcdCli, EveryBadFlagIsRefusedBeforeAnyAttach) {
     bmc::test::Testbed tb("cli");
     const std::string pre = "ip netns exec " + tb.server_ns() + " ";
     for (auto args : {"--iface bmcs0 --stats-file /nonexistent/dir/s.json", "--iface bmcs0 --memcached example.com",
+                      "--iface bmcs0 --textfile /nonexistent/dir/bmc.prom", "--iface bmcs0 --log-level loud",
                       "--iface bmcs0 --large-buckets 16777216 --small-buckets 16777216",
                       "--iface bmcs0 --small-buckets 1000"}) {
         auto o = run(args, pre);

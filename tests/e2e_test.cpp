@@ -1503,6 +1503,38 @@ TEST(E2EControl, BmcctlReadsStatsSettingsAndSteersARunningBmcd) {
     EXPECT_FALSE(std::filesystem::exists("/run/bmc/" + name + ".sock")) << "the socket is removed on exit";
 }
 
+// node_exporter's textfile collector: the same metrics in a file, rewritten with the
+// stats file and once more at exit; and --log-level error keeps what bmcd does off stdout.
+TEST(E2EControl, TextfileHoldsValidPrometheusTextAndLogLevelErrorIsQuiet) {
+    BMC_REQUIRE_ROOT();
+    Server s("textfile", {}, false);
+    const std::string prom = s.dir + "/bmc.prom";
+    s.start_bmcd({"--textfile", prom, "--log-level", "error"});
+    auto tcp = s.tcp();
+    auto udp = s.udp();
+    ASSERT_EQ(tcp->call("set tk 0 0 2\r\nok\r\n"), "STORED\r\n");
+    std::this_thread::sleep_for(15ms);
+    for (int i = 0; i < 5; i++) udp->request("get tk\r\n", true);
+    const auto hits = s.stats()["counters"]["hit_requests"].get<std::uint64_t>();
+    EXPECT_GE(hits, 3u);
+    std::string text;
+    for (int i = 0; i < 50 && text.find("backend=\"kernel\"} " + std::to_string(hits)) == std::string::npos; i++) {
+        std::this_thread::sleep_for(50ms);
+        text = read_file(prom);
+    }
+    EXPECT_NE(text.find("bmc_hit_requests_total{iface=\"bmcs0\",backend=\"kernel\"} " + std::to_string(hits)),
+              std::string::npos) << text.substr(0, 1500);
+    int st = 0;
+    const std::string check = sh("promtool check metrics < " + prom + " 2>&1", &st);
+    EXPECT_EQ(st, 0) << check;
+    ASSERT_EQ(s.tb->stop(s.bmcd, SIGTERM), 0);
+    s.bmcd = -1;
+    const std::string log = read_file(s.log_path);
+    EXPECT_EQ(log.find("bmcd: serving"), std::string::npos) << "info lines at --log-level error: " << log;
+    EXPECT_EQ(log.find("bmcd: detached"), std::string::npos) << log;
+    EXPECT_FALSE(read_file(prom).empty()) << "written once more at exit";
+}
+
 TEST(E2EControl, MetricsEndpointIsValidPrometheusText) {
     BMC_REQUIRE_ROOT();
     Server s("metrics", {"--metrics", "127.0.0.1:9711"});
