@@ -21,6 +21,7 @@
 #include <cstring>
 #include <vector>
 
+#include "bmc_cache.h"
 #include "bmc_kern.skel.h"
 
 namespace bmc {
@@ -489,10 +490,7 @@ void KernelBackend::set_mode(std::uint32_t mode) {
     __atomic_store_n(&cache_.global->mode, mode, __ATOMIC_SEQ_CST);
 }
 
-void KernelBackend::flush_all() {
-    __atomic_store_n(&cache_.global->last_flush_ns, monotonic_ns(), __ATOMIC_SEQ_CST);
-    __atomic_fetch_add(&cache_.global->epoch, 1, __ATOMIC_SEQ_CST);
-}
+void KernelBackend::flush_all() { bmc_flush(cache_.global, monotonic_ns()); }
 
 std::uint32_t KernelBackend::mode() const {
     return __atomic_load_n(&cache_.global->mode, __ATOMIC_SEQ_CST);
