@@ -86,9 +86,23 @@ struct Server {
     std::unique_ptr<McUdp> udp() {
         return std::make_unique<McUdp>(tb->client_udp_socket(), Testbed::kServerIp, 11211);
     }
+    // The first stats file bmcd wrote from counters it read at least 50 ms after this
+    // call (it stamps a snapshot before reading the counters, and rewrites the file
+    // every 200 ms): everything that happened before the call is in it, including what
+    // an AF_XDP poller publishes after its batch. A stopped bmcd's last file is final.
     nlohmann::json stats() {
-        std::this_thread::sleep_for(450ms);  // bmcd rewrites the file every 200 ms
-        return nlohmann::json::parse(read_file(stats_path));
+        const auto since = std::uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                              std::chrono::system_clock::now().time_since_epoch())
+                                              .count()) + 50;
+        nlohmann::json j;
+        for (int i = 0; i < 150; i++) {
+            const std::string text = read_file(stats_path);
+            j = text.empty() ? nlohmann::json() : nlohmann::json::parse(text, nullptr, false);
+            if (j.is_object() && (j.value("state", "") == "stopped" || j.value("unix_time_ms", std::uint64_t(0)) >= since))
+                return j;
+            std::this_thread::sleep_for(20ms);
+        }
+        throw std::runtime_error("bmcd wrote no fresh stats file in 3 s: " + read_file(log_path));
     }
     nlohmann::json counters() { return stats()["counters"]; }
     // Gets answered by the cache, on either path.
