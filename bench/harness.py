@@ -235,7 +235,7 @@ class Bench:
         return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "kernel": platform.release(), "cpu_model": cpu, "cpus": os.cpu_count(), "clang": clangs,
                 "commit": cmd(["git", "-C", root, "rev-parse", "--short", "HEAD"]),
-                "memcached": cmd(["memcached", "-V"]), "keys": self.keys if hasattr(self, "keys") else None}
+                "memcached": cmd(["memcached", "-V"]), "keys": self.keys}
 
     # ---- memcached and the server side -------------------------------------------------
     @contextmanager
@@ -337,8 +337,7 @@ class Bench:
         res["capacity_rps"] = summary(caps)
         res["checked"] = {k: sum(c[k] for c in res["capacity"] + res["latency"])
                           for k in ("answered", "wrong", "missed", "incomplete", "unexpected", "bad_header")}
-        after = self.served(stats)
-        if before and after:
+        if before:
             time.sleep(0.3)  # the server rewrites its counters every 200 ms
             after = self.served(stats)
             d = {k: after[k] - before[k] for k in after}

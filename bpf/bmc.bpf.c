@@ -257,7 +257,6 @@ static long tx_text_cb(__u32 i, void *unused)
 /* ---- I/O for the shared driver (core/bmc_driver.h) ----------------------------------- */
 struct bmc_io {
     struct xdp_md *ctx;
-    struct bmc_percpu *p;
 };
 
 static __always_inline int bmc_io_load(struct bmc_io *io, __u32 off, __u8 *dst, __u32 len)
@@ -382,7 +381,7 @@ static __always_inline int afxdp_get(struct xdp_md *ctx, struct bmc_percpu *p, s
           (head[11] == ' ' || (head[11] == 's' && head[12] == ' '))))
         return 0;
     struct bmc_env env = {};
-    struct bmc_io io = {.ctx = ctx, .p = p};
+    struct bmc_io io = {.ctx = ctx};
     return bmc_drive_deliverable(&env, &io, &p->sc, f, len) == 0;
 }
 
@@ -408,7 +407,7 @@ int bmc_rx(struct xdp_md *ctx)
             bmc_env_stat(&env, BMC_STAT_PASS_MALFORMED);
             return XDP_PASS;
         }
-        struct bmc_io io = {.ctx = ctx, .p = p};
+        struct bmc_io io = {.ctx = ctx};
         return bmc_drive_rx_udp(&env, &io, &p->sc, &p->rx, f, client_allowed(p, f), bpf_ktime_get_ns()) ==
                        BMC_RX_TX
                    ? XDP_TX

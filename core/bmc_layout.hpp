@@ -367,6 +367,8 @@ constexpr std::array<bmc_cmd, BMC_NUM_CMDS> bmc_make_cmd_table() {
     return t;
 }
 inline constexpr std::array<bmc_cmd, BMC_NUM_CMDS> bmc_cmd_table_arr = bmc_make_cmd_table();
+// bmc_pick_way bounds its loop by the small table's ways.
+static_assert(BMC_SMALL_WAYS >= BMC_LARGE_WAYS);
 static_assert(bmc_cmd_specs[BMC_CMD_GET].name == "get" && bmc_cmd_specs[BMC_CMD_GET].kind == BMC_KIND_GET);
 inline constexpr const bmc_cmd *bmc_cmd_table = bmc_cmd_table_arr.data();
 
