@@ -1,5 +1,6 @@
 // bmcctl: talks to a running bmcd through its control socket (/run/bmc/NAME.sock), in
-// memcached's own text lines.
+// memcached's own text lines. With no bmcd running it reads a pinned deployment's maps
+// instead (status, stats, settings, dump, flush, detach).
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <poll.h>
@@ -10,23 +11,31 @@
 #include <cstdio>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <memory>
 #include <string>
 
 #include "control.hpp"
+#include "inspect.hpp"
+#include "pinned.hpp"
 
 namespace {
 
-// Sends one request line and returns the reply (through "END" for stats, else one line).
-std::string ask(const std::string &path, const std::string &line, bool multi) {
+// A connection to bmcd's control socket, or -1 if no bmcd answers there.
+int connect_control(const std::string &path) {
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_un a{};
     a.sun_family = AF_UNIX;
     std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
     if (connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0) {
-        const int e = errno;
         close(fd);
-        throw std::runtime_error("no bmcd answers on " + path + " (" + std::strerror(e) + "; see --name)");
+        return -1;
     }
+    return fd;
+}
+
+// Sends one request line on fd (then closed) and returns the reply (through "END" for
+// stats, else one line).
+std::string ask(int fd, const std::string &path, const std::string &line, bool multi) {
     const std::string req = line + "\r\n";
     send(fd, req.data(), req.size(), MSG_NOSIGNAL);
     std::string out;
@@ -78,15 +87,47 @@ nlohmann::json to_json(const std::string &stats) {
     return j;
 }
 
+// The same requests answered from a pinned deployment's maps, as bmcd would answer them.
+std::string answer_pinned(bmc::PinnedDeployment &d, const std::string &line) {
+    const bmc_config &cfg = d.config();
+    std::string ifaces;
+    for (const auto &i : d.ifaces()) ifaces += (ifaces.empty() ? "" : ",") + i;
+    auto stat = [](const std::string &k, const std::string &v) { return "STAT " + k + " " + v + "\r\n"; };
+    const char *backend = __atomic_load_n(&d.cache().global->mode, __ATOMIC_ACQUIRE) == BMC_MODE_AFXDP ? "afxdp" : "kernel";
+    if (line == "stats") return stat("bmcd", "not running") + stat("backend", backend) + bmc::counter_stat_lines(d.counters()) + "END\r\n";
+    if (line == "status")
+        return stat("bmcd", "not running") + stat("backend", backend) + stat("iface", ifaces) +
+               stat("port", std::to_string(cfg.port)) + stat("xdp_mode", "pinned") + stat("tc_mode", "tcx, pinned") +
+               stat("afxdp_queues", "0") + stat("memcached_watch", "none (bmcd is not running)") +
+               stat("pinned", d.dir()) + "END\r\n";
+    if (line == "stats settings")
+        return stat("iface", ifaces) + stat("port", std::to_string(cfg.port)) +
+               stat("layout_version", std::to_string(BMC_LAYOUT_VERSION)) +
+               stat("small_buckets", std::to_string(std::uint64_t(cfg.small_mask) + 1)) +
+               stat("large_buckets", std::to_string(std::uint64_t(cfg.large_mask) + 1)) +
+               stat("max_age_ns", std::to_string(cfg.max_age_ns)) + stat("fill_guard_ns", std::to_string(cfg.fill_guard_ns)) +
+               stat("max_amplification", std::to_string(cfg.max_amp)) + stat("pinned", d.dir()) + "END\r\n";
+    if (line.rfind("dump ", 0) == 0) return bmc::dump_key(cfg, d.cache(), line.substr(5));
+    if (line == "flush_all") {
+        d.flush();
+        return "OK\r\n";
+    }
+    return "ERROR\r\n";
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
-    CLI::App app{"bmcctl: inspect and steer a running bmcd through its control socket"};
+    CLI::App app{"bmcctl: inspect and steer a running bmcd through its control socket; with no bmcd running, "
+                 "inspect, flush or detach its pinned deployment"};
     app.option_defaults()->always_capture_default();
     std::string name, backend;
     bool json = false;
     app.add_option("-n,--name", name, "the bmcd instance (its --name, or its --iface)")->required();
     app.add_flag("--json", json, "machine-readable output");
+    std::string pin_dir;
+    app.add_option("--pin-dir", pin_dir,
+                   "with no bmcd running, read the pinned deployment here (default: /sys/fs/bpf/bmc/NAME)");
     app.require_subcommand(1);
     auto *status = app.add_subcommand("status", "backend, attach modes, queues, memcached watch, uptime");
     auto *stats = app.add_subcommand("stats", "counters, in memcached's STAT format");
@@ -95,6 +136,7 @@ int main(int argc, char **argv) {
     auto *sw = app.add_subcommand("switch", "select the backend that answers gets");
     sw->add_option("backend", backend, "kernel or afxdp")->required()->check(CLI::IsMember({"kernel", "afxdp"}));
     auto *version = app.add_subcommand("version", "bmcd's version");
+    auto *detach = app.add_subcommand("detach", "remove a pinned deployment that no bmcd serves");
     std::string key;
     auto *dump = app.add_subcommand("dump", "a key's buckets and entries, and whether a get of it is served now");
     dump->add_option("key", key, "the key")->required();
@@ -107,10 +149,36 @@ int main(int argc, char **argv) {
         return 2;
     }
     const std::string path = bmc::control_path(name);
+    if (pin_dir.empty()) pin_dir = "/sys/fs/bpf/bmc/" + name;
     try {
         std::string reply;
+        const int fd = connect_control(path);
+        std::unique_ptr<bmc::PinnedDeployment> pinned;
+        if (fd < 0 && bmc::KernelBackend::pinned_at(pin_dir)) {
+            if (*detach) {
+                bmc::KernelBackend::detach_pinned(pin_dir);
+                std::printf(json ? "{\"reply\": \"OK\"}\n" : "OK\n");
+                return 0;
+            }
+            if (*sw) {
+                std::fprintf(stderr, "bmcctl: no bmcd runs for %s, and only bmcd can switch backends (start bmcd --pin "
+                                     "to adopt the pinned deployment in %s)\n", name.c_str(), pin_dir.c_str());
+                return 1;
+            }
+            pinned = std::make_unique<bmc::PinnedDeployment>(pin_dir);
+        } else if (fd < 0) {
+            throw std::runtime_error("no bmcd answers on " + path + ", and no deployment is pinned in " + pin_dir +
+                                     " (see --name, --pin-dir)");
+        } else if (*detach) {
+            close(fd);
+            throw std::runtime_error("bmcd " + name + " is running: stop it first (one started with --pin leaves its "
+                                     "deployment pinned, which bmcctl detach then removes)");
+        }
+        auto request = [&](const std::string &line, bool multi) {
+            return pinned ? answer_pinned(*pinned, line) : ask(fd, path, line, multi);
+        };
         if (*stats || *settings || *dump || *status) {
-            reply = ask(path, *stats ? "stats" : *settings ? "stats settings" : *status ? "status" : "dump " + key, true);
+            reply = request(*stats ? "stats" : *settings ? "stats settings" : *status ? "status" : "dump " + key, true);
             if (reply.rfind("CLIENT_ERROR", 0) == 0) {
                 std::fprintf(stderr, "bmcctl: %s", reply.c_str() + 13);
                 return 2;
@@ -120,11 +188,12 @@ int main(int argc, char **argv) {
                 return 0;
             }
         } else if (*flush) {
-            reply = ask(path, "flush_all", false);
+            reply = request("flush_all", false);
         } else if (*sw) {
-            reply = ask(path, "switch " + backend, false);
+            reply = request("switch " + backend, false);
         } else if (*version) {
-            reply = ask(path, "version", false);
+            reply = pinned ? std::string("VERSION ") + BMC_VERSION + " (bmcctl; no bmcd running)\r\n"
+                           : request("version", false);
         }
         if (reply.rfind("ERROR", 0) == 0) {
             std::fprintf(stderr, "bmcctl: bmcd refused the request\n");
@@ -137,7 +206,7 @@ int main(int argc, char **argv) {
             for (std::size_t p; (p = reply.find('\r')) != std::string::npos;) reply.erase(p, 1);
             std::fputs(reply.c_str(), stdout);
         }
-    } catch (const std::runtime_error &e) {
+    } catch (const std::runtime_error &e) {  // bmc::Error too
         std::fprintf(stderr, "bmcctl: %s\n", e.what());
         return 1;
     }

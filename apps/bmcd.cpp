@@ -1,4 +1,5 @@
-// bmcd: runs the bmc cache in front of memcached on one interface until SIGINT/SIGTERM.
+// bmcd: runs the bmc cache in front of memcached on one or more interfaces until
+// SIGINT/SIGTERM.
 #include <bpf/libbpf.h>
 #include <arpa/inet.h>
 #include <signal.h>
@@ -12,6 +13,7 @@
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <ctime>
 #include <fstream>
@@ -26,6 +28,7 @@
 #include "metrics.hpp"
 #include "bmc_cache.h"
 #include "kernel_backend.hpp"
+#include "inspect.hpp"
 #include "memcached_watch.hpp"
 
 namespace {
@@ -66,8 +69,9 @@ nlohmann::json counters_json(const bmc::Counters &c) {
 
 struct Snapshot {
     std::uint64_t unix_ms = 0, uptime_ms = 0;
-    bmc::Counters kernel{};
-    bmc::AfxdpCounters afxdp{};
+    bmc::Counters kernel{};      // every interface's, summed
+    bmc::AfxdpCounters afxdp{};  // every interface's pollers, summed
+    std::vector<bmc::Counters> kernel_by_iface, afxdp_by_iface;
     bool has_afxdp = false;
     unsigned afxdp_queues = 0;
     const char *backend = "kernel";
@@ -180,7 +184,11 @@ int main(int argc, char **argv) {
     double max_age_s = double(opts.max_age_ns) / 1e9, fill_guard_ms = double(opts.fill_guard_ns) / 1e6;
     double interval_s = 1.0;
     std::uint64_t small_buckets = opts.small_buckets, large_buckets = opts.large_buckets;
-    app.add_option("-i,--iface", opts.iface, "interface memcached's clients reach it on")->required();
+    std::vector<std::string> ifaces;
+    app.add_option("-i,--iface", ifaces,
+                   "interface memcached's clients reach it on (repeatable: every interface is served from the "
+                   "one cache)")
+        ->required();
     app.add_option("-b,--backend", backend, "datapath at start: kernel or afxdp")
         ->check(CLI::IsMember({"kernel", "afxdp"}));
     bmc::AfxdpOptions xopts;
@@ -284,8 +292,15 @@ int main(int argc, char **argv) {
         if (inet_pton(AF_INET, memcached_host.c_str(), &a) != 1)
             return refuse("--memcached " + memcached_host + ": give memcached's IPv4 address, not a name");
     }
-    if (backend == "afxdp" && bmc::interface_is_loopback(opts.iface))
-        return refuse(std::string("--backend afxdp on ") + opts.iface + ": " + bmc::kAfxdpLoopbackRefusal);
+    for (std::size_t i = 0; i < ifaces.size(); i++) {
+        if (std::find(ifaces.begin(), ifaces.begin() + long(i), ifaces[i]) != ifaces.begin() + long(i))
+            return refuse("--iface " + ifaces[i] + " is given twice");
+        if (backend == "afxdp" && bmc::interface_is_loopback(ifaces[i]))
+            return refuse("--backend afxdp on " + ifaces[i] + ": " + bmc::kAfxdpLoopbackRefusal);
+    }
+    opts.iface = ifaces[0];
+    std::string iface_list;
+    for (const auto &i : ifaces) iface_list += (iface_list.empty() ? "" : ",") + i;
     for (const std::string &file : {textfile}) {
         if (file.empty()) continue;
         const std::string probe = file + ".tmp";
@@ -324,7 +339,7 @@ int main(int argc, char **argv) {
     }
     if (name.empty() || name.find('/') != std::string::npos || name.size() > 64)
         return refuse("--name " + name + ": a name of at most 64 characters without '/'");
-    if (memcached_host.empty()) memcached_host = bmc::interface_ipv4(opts.iface);
+    for (std::size_t i = 0; memcached_host.empty() && i < ifaces.size(); i++) memcached_host = bmc::interface_ipv4(ifaces[i]);
     // One observed connection per connection memcached accepts (its -c), and some slack.
     if (!detach && max_conns_opt->count() == 0 && !memcached_host.empty()) {
         if (auto m = bmc::memcached_maxconns(memcached_host, opts.port)) {
@@ -364,11 +379,20 @@ int main(int argc, char **argv) {
             std::fprintf(stderr, "bmcd: %s\n", e.what());
             return 1;
         }
-        log(Level::Info, "detached the pinned deployment from %s\n", opts.iface.c_str());
+        log(Level::Info, "detached the pinned deployment in %s\n", pin_dir.c_str());
         return 0;
     }
     if (pin) {
         opts.pin_dir = pin_dir;
+        // Every interface a pinned deployment serves is this bmcd's to take over: one it
+        // did not list would keep running programs nobody manages.
+        for (const std::string &other : bmc::KernelBackend::pinned_extra_ifaces(pin_dir))
+            if (std::find(ifaces.begin() + 1, ifaces.end(), other) == ifaces.end()) {
+                std::fprintf(stderr, "bmcd: the pinned deployment in %s also serves %s: list every --iface it serves "
+                                     "(first %s), or --detach first\n",
+                             pin_dir.c_str(), other.c_str(), opts.iface.c_str());
+                return 1;
+            }
     } else if (bmc::KernelBackend::pinned_at(pin_dir)) {
         std::fprintf(stderr, "bmcd: a pinned bmc deployment serves %s (bmcd --pin adopts it, bmcd --detach removes it)\n",
                      opts.iface.c_str());
@@ -387,7 +411,11 @@ int main(int argc, char **argv) {
     try {
         std::vector<bmc::Prefix> prefixes;
         for (const auto &a : allow) prefixes.push_back(bmc::Prefix::parse(a));
-        if (prefixes.empty()) prefixes = bmc::interface_networks(opts.iface);
+        for (std::size_t i = 0; allow.empty() && i < ifaces.size(); i++)
+            for (const auto &p : bmc::interface_networks(ifaces[i]))
+                if (std::find_if(prefixes.begin(), prefixes.end(), [&](const bmc::Prefix &q) { return q.str() == p.str(); }) ==
+                    prefixes.end())
+                    prefixes.push_back(p);
         opts.allow = bmc::Allowlist(prefixes);
     } catch (const std::invalid_argument &e) {
         std::fprintf(stderr, "bmcd: --allow %s\n", e.what());
@@ -401,9 +429,27 @@ int main(int argc, char **argv) {
     sigprocmask(SIG_BLOCK, &sigs, nullptr);
 
     try {
-        bmc::KernelBackend be(opts);
-        std::unique_ptr<bmc::AfxdpBackend> afxdp;
-        if (!be.notice().empty()) log(Level::Warning, "%s\n", be.notice().c_str());
+        // The first interface's backend owns the cache and the write observer; every other
+        // interface's shares them.
+        std::vector<std::unique_ptr<bmc::KernelBackend>> kernels;
+        kernels.push_back(std::make_unique<bmc::KernelBackend>(opts));
+        bmc::KernelBackend &be = *kernels[0];
+        try {
+            for (std::size_t i = 1; i < ifaces.size(); i++) {
+                bmc::KernelOptions more = opts;
+                more.iface = ifaces[i];
+                more.share = &be;
+                more.pin_dir = pin ? bmc::KernelBackend::iface_pin_dir(pin_dir, ifaces[i]) : "";
+                kernels.push_back(std::make_unique<bmc::KernelBackend>(more));
+            }
+        } catch (const bmc::Error &) {
+            kernels.resize(1);
+            be.discard_new_pins();
+            throw;
+        }
+        std::vector<std::unique_ptr<bmc::AfxdpBackend>> afxdp;
+        for (const auto &k : kernels)
+            if (!k->notice().empty()) log(Level::Warning, "%s\n", k->notice().c_str());
         if (be.adopted()) log(Level::Info, "adopted the pinned deployment in %s (cache kept)\n", pin_dir.c_str());
         std::string allowed4, allowed6;
         for (const auto &p : opts.allow.prefixes())
@@ -412,19 +458,28 @@ int main(int argc, char **argv) {
                                     (!allowed4.empty() && !allowed6.empty() ? ", " : "") +
                                     (allowed6.empty() ? "" : "IPv6 clients in" + allowed6);
         log(Level::Info, "serving %s port %u (XDP %s, TC egress %s); answering %s\n",
-                    opts.iface.c_str(), opts.port, be.xdp_mode().c_str(), be.tc_mode().c_str(),
+                    iface_list.c_str(), opts.port, be.xdp_mode().c_str(), be.tc_mode().c_str(),
                     allowed.empty() ? "no network (the interface has no address; see --allow)" : allowed.c_str());
 
         // The AF_XDP sockets are made on first use and kept until exit.
         auto select = [&](const std::string &which) {
             if (which == "afxdp") {
-                if (!afxdp) {
-                    afxdp = std::make_unique<bmc::AfxdpBackend>(be, xopts);
-                    if (!afxdp->notice().empty()) log(Level::Warning, "%s\n", afxdp->notice().c_str());
+                if (afxdp.empty()) {
+                    try {
+                        for (const auto &k : kernels) {
+                            afxdp.push_back(std::make_unique<bmc::AfxdpBackend>(*k, xopts));
+                            if (!afxdp.back()->notice().empty()) log(Level::Warning, "%s\n", afxdp.back()->notice().c_str());
+                        }
+                    } catch (...) {
+                        afxdp.clear();
+                        throw;
+                    }
                 }
                 be.set_mode(BMC_MODE_AFXDP);
-                log(Level::Info, "backend afxdp (%u queue%s, %s)\n", afxdp->queues(),
-                            afxdp->queues() == 1 ? "" : "s", afxdp->bind_mode().c_str());
+                unsigned queues = 0;
+                for (const auto &a : afxdp) queues += a->queues();
+                log(Level::Info, "backend afxdp (%u queue%s, %s)\n", queues, queues == 1 ? "" : "s",
+                    afxdp[0]->bind_mode().c_str());
             } else {
                 be.set_mode(BMC_MODE_KERNEL);
                 log(Level::Info, "backend kernel\n");
@@ -432,7 +487,7 @@ int main(int argc, char **argv) {
             std::fflush(stdout);
         };
         const auto started = std::chrono::steady_clock::now();
-        g_config = {{"iface", opts.iface},
+        g_config = {{"iface", iface_list},
                     {"port", opts.port},
                     {"version", BMC_VERSION},
                     {"layout_version", BMC_LAYOUT_VERSION},
@@ -455,12 +510,18 @@ int main(int argc, char **argv) {
             s.uptime_ms = std::uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
                                             std::chrono::steady_clock::now() - started)
                                             .count());
-            s.kernel = be.read_counters();
-            if (afxdp) {
-                s.afxdp = afxdp->counters();
-                s.has_afxdp = true;
-                s.afxdp_queues = afxdp->queues();
+            for (const auto &k : kernels) {
+                s.kernel_by_iface.push_back(k->read_counters());
+                for (std::uint32_t i = 0; i < BMC_NUM_STATS; i++) s.kernel[i] += s.kernel_by_iface.back()[i];
             }
+            for (const auto &a : afxdp) {
+                const bmc::AfxdpCounters c = a->counters();
+                s.afxdp_by_iface.push_back(c.datapath);
+                bmc::add_counters(s.afxdp, c);
+                s.has_afxdp = true;
+                s.afxdp_queues += a->queues();
+            }
+            s.afxdp_by_iface.resize(kernels.size());
             s.backend = be.mode() == BMC_MODE_AFXDP ? "afxdp" : "kernel";
             return s;
         };
@@ -476,60 +537,9 @@ int main(int argc, char **argv) {
             add("uptime_ms", std::to_string(latest.uptime_ms));
             add("version", BMC_VERSION);
             add("backend", latest.backend);
-            for (std::uint32_t i = 0; i < BMC_NUM_STATS; i++)
-                add(std::string(bmc_stat_names[i]), std::to_string(latest.kernel[i] + latest.afxdp.datapath[i]));
-            const std::uint64_t gets = latest.kernel[BMC_STAT_GET_REQS] + latest.afxdp.datapath[BMC_STAT_GET_REQS];
-            const std::uint64_t hits = latest.kernel[BMC_STAT_HIT_REQS] + latest.afxdp.datapath[BMC_STAT_HIT_REQS];
-            char ratio[32];
-            std::snprintf(ratio, sizeof ratio, "%.4f", gets ? double(hits) / double(gets) : 0.0);
-            add("hit_ratio", ratio);
-            return out + "END\r\n";
-        };
-        // A key's place in the cache: its buckets, their generation and lease, every entry
-        // with its hash, and whether a get would be served from it now.
-        auto dump = [&](const std::string &key) -> std::string {
-            if (key.empty() || key.size() > BMC_MAX_KEY_LEN || key.find(' ') != std::string::npos)
-                return "CLIENT_ERROR bad key\r\n";
-            const bmc_config cfg = be.config();
-            const bmc::CacheMemory c = be.cache();
-            const __u32 h = bmc_hash_bytes(reinterpret_cast<const __u8 *>(key.data()), __u32(key.size()));
-            const __u32 si = bmc_small_index(&cfg, h), li = bmc_large_index(&cfg, h);
-            const bmc_small_bucket &sb = c.small[si];
-            const bmc_global &g = *c.global;
-            const std::uint64_t now = bmc::monotonic_ns();
-            const __u32 gen = __atomic_load_n(&sb.hdr.gen, __ATOMIC_ACQUIRE), epoch = __atomic_load_n(&g.epoch, __ATOMIC_ACQUIRE);
-            char buf[256];
-            std::string out;
-            auto add = [&](const char *fmt, auto... args) {
-                std::snprintf(buf, sizeof buf, fmt, args...);
-                out += std::string("STAT ") + buf + "\r\n";
-            };
-            add("key %s", key.c_str());
-            add("hash 0x%08x", h);
-            add("small_bucket %u", si);
-            add("large_bucket %u", li);
-            add("bucket_gen %u", gen);
-            add("epoch %u", epoch);
-            const __u32 slot = bmc_lease_slot(h);
-            const bool leased = __atomic_load_n(&sb.hdr.lease_word[slot], __ATOMIC_ACQUIRE) == bmc_lease_word(h, gen);
-            add("lease %s", leased ? "held (a miss awaits memcached's reply)" : "none");
-            auto entry = [&](const char *table, unsigned way, const bmc_entry_hdr &e, const __u8 *data) {
-                if (e.hash != h || e.item_len == 0) return;
-                const bool key_ok = e.key_len == key.size() && e.item_len > 6 + key.size() &&
-                                    std::memcmp(data + 6, key.data(), key.size()) == 0;
-                const bool live = bmc_entry_live(&e, gen, epoch, g.flush_at_ns, g.flush_cutoff_ns, now, cfg.max_age_ns);
-                const char *why = !key_ok                   ? "another key with the same hash"
-                                  : e.gen != gen             ? "invalidated (its bucket's generation moved on)"
-                                  : e.epoch != epoch         ? "flushed (a new epoch)"
-                                  : now - e.fill_ns > cfg.max_age_ns ? "too old (--max-age)"
-                                  : !live                    ? "dead after a delayed flush_all"
-                                                             : "yes";
-                add("entry %s.%u item_bytes=%u gen=%u epoch=%u age_ms=%llu served=%s", table, way, e.item_len, e.gen,
-                    e.epoch, (unsigned long long)((now - e.fill_ns) / 1000000), why);
-            };
-            for (unsigned w = 0; w < BMC_SMALL_WAYS; w++) entry("small", w, sb.way[w].h, sb.way[w].data);
-            for (unsigned w = 0; w < BMC_LARGE_WAYS; w++) entry("large", w, c.large[li].way[w].h, c.large[li].way[w].data);
-            return out + "END\r\n";
+            bmc::Counters sum = latest.kernel;
+            for (std::uint32_t i = 0; i < BMC_NUM_STATS; i++) sum[i] += latest.afxdp.datapath[i];
+            return out + bmc::counter_stat_lines(sum) + "END\r\n";
         };
         auto handle = [&](const std::string &line) -> std::string {
             if (line == "stats") return stat_lines();
@@ -545,7 +555,7 @@ int main(int argc, char **argv) {
                 std::string out;
                 auto add = [&](const std::string &k, const std::string &v) { out += "STAT " + k + " " + v + "\r\n"; };
                 add("backend", latest.backend);
-                add("iface", opts.iface);
+                add("iface", iface_list);
                 add("port", std::to_string(opts.port));
                 add("xdp_mode", be.xdp_mode());
                 add("tc_mode", be.tc_mode());
@@ -557,7 +567,7 @@ int main(int argc, char **argv) {
                 return out + "END\r\n";
             }
             if (line == "mn") return "MN\r\n";  // memcached's no-op: clients end pipelines with it
-            if (line.rfind("dump ", 0) == 0) return dump(line.substr(5));
+            if (line.rfind("dump ", 0) == 0) return bmc::dump_key(be.config(), be.cache(), line.substr(5));
             if (line == "flush_all") {
                 be.flush_all();
                 return "OK\r\n";
@@ -586,12 +596,15 @@ int main(int argc, char **argv) {
                 const std::string n = "bmc_" + std::string(bmc_stat_names[i]) + "_total";
                 out += "# HELP " + n + " " + bmc::metric_help(std::string(bmc_stat_names[i])) + "\n";
                 out += "# TYPE " + n + " counter\n";
-                out += n + "{iface=\"" + opts.iface + "\",backend=\"kernel\"} " + std::to_string(latest.kernel[i]) + "\n";
-                out += n + "{iface=\"" + opts.iface + "\",backend=\"afxdp\"} " +
-                       std::to_string(latest.afxdp.datapath[i]) + "\n";
+                for (std::size_t k = 0; k < ifaces.size(); k++) {
+                    out += n + "{iface=\"" + ifaces[k] + "\",backend=\"kernel\"} " +
+                           std::to_string(latest.kernel_by_iface[k][i]) + "\n";
+                    out += n + "{iface=\"" + ifaces[k] + "\",backend=\"afxdp\"} " +
+                           std::to_string(latest.afxdp_by_iface[k][i]) + "\n";
+                }
             }
             out += "# HELP bmc_uptime_seconds Seconds since bmcd started.\n# TYPE bmc_uptime_seconds gauge\n";
-            out += "bmc_uptime_seconds{iface=\"" + opts.iface + "\"} " + std::to_string(latest.uptime_ms / 1000.0) + "\n";
+            out += "bmc_uptime_seconds " + std::to_string(latest.uptime_ms / 1000.0) + "\n";
             return out;
         };
         std::unique_ptr<bmc::MetricsServer> metrics;
@@ -617,7 +630,7 @@ int main(int argc, char **argv) {
         auto next_print = std::chrono::steady_clock::now();
         Snapshot printed = latest;
         printed.backend = "";
-        sd_notify(0, ("READY=1\nSTATUS=serving " + opts.iface + " port " + std::to_string(opts.port)).c_str());
+        sd_notify(0, ("READY=1\nSTATUS=serving " + iface_list + " port " + std::to_string(opts.port)).c_str());
         for (;;) {
             int sig = sigtimedwait(&sigs, nullptr, &ts);
             if (sig == SIGINT || sig == SIGTERM) break;
@@ -650,7 +663,7 @@ int main(int argc, char **argv) {
         Snapshot snap = snapshot();
         // Back to the kernel path first, so no get is handed to a socket being closed.
         be.set_mode(BMC_MODE_KERNEL);
-        afxdp.reset();
+        afxdp.clear();
         if (!stats_file.empty()) write_stats_file(stats_file, snap, "stopped");
         if (!textfile.empty()) {
             {
@@ -662,9 +675,9 @@ int main(int argc, char **argv) {
         print_status(snap);
         if (pin)
             log(Level::Info, "left %s pinned in %s; it keeps serving (bmcd --detach removes it)\n",
-                        opts.iface.c_str(), pin_dir.c_str());
+                        iface_list.c_str(), pin_dir.c_str());
         else
-            log(Level::Info, "detached from %s\n", opts.iface.c_str());
+            log(Level::Info, "detached from %s\n", iface_list.c_str());
     } catch (const bmc::Error &e) {
         log(Level::Error, "%s\n", e.what());
         return 1;

@@ -44,9 +44,11 @@ struct Server {
     std::string dir, stats_path, log_path;
 
     // With start_bmcd = false, the test starts it (start_bmcd) when it wants.
+    int links = 1;
     explicit Server(const std::string &tag, std::vector<std::string> bmcd_args = {}, bool with_bmcd = true,
-                    int queues = 1) {
-        tb = std::make_unique<Testbed>(tag, queues);
+                    int queues = 1, int links_ = 1)
+        : links(links_) {
+        tb = std::make_unique<Testbed>(tag, queues, links);
         dir = "/tmp/" + tb->server_ns();
         sh("mkdir -p " + dir);
         stats_path = dir + "/bmcd.json";
@@ -61,7 +63,8 @@ struct Server {
         // Also on loopback (writes from the server host) and IPv6.
         memcached = tb->spawn(tb->server_ns(),
                               {"memcached", "-u", "root", "-U", "11211", "-p", "11211", "-l",
-                               std::string(Testbed::kServerIp) + ",127.0.0.1,[" + Testbed::kServerIp6 + "]",
+                               std::string(Testbed::kServerIp) + ",127.0.0.1,[" + Testbed::kServerIp6 + "]" +
+                                   (links == 2 ? std::string(",") + Testbed::kServerIp2 : ""),
                                "-t", "1", "-m", "64"},
                               dir + "/" + log, true);
     }
@@ -350,6 +353,75 @@ TEST(E2ETwoQueues, BothBackendsAnswerOnEveryQueueAcrossSwitches) {
     kill(s.bmcd, SIGUSR1);
     std::this_thread::sleep_for(300ms);
     round("afxdp again");
+}
+
+// ---- several interfaces, one cache ------------------------------------------------------
+
+namespace {
+
+// The textfile's value of a counter for one interface and backend (-1 if absent).
+long long textfile_value(const std::string &text, const std::string &metric, const std::string &iface,
+                         const std::string &backend) {
+    const std::string key = metric + "{iface=\"" + iface + "\",backend=\"" + backend + "\"} ";
+    const auto at = text.find(key);
+    return at == std::string::npos ? -1 : std::stoll(text.substr(at + key.size()));
+}
+
+}  // namespace
+
+// bmcd --iface A --iface B: what is filled from a reply leaving A is served to a client on
+// B, a write invalidates for both, and each interface's counters carry its own label; on
+// both backends.
+TEST(E2EMultiIface, OneCacheAnswersOnEveryInterfaceOnBothBackends) {
+    BMC_REQUIRE_ROOT();
+    Server s("multi", {}, false, 1, 2);
+    const std::string prom = s.dir + "/bmc.prom";
+    s.start_bmcd({"--iface", Testbed::kServerIf2, "--textfile", prom});
+    auto tcp = s.tcp();
+    auto on_a = s.udp();
+    McUdp on_b(s.tb->client_udp_socket(), Testbed::kServerIp2, 11211);
+    ASSERT_EQ(tcp->call("set mk 0 0 5\r\nfirst\r\n"), "STORED\r\n");
+    std::this_thread::sleep_for(15ms);  // past the fill guard
+    ASSERT_EQ(on_a->request("get mk\r\n", true).text, item("mk", "first") + "END\r\n");  // a miss fills
+    std::this_thread::sleep_for(20ms);
+    const auto before = tcp->stat("cmd_get");
+    for (int i = 0; i < 3; i++) ASSERT_EQ(on_b.request("get mk\r\n", true).text, item("mk", "first") + "END\r\n");
+    EXPECT_EQ(tcp->stat("cmd_get"), before) << "the cache answered on the second interface what the first filled";
+    ASSERT_EQ(tcp->call("set mk 0 0 6\r\nsecond\r\n"), "STORED\r\n");
+    EXPECT_EQ(on_b.request("get mk\r\n", true).text, item("mk", "second") + "END\r\n") << "the write invalidated";
+    s.stats();
+    std::string text;
+    for (int i = 0; i < 50 && textfile_value(text, "bmc_hit_requests_total", Testbed::kServerIf2, "kernel") < 3; i++) {
+        std::this_thread::sleep_for(50ms);
+        text = read_file(prom);
+    }
+    EXPECT_EQ(textfile_value(text, "bmc_hit_requests_total", Testbed::kServerIf2, "kernel"), 3) << text.substr(0, 2000);
+    EXPECT_EQ(textfile_value(text, "bmc_hit_requests_total", Testbed::kServerIf, "kernel"), 0);
+    EXPECT_EQ(textfile_value(text, "bmc_get_requests_total", Testbed::kServerIf, "kernel"), 1);
+    // AF_XDP: a poller per interface, the same cache.
+    kill(s.bmcd, SIGUSR1);
+    for (int i = 0; i < 50 && s.stats()["backend"] != "afxdp"; i++) std::this_thread::sleep_for(20ms);
+    ASSERT_EQ(s.stats()["backend"], "afxdp");
+    std::this_thread::sleep_for(15ms);
+    ASSERT_EQ(on_a->request("get mk\r\n", true).text, item("mk", "second") + "END\r\n");
+    std::this_thread::sleep_for(20ms);
+    const auto before_afxdp = tcp->stat("cmd_get");
+    for (int i = 0; i < 3; i++) ASSERT_EQ(on_b.request("get mk\r\n", true).text, item("mk", "second") + "END\r\n");
+    for (int i = 0; i < 3; i++) ASSERT_EQ(on_a->request("get mk\r\n", true).text, item("mk", "second") + "END\r\n");
+    EXPECT_EQ(tcp->stat("cmd_get"), before_afxdp) << "the pollers of both interfaces answered";
+    EXPECT_EQ(s.stats()["afxdp"]["rx_per_queue"].size(), 2u) << "one queue on each interface";
+    s.stats();
+    for (int i = 0; i < 50 && textfile_value(text, "bmc_hit_requests_total", Testbed::kServerIf2, "afxdp") < 3; i++) {
+        std::this_thread::sleep_for(50ms);
+        text = read_file(prom);
+    }
+    EXPECT_EQ(textfile_value(text, "bmc_hit_requests_total", Testbed::kServerIf2, "afxdp"), 3) << text.substr(0, 2000);
+    EXPECT_EQ(textfile_value(text, "bmc_hit_requests_total", Testbed::kServerIf, "afxdp"), 3);
+    ASSERT_EQ(s.tb->stop(s.bmcd, SIGTERM), 0);
+    s.bmcd = -1;
+    for (const char *dev : {Testbed::kServerIf, Testbed::kServerIf2})
+        EXPECT_EQ(s.tb->run_in(s.tb->server_ns(), std::string("ip link show dev ") + dev).find("xdp"), std::string::npos)
+            << dev << ": detached on exit";
 }
 
 // ---- every mutating command, over TCP and over UDP ---------------------------------------
@@ -1547,6 +1619,107 @@ TEST(E2EControl, TextfileHoldsValidPrometheusTextAndLogLevelErrorIsQuiet) {
     EXPECT_EQ(log.find("bmcd: serving"), std::string::npos) << "info lines at --log-level error: " << log;
     EXPECT_EQ(log.find("bmcd: detached"), std::string::npos) << log;
     EXPECT_FALSE(read_file(prom).empty()) << "written once more at exit";
+}
+
+// With no bmcd running, bmcctl reads the pinned deployment itself: status, stats,
+// settings, dump and flush work, switch is refused, detach removes it.
+TEST(E2EControl, BmcctlServesAPinnedDeploymentWithNoBmcd) {
+    BMC_REQUIRE_ROOT();
+    PinFs pins("ctlpin");
+    const std::string name = "bmct-ctlpin-" + std::to_string(getpid());
+    Server s("ctlpin", {"--pin", "--pin-dir", pins.dir, "--name", name});
+    // bmcctl runs where bmcd would: the interfaces are named in the server's namespace.
+    auto ctl = [&](const std::string &args, int *rc) {
+        std::string out = s.tb->run_in(s.tb->server_ns(), std::string(BMC_BMCCTL_PATH) + " --name " + name +
+                                                            " --pin-dir " + pins.dir + " " + args + " 2>&1; echo rc=$?");
+        const auto at = out.rfind("rc=");
+        *rc = std::stoi(out.substr(at + 3));
+        return out.substr(0, at);
+    };
+    int rc = -1;
+    auto tcp = s.tcp();
+    auto udp = s.udp();
+    ASSERT_EQ(tcp->call("set pk 0 0 2\r\nok\r\n"), "STORED\r\n");
+    std::this_thread::sleep_for(15ms);
+    for (int i = 0; i < 5; i++) ASSERT_EQ(udp->request("get pk\r\n", true).text, item("pk", "ok") + "END\r\n");
+    std::string out = ctl("detach", &rc);
+    EXPECT_EQ(rc, 1) << out;
+    EXPECT_NE(out.find("is running"), std::string::npos) << out;
+    ASSERT_EQ(s.tb->stop(s.bmcd, SIGTERM), 0);
+    s.bmcd = -1;
+    const auto before = tcp->stat("cmd_get");
+    ASSERT_EQ(udp->request("get pk\r\n", true).text, item("pk", "ok") + "END\r\n");
+    ASSERT_EQ(tcp->stat("cmd_get"), before) << "the pinned programs answer with no bmcd";
+
+    auto stats = nlohmann::json::parse(ctl("--json stats", &rc));
+    EXPECT_EQ(rc, 0);
+    EXPECT_EQ(stats["bmcd"], "not running");
+    EXPECT_EQ(stats["backend"], "kernel");
+    EXPECT_EQ(stats["hit_requests"].get<std::uint64_t>(), 5u) << stats.dump() << ": counted by the kernel, kept in the pins";
+    EXPECT_EQ(stats["get_requests"].get<std::uint64_t>(), 6u) << stats.dump();
+    out = ctl("stats", &rc);
+    EXPECT_EQ(rc, 0);
+    EXPECT_NE(out.find("STAT pass_miss 1\n"), std::string::npos) << out;
+    auto status = nlohmann::json::parse(ctl("--json status", &rc));
+    EXPECT_EQ(status["iface"], Testbed::kServerIf);
+    EXPECT_EQ(status["pinned"], pins.dir);
+    EXPECT_EQ(status["port"].get<int>(), 11211);
+    auto settings = nlohmann::json::parse(ctl("--json settings", &rc));
+    EXPECT_EQ(settings["max_age_ns"].get<std::uint64_t>(), 10000000000ull);
+    EXPECT_EQ(settings["small_buckets"].get<std::uint64_t>(), std::uint64_t(BMC_DEFAULT_SMALL_BUCKETS));
+    out = ctl("dump pk", &rc);
+    EXPECT_EQ(rc, 0);
+    EXPECT_NE(out.find("served=yes"), std::string::npos) << out;
+    out = ctl("switch afxdp", &rc);
+    EXPECT_EQ(rc, 1);
+    EXPECT_NE(out.find("only bmcd can switch"), std::string::npos) << out;
+    EXPECT_EQ(ctl("flush", &rc), "OK\n");
+    out = ctl("dump pk", &rc);
+    EXPECT_NE(out.find("served=flushed"), std::string::npos) << out;
+    EXPECT_EQ(udp->request("get pk\r\n", true).text, item("pk", "ok") + "END\r\n");
+    EXPECT_EQ(tcp->stat("cmd_get"), before + 1) << "after bmcctl flush memcached answers";
+    EXPECT_EQ(ctl("detach", &rc), "OK\n");
+    EXPECT_FALSE(bmc::KernelBackend::pinned_at(pins.dir));
+    EXPECT_FALSE(xdp_attached(s));
+    out = ctl("stats", &rc);
+    EXPECT_EQ(rc, 1);
+    EXPECT_NE(out.find("no deployment is pinned"), std::string::npos) << out;
+}
+
+// A pinned deployment of two interfaces is adopted only whole, and detached whole.
+TEST(E2EMultiIface, APinnedDeploymentOfTwoInterfacesIsAdoptedAndDetachedWhole) {
+    BMC_REQUIRE_ROOT();
+    PinFs pins("multipin");
+    Server s("multipin", {}, false, 1, 2);
+    s.start_bmcd({"--iface", Testbed::kServerIf2, "--pin", "--pin-dir", pins.dir});
+    auto tcp = s.tcp();
+    auto on_a = s.udp();
+    McUdp on_b(s.tb->client_udp_socket(), Testbed::kServerIp2, 11211);
+    ASSERT_EQ(tcp->call("set pk 0 0 2\r\nok\r\n"), "STORED\r\n");
+    std::this_thread::sleep_for(15ms);
+    ASSERT_EQ(on_a->request("get pk\r\n", true).text, item("pk", "ok") + "END\r\n");
+    std::this_thread::sleep_for(20ms);
+    ASSERT_EQ(s.tb->stop(s.bmcd, SIGTERM), 0);
+    s.bmcd = -1;
+    EXPECT_EQ(bmc::KernelBackend::pinned_extra_ifaces(pins.dir), std::vector<std::string>{Testbed::kServerIf2});
+    const auto before = tcp->stat("cmd_get");
+    ASSERT_EQ(on_b.request("get pk\r\n", true).text, item("pk", "ok") + "END\r\n");
+    EXPECT_EQ(tcp->stat("cmd_get"), before) << "the second interface's pinned program answers";
+    // Adopting it without the second interface would leave that one unmanaged: refused.
+    EXPECT_EQ(run_bmcd(s, {"--iface", Testbed::kServerIf, "--pin", "--pin-dir", pins.dir}, "partial.log"), 1);
+    EXPECT_NE(read_file(s.dir + "/partial.log").find("also serves bmcs1"), std::string::npos)
+        << read_file(s.dir + "/partial.log");
+    s.start_bmcd({"--iface", Testbed::kServerIf2, "--pin", "--pin-dir", pins.dir});
+    EXPECT_NE(read_file(s.log_path).find("adopted"), std::string::npos) << read_file(s.log_path);
+    ASSERT_EQ(on_b.request("get pk\r\n", true).text, item("pk", "ok") + "END\r\n");
+    EXPECT_EQ(tcp->stat("cmd_get"), before) << "adopted warm";
+    ASSERT_EQ(s.tb->stop(s.bmcd, SIGTERM), 0);
+    s.bmcd = -1;
+    EXPECT_EQ(run_bmcd(s, {"--iface", Testbed::kServerIf, "--detach", "--pin-dir", pins.dir}, "detach.log"), 0);
+    for (const char *dev : {Testbed::kServerIf, Testbed::kServerIf2})
+        EXPECT_EQ(s.tb->run_in(s.tb->server_ns(), std::string("ip link show dev ") + dev).find("xdp"), std::string::npos)
+            << dev;
+    EXPECT_FALSE(bmc::KernelBackend::pinned_at(pins.dir));
 }
 
 TEST(E2EControl, MetricsEndpointIsValidPrometheusText) {

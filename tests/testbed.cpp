@@ -99,7 +99,7 @@ void Testbed::remove_stale() {
     }
 }
 
-Testbed::Testbed(const std::string &tag, int queues) {
+Testbed::Testbed(const std::string &tag, int queues, int links) {
     static std::atomic<int> seq{0};
     remove_stale();
     std::string base = std::string(kPrefix) + std::to_string(getpid()) + "-" + std::to_string(seq++) + "-" + tag;
@@ -124,6 +124,15 @@ Testbed::Testbed(const std::string &tag, int queues) {
             must("ip -n " + ns + " link set " + dev + " up");
         }
         must("ip -n " + client_ns_ + " link set dev " + kClientIf + " xdp obj " BMC_XDP_PASS_OBJ " sec xdp");
+        if (links == 2) {
+            must("ip link add " + std::string(kServerIf2) + " netns " + server_ns_ + " type veth peer name " + kClientIf2 +
+                 " netns " + client_ns_);
+            must("ip -n " + server_ns_ + " addr add " + kServerIp2 + "/30 brd + dev " + kServerIf2);
+            must("ip -n " + client_ns_ + " addr add " + kClientIp2 + "/30 brd + dev " + kClientIf2);
+            must("ip -n " + server_ns_ + " link set " + kServerIf2 + " up");
+            must("ip -n " + client_ns_ + " link set " + kClientIf2 + " up");
+            must("ip -n " + client_ns_ + " link set dev " + kClientIf2 + " xdp obj " BMC_XDP_PASS_OBJ " sec xdp");
+        }
     } catch (...) {
         sh("ip netns del " + server_ns_ + " 2>/dev/null; ip netns del " + client_ns_ + " 2>/dev/null");
         rmdir(cgroup_.c_str());

@@ -2,6 +2,7 @@
 //   server ns: <if server_if> 198.18.0.1/30 and 2001:2::1/64, memcached, bmcd
 //   client ns: <if client_if> 198.18.0.2/30 and 2001:2::2/64, an XDP_PASS program (XDP_TX
 //              on a veth needs one on the peer), the test's sockets
+// and with links = 2 a second pair, server_if2 198.18.0.5/30 to client_if2 198.18.0.6/30.
 // No address is assigned, and no route added, in the root namespace.
 #pragma once
 
@@ -20,9 +21,13 @@ public:
     static constexpr const char *kClientIp6 = "2001:2::2";
     static constexpr const char *kServerIf = "bmcs0";
     static constexpr const char *kClientIf = "bmcc0";
+    static constexpr const char *kServerIp2 = "198.18.0.5";
+    static constexpr const char *kClientIp2 = "198.18.0.6";
+    static constexpr const char *kServerIf2 = "bmcs1";
+    static constexpr const char *kClientIf2 = "bmcc1";
 
-    // queues: RX/TX queues of each veth end.
-    explicit Testbed(const std::string &tag, int queues = 1);
+    // queues: RX/TX queues of each veth end; links: veth pairs (1 or 2).
+    explicit Testbed(const std::string &tag, int queues = 1, int links = 1);
     ~Testbed();
     Testbed(const Testbed &) = delete;
     Testbed &operator=(const Testbed &) = delete;

@@ -481,6 +481,18 @@ void AfxdpBackend::relay_loop() {
     }
 }
 
+void add_counters(AfxdpCounters &into, const AfxdpCounters &c) {
+    for (std::uint32_t i = 0; i < BMC_NUM_STATS; i++) into.datapath[i] += c.datapath[i];
+    into.rx_frames += c.rx_frames;
+    into.rx_per_queue.insert(into.rx_per_queue.end(), c.rx_per_queue.begin(), c.rx_per_queue.end());
+    into.forwarded += c.forwarded;
+    into.relayed += c.relayed;
+    into.late += c.late;
+    into.tx_dropped += c.tx_dropped;
+    into.tx_full += c.tx_full;
+    into.rotations += c.rotations;
+}
+
 AfxdpCounters AfxdpBackend::counters() const {
     AfxdpCounters c;
     for (auto &p : pollers_) {

@@ -44,6 +44,9 @@ struct AfxdpCounters {
     std::uint64_t rotations = 0;  // fresh channels to memcached (every id pending or quarantined)
 };
 
+// into += c (several interfaces' pollers as one); per-queue counts are appended.
+void add_counters(AfxdpCounters &into, const AfxdpCounters &c);
+
 class AfxdpBackend {
 public:
     // Creates the sockets and starts the threads; throws bmc::Error.

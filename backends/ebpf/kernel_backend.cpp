@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -56,6 +57,13 @@ const char *const kPinnedMaps[] = {"bmc_small", "bmc_large", "bmc_global_state",
 constexpr const char *kXdpLink = "link_xdp", *kTcLink = "link_tc_egress";
 const char *const kObserverLinks[] = {"link_sockops", "link_sock_ingress", "link_bind4", "link_bind6",
                                       "link_release"};
+// An additional interface of the deployment pins its links and these maps in a directory
+// of its own (iface_pin_dir); the rest it shares with the first interface.
+const char *const kIfaceMaps[] = {"bmc_stats"};
+const char *const kSharedMaps[] = {"bmc_small", "bmc_large", "bmc_global_state", "bmc_allow",
+                                   "bmc_local", "bmc_conns", "bmc_socks", "bmc_listeners"};
+constexpr const char *kIfacePinPrefix = "iface-";
+constexpr const char *kSettingsPin = "bmc_settings";
 
 #ifndef SO_NETNS_COOKIE
 #define SO_NETNS_COOKIE 71
@@ -90,6 +98,21 @@ bool KernelBackend::pinned_at(const std::string &dir) {
     return stat(pin_path(dir, kXdpLink).c_str(), &st) == 0;
 }
 
+std::string KernelBackend::iface_pin_dir(const std::string &dir, const std::string &iface) {
+    return dir + "/" + kIfacePinPrefix + iface;
+}
+
+std::vector<std::string> KernelBackend::pinned_extra_ifaces(const std::string &dir) {
+    std::vector<std::string> out;
+    std::error_code ec;
+    for (const auto &e : std::filesystem::directory_iterator(dir, ec)) {
+        const std::string n = e.path().filename().string();
+        if (n.rfind(kIfacePinPrefix, 0) == 0 && pinned_at(e.path().string())) out.push_back(n.substr(std::strlen(kIfacePinPrefix)));
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
 void KernelBackend::detach_pinned(const std::string &dir) {
     if (!pinned_at(dir)) throw Error("no pinned bmc deployment in " + dir);
     int lock = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -101,17 +124,24 @@ void KernelBackend::detach_pinned(const std::string &dir) {
     }
     // The pins hold the last references: unlinking them detaches the programs and frees
     // the maps once no process has them open. Every removal is checked.
-    auto remove = [&](const char *name) {
-        if (unlink(pin_path(dir, name).c_str()) != 0 && errno != ENOENT) {
+    auto remove = [&](const std::string &d, const char *name) {
+        if (unlink(pin_path(d, name).c_str()) != 0 && errno != ENOENT) {
             int e = errno;
             close(lock);
-            throw Error("cannot remove " + pin_path(dir, name) + ": " + errno_text(e) +
+            throw Error("cannot remove " + pin_path(d, name) + ": " + errno_text(e) +
                         (e == EPERM || e == EACCES ? " (needs root)" : ""));
         }
     };
-    remove(kXdpLink);
-    remove(kTcLink);
-    for (const char *name : kObserverLinks) remove(name);
+    for (const std::string &iface : pinned_extra_ifaces(dir)) {
+        const std::string d = iface_pin_dir(dir, iface);
+        remove(d, kXdpLink);
+        remove(d, kTcLink);
+        for (const char *name : kIfaceMaps) remove(d, name);
+        rmdir(d.c_str());
+    }
+    remove(dir, kXdpLink);
+    remove(dir, kTcLink);
+    for (const char *name : kObserverLinks) remove(dir, name);
     // Connections already in the SOCKHASH keep its verdict until they leave it.
     if (int fd = bpf_obj_get(pin_path(dir, "bmc_socks").c_str()); fd >= 0) {
         std::uint64_t key;
@@ -119,13 +149,30 @@ void KernelBackend::detach_pinned(const std::string &dir) {
             if (bpf_map_delete_elem(fd, &key) != 0) break;
         close(fd);
     }
-    for (const char *name : kPinnedMaps) remove(name);
+    for (const char *name : kPinnedMaps) remove(dir, name);
+    remove(dir, kSettingsPin);
     close(lock);
     rmdir(dir.c_str());
 }
 
+void KernelBackend::discard_new_pins() {
+    if (!created_pins_) return;
+    if (pin_lock_fd_ >= 0) close(pin_lock_fd_);
+    pin_lock_fd_ = -1;
+    try {
+        detach_pinned(opts_.pin_dir);
+    } catch (const Error &) {
+    }
+    created_pins_ = pinned_ = false;
+}
+
+std::vector<const char *> KernelBackend::own_pinned_maps() const {
+    if (opts_.share) return {std::begin(kIfaceMaps), std::end(kIfaceMaps)};
+    return {std::begin(kPinnedMaps), std::end(kPinnedMaps)};
+}
+
 void KernelBackend::adopt_maps() {
-    for (const char *name : kPinnedMaps) {
+    for (const char *name : own_pinned_maps()) {
         bpf_map *map = bpf_object__find_map_by_name(skel_->obj, name);
         int fd = bpf_obj_get(pin_path(opts_.pin_dir, name).c_str());
         if (!map || fd < 0) throw Error("pinned map " + pin_path(opts_.pin_dir, name) + " is missing");
@@ -144,12 +191,39 @@ void KernelBackend::adopt_maps() {
     adopted_ = true;
 }
 
+void KernelBackend::share_maps() {
+    for (const char *name : kSharedMaps) {
+        bpf_map *map = bpf_object__find_map_by_name(skel_->obj, name);
+        bpf_map *theirs = bpf_object__find_map_by_name(opts_.share->skel_->obj, name);
+        if (int err = bpf_map__reuse_fd(map, bpf_map__fd(theirs)))
+            throw Error(std::string("cannot share map ") + name + " with " + opts_.share->iface() + ": " + errno_text(err));
+    }
+}
+
+// The effective configuration, pinned beside the cache so that bmcctl can inspect a
+// deployment with no bmcd running (entries' ages against max_age, bucket indexes). The
+// programs do not read it; every bmcd that serves the deployment writes its own.
+void KernelBackend::pin_settings() {
+    const std::string path = pin_path(opts_.pin_dir, kSettingsPin);
+    int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "bmc_settings", sizeof(__u32), sizeof(bmc_config), 1, nullptr);
+    if (fd < 0) throw Error("cannot make the settings map: " + errno_text(errno));
+    const __u32 zero = 0;
+    const bmc_config cfg = config();
+    int err = bpf_map_update_elem(fd, &zero, &cfg, BPF_ANY);
+    unlink(path.c_str());
+    if (!err) err = bpf_obj_pin(fd, path.c_str());
+    int e = errno;
+    close(fd);
+    if (err) throw Error("cannot pin " + path + ": " + errno_text(e));
+}
+
 void KernelBackend::pin_or_adopt_links() {
     const std::string xdp = pin_path(opts_.pin_dir, kXdpLink), tc = pin_path(opts_.pin_dir, kTcLink);
+    const bool observer = !opts_.share;
     if (adopted_) {
         // bpf_link_update swaps the program under a live link: no moment without one.
         std::vector<std::pair<std::string, int>> links = {{xdp, xdp_prog_fd()}, {tc, tc_prog_fd()}};
-        for (std::size_t i = 0; i < observer_progs().size(); i++)
+        for (std::size_t i = 0; observer && i < observer_progs().size(); i++)
             links.emplace_back(pin_path(opts_.pin_dir, kObserverLinks[i]), bpf_program__fd(observer_progs()[i]));
         for (auto [path, prog] : links) {
             int fd = bpf_obj_get(path.c_str());
@@ -160,8 +234,9 @@ void KernelBackend::pin_or_adopt_links() {
             }
             close(fd);
         }
-        attach_verdict();
+        if (observer) attach_verdict();
         pinned_ = true;
+        if (observer) pin_settings();
         return;
     }
     if (tcx_link_fd_ < 0) throw Error("--pin needs TC egress as a TCX link (Linux 6.6 or later)");
@@ -171,12 +246,13 @@ void KernelBackend::pin_or_adopt_links() {
     for (std::size_t i = 0; i < cgroup_link_fds_.size(); i++)
         if (bpf_obj_pin(cgroup_link_fds_[i], pin_path(opts_.pin_dir, kObserverLinks[i]).c_str()))
             throw Error("cannot pin links in " + opts_.pin_dir + ": " + errno_text(errno));
-    for (const char *name : kPinnedMaps) {
+    for (const char *name : own_pinned_maps()) {
         bpf_map *map = bpf_object__find_map_by_name(skel_->obj, name);
         if (bpf_obj_pin(bpf_map__fd(map), pin_path(opts_.pin_dir, name).c_str()))
             throw Error(std::string("cannot pin ") + name + ": " + errno_text(errno));
     }
     pinned_ = true;
+    if (observer) pin_settings();
 }
 
 std::uint32_t check_bucket_count(const char *what, std::uint64_t n) {
@@ -231,10 +307,12 @@ KernelBackend::KernelBackend(const KernelOptions &opts) : opts_(opts) {
                 throw Error("another bmcd serves the deployment in " + opts_.pin_dir);
             if (pinned_at(opts_.pin_dir)) adopt_maps();
         }
+        if (opts_.share) share_maps();
         if (int err = bmc_kern__load(skel_))
             throw Error("loading the BPF programs failed: " + errno_text(err) + load_hint(err));
         map_cache();
-        if (adopted_) {
+        const bool first = !opts_.share;  // the cache's owner: layout, allowlist, observer
+        if (adopted_ && first) {
             const std::uint32_t v = __atomic_load_n(&cache_.global->layout_version, __ATOMIC_ACQUIRE);
             if (v != BMC_LAYOUT_VERSION && !opts_.adopt_new_epoch)
                 throw Error("the pinned cache in " + opts_.pin_dir + " has layout version " + std::to_string(v) +
@@ -245,8 +323,8 @@ KernelBackend::KernelBackend(const KernelOptions &opts) : opts_(opts) {
                 notice_ += "adopted a cache of layout version " + std::to_string(v) + " with a new epoch. ";
             }
         }
-        __atomic_store_n(&cache_.global->layout_version, BMC_LAYOUT_VERSION, __ATOMIC_RELEASE);
-        if (adopted_) {  // the adopted allowlist is replaced by this instance's
+        if (first) __atomic_store_n(&cache_.global->layout_version, BMC_LAYOUT_VERSION, __ATOMIC_RELEASE);
+        if (adopted_ && first) {  // the adopted allowlist is replaced by this instance's
             bmc_allow_key key{}, next{};
             while (bpf_map_get_next_key(bpf_map__fd(skel_->maps.bmc_allow), nullptr, &next) == 0) {
                 key = next;
@@ -261,7 +339,7 @@ KernelBackend::KernelBackend(const KernelOptions &opts) : opts_(opts) {
             if (bpf_map_update_elem(bpf_map__fd(skel_->maps.bmc_vlans), &vid, &one, BPF_ANY))
                 throw Error("cannot record VLAN " + std::to_string(vid) + ": " + errno_text(errno));
         }
-        for (const Prefix &p : opts_.allow.prefixes()) {
+        for (const Prefix &p : first ? opts_.allow.prefixes() : std::vector<Prefix>{}) {
             bmc_allow_key key{};
             key.prefixlen = 8 + p.len;
             key.family = p.family;
@@ -274,14 +352,16 @@ KernelBackend::KernelBackend(const KernelOptions &opts) : opts_(opts) {
             ifindex_ = int(if_nametoindex(opts_.iface.c_str()));
             xdp_mode_ = "pinned";
             tc_mode_ = "tcx, pinned";
-            open_cgroup();
+            if (first) open_cgroup();
             pin_or_adopt_links();
         } else if (opts_.observer_only) {
             open_cgroup();
             attach_observer();
         } else if (opts_.attach) {
-            open_cgroup();
-            attach_observer();
+            if (first) {
+                open_cgroup();
+                attach_observer();
+            }
             attach_xdp();
             attach_tc();
             if (!opts_.pin_dir.empty()) pin_or_adopt_links();
@@ -468,11 +548,12 @@ void KernelBackend::detach() {
     }
 }
 
-Counters KernelBackend::read_counters() const {
+Counters KernelBackend::read_counters() const { return read_stats_map(bpf_map__fd(skel_->maps.bmc_stats)); }
+
+Counters read_stats_map(int fd) {
     Counters total{};
     int ncpu = libbpf_num_possible_cpus();
     std::vector<std::uint64_t> values(ncpu > 0 ? ncpu : 1);
-    int fd = bpf_map__fd(skel_->maps.bmc_stats);
     for (std::uint32_t i = 0; i < BMC_NUM_STATS; i++) {
         if (bpf_map_lookup_elem(fd, &i, values.data()) != 0) continue;
         for (auto v : values) total[i] += v;
@@ -484,6 +565,7 @@ bmc_config KernelBackend::config() const {
     return const_cast<const bmc_config &>(skel_->rodata->bmc_cfg);
 }
 
+int KernelBackend::stats_map_fd() const { return bpf_map__fd(skel_->maps.bmc_stats); }
 int KernelBackend::xsks_map_fd() const { return bpf_map__fd(skel_->maps.bmc_xsks); }
 
 void KernelBackend::set_mode(std::uint32_t mode) {

@@ -25,6 +25,8 @@ public:
 enum class XdpMode { Auto, Native, Generic };
 enum class TcAttach { Auto, Tcx, Netlink };
 
+class KernelBackend;
+
 struct KernelOptions {
     std::string iface;
     std::uint16_t port = BMC_DEFAULT_PORT;
@@ -65,6 +67,13 @@ struct KernelOptions {
     // Adopting a pinned cache of another layout version: refused, unless this is set; then
     // it starts a new epoch, so that no entry in a layout this bmcd does not know is served.
     bool adopt_new_epoch = false;
+    // Another interface of the same instance (bmcd --iface given again): this backend
+    // serves `iface` from share's cache. It reuses share's cache, allowlist, host
+    // addresses and write-observer maps and attaches no observer (share's watches
+    // memcached); it keeps its own counters, VLANs, AF_XDP sockets and links. Pinned, its
+    // links and counters live in iface_pin_dir(share's pin_dir, iface), which share's
+    // deployment owns: detaching share's pin_dir detaches it too.
+    const KernelBackend *share = nullptr;
 };
 
 class KernelBackend {
@@ -93,6 +102,14 @@ public:
     // holds no bmc deployment.
     static void detach_pinned(const std::string &pin_dir);
     static bool pinned_at(const std::string &pin_dir);
+    // Where an additional interface of a pinned deployment keeps its pins, and the
+    // interfaces a pinned deployment serves besides its first.
+    static std::string iface_pin_dir(const std::string &pin_dir, const std::string &iface);
+    static std::vector<std::string> pinned_extra_ifaces(const std::string &pin_dir);
+    // A deployment this instance pinned anew is removed again (a later step failed); an
+    // adopted one stays as it was.
+    void discard_new_pins();
+    int stats_map_fd() const;
 
     int xdp_prog_fd() const;
     int tc_prog_fd() const;
@@ -126,6 +143,9 @@ private:
     void detach();
     void map_cache();
     void adopt_maps();
+    void share_maps();
+    void pin_settings();
+    std::vector<const char *> own_pinned_maps() const;
     void pin_or_adopt_links();
 
     KernelOptions opts_;
@@ -154,6 +174,9 @@ private:
 std::string cgroup2_root();
 // The cookie of this process's network namespace (SO_NETNS_COOKIE).
 std::uint64_t netns_cookie();
+
+// The counters in a bmc_stats map (per-CPU), summed.
+Counters read_stats_map(int fd);
 
 // A power of two >= 1, or throws.
 std::uint32_t check_bucket_count(const char *what, std::uint64_t n);

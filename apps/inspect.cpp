@@ -1,0 +1,63 @@
+#include "inspect.hpp"
+
+#include <cstdio>
+#include <cstring>
+
+#include "bmc_cache.h"
+
+namespace bmc {
+
+std::string counter_stat_lines(const Counters &c) {
+    std::string out;
+    for (std::uint32_t i = 0; i < BMC_NUM_STATS; i++)
+        out += "STAT " + std::string(bmc_stat_names[i]) + " " + std::to_string(c[i]) + "\r\n";
+    char ratio[32];
+    const std::uint64_t gets = c[BMC_STAT_GET_REQS], hits = c[BMC_STAT_HIT_REQS];
+    std::snprintf(ratio, sizeof ratio, "%.4f", gets ? double(hits) / double(gets) : 0.0);
+    return out + "STAT hit_ratio " + ratio + "\r\n";
+}
+
+std::string dump_key(const bmc_config &cfg, const CacheMemory &c, const std::string &key) {
+    if (key.empty() || key.size() > BMC_MAX_KEY_LEN || key.find(' ') != std::string::npos)
+        return "CLIENT_ERROR bad key\r\n";
+    const __u32 h = bmc_hash_bytes(reinterpret_cast<const __u8 *>(key.data()), __u32(key.size()));
+    const __u32 si = bmc_small_index(&cfg, h), li = bmc_large_index(&cfg, h);
+    const bmc_small_bucket &sb = c.small[si];
+    const bmc_global &g = *c.global;
+    const std::uint64_t now = monotonic_ns();
+    const __u32 gen = __atomic_load_n(&sb.hdr.gen, __ATOMIC_ACQUIRE), epoch = __atomic_load_n(&g.epoch, __ATOMIC_ACQUIRE);
+    char buf[256];
+    std::string out;
+    auto add = [&](const char *fmt, auto... args) {
+        std::snprintf(buf, sizeof buf, fmt, args...);
+        out += std::string("STAT ") + buf + "\r\n";
+    };
+    add("key %s", key.c_str());
+    add("hash 0x%08x", h);
+    add("small_bucket %u", si);
+    add("large_bucket %u", li);
+    add("bucket_gen %u", gen);
+    add("epoch %u", epoch);
+    const __u32 slot = bmc_lease_slot(h);
+    const bool leased = __atomic_load_n(&sb.hdr.lease_word[slot], __ATOMIC_ACQUIRE) == bmc_lease_word(h, gen);
+    add("lease %s", leased ? "held (a miss awaits memcached's reply)" : "none");
+    auto entry = [&](const char *table, unsigned way, const bmc_entry_hdr &e, const __u8 *data) {
+        if (e.hash != h || e.item_len == 0) return;
+        const bool key_ok = e.key_len == key.size() && e.item_len > 6 + key.size() &&
+                            std::memcmp(data + 6, key.data(), key.size()) == 0;
+        const bool live = bmc_entry_live(&e, gen, epoch, g.flush_at_ns, g.flush_cutoff_ns, now, cfg.max_age_ns);
+        const char *why = !key_ok                            ? "another key with the same hash"
+                          : e.gen != gen                     ? "invalidated (its bucket's generation moved on)"
+                          : e.epoch != epoch                 ? "flushed (a new epoch)"
+                          : now - e.fill_ns > cfg.max_age_ns ? "too old (--max-age)"
+                          : !live                            ? "dead after a delayed flush_all"
+                                                             : "yes";
+        add("entry %s.%u item_bytes=%u gen=%u epoch=%u age_ms=%llu served=%s", table, way, e.item_len, e.gen, e.epoch,
+            (unsigned long long)((now - e.fill_ns) / 1000000), why);
+    };
+    for (unsigned w = 0; w < BMC_SMALL_WAYS; w++) entry("small", w, sb.way[w].h, sb.way[w].data);
+    for (unsigned w = 0; w < BMC_LARGE_WAYS; w++) entry("large", w, c.large[li].way[w].h, c.large[li].way[w].data);
+    return out + "END\r\n";
+}
+
+}  // namespace bmc

@@ -1,0 +1,20 @@
+// What bmcd's control socket and bmcctl (reading a pinned deployment with no bmcd) both
+// answer, in memcached's "STAT name value" lines: the counters, and a key's place in the
+// cache.
+#pragma once
+
+#include <string>
+
+#include "datapath.hpp"
+
+namespace bmc {
+
+// Every counter by name, then hit_ratio; no END.
+std::string counter_stat_lines(const Counters &sum);
+
+// A key's place in the cache: its buckets, their generation and lease, every entry with
+// its hash, and whether a get would be served from it now. Ends with END, or is one
+// CLIENT_ERROR line for a key memcached would refuse.
+std::string dump_key(const bmc_config &cfg, const CacheMemory &cache, const std::string &key);
+
+}  // namespace bmc
