@@ -2,6 +2,7 @@
 // SIGINT/SIGTERM.
 #include <bpf/libbpf.h>
 #include <arpa/inet.h>
+#include <net/if.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
@@ -298,6 +299,12 @@ int main(int argc, char **argv) {
         if (backend == "afxdp" && bmc::interface_is_loopback(ifaces[i]))
             return refuse("--backend afxdp on " + ifaces[i] + ": " + bmc::kAfxdpLoopbackRefusal);
     }
+    // Every interface exists before the first one is attached.
+    for (const auto &i : ifaces)
+        if (!detach && if_nametoindex(i.c_str()) == 0) {
+            std::fprintf(stderr, "bmcd: interface '%s' not found\n", i.c_str());
+            return 1;
+        }
     opts.iface = ifaces[0];
     std::string iface_list;
     for (const auto &i : ifaces) iface_list += (iface_list.empty() ? "" : ",") + i;

@@ -41,7 +41,7 @@ TEST(BmcdCli, HelpDescribesEveryOption) {
 TEST(BmcdCli, BadArgumentsGiveOneLineAndExit2) {
     for (auto args : {"", "--iface", "--iface lo --port 70000", "--iface lo --bogus",
                       "--iface lo --backend dpdk", "--iface lo --max-age -1", "--iface lo --allow 10.0.0.0/40",
-                      "--iface lo --allow nonsense", "--iface lo --max-amplification 0"}) {
+                      "--iface lo --allow nonsense", "--iface lo --max-amplification 0", "--iface lo --iface lo"}) {
         auto o = run(args);
         EXPECT_EQ(o.status, 2) << args;
         EXPECT_EQ(lines(o.err), 1) << args << ": " << o.err;
@@ -89,6 +89,10 @@ TEST(BmcdCli, MissingInterfaceIsOneLine) {
     auto o = run("--iface bmc-no-such-if0");
     EXPECT_EQ(o.status, 1);
     EXPECT_EQ(o.err, "bmcd: interface 'bmc-no-such-if0' not found\n");
+    // A second interface that does not exist is found before the first is attached.
+    o = run("--iface lo --iface bmc-no-such-if1");
+    EXPECT_EQ(o.status, 1);
+    EXPECT_EQ(o.err, "bmcd: interface 'bmc-no-such-if1' not found\n");
 }
 
 TEST(BmcdCli, BadBucketCountIsOneLine) {
