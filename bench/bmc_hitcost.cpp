@@ -131,6 +131,8 @@ int main(int argc, char **argv) {
     app.add_option("--runs", runs, "hits per configuration and round");
     app.add_option("--rounds", rounds, "interleaved rounds");
     app.add_option("--json", json_path, "write results here");
+    std::string only;
+    app.add_option("--only", only, "measure only the configurations whose name contains this (to profile one)");
     CLI11_PARSE(app, argc, argv);
     libbpf_set_print([](libbpf_print_level, const char *, va_list) { return 0; });
 
@@ -200,6 +202,11 @@ int main(int argc, char **argv) {
     add("shape: VLAN-tagged get", true, false, false, get_of(1, {10, false, false}), fill_of(1));
     add("shape: get with IPv4 options", true, false, false, get_of(1, {-1, true, false}), fill_of(1));
     add("shape: IPv6 get", true, false, false, get_of(1, {-1, false, true}), fill_of(1));
+    std::erase_if(cfgs, [&](const Config &c) { return c.name.find(only) == std::string::npos; });
+    if (cfgs.empty()) {
+        std::fprintf(stderr, "bmc-hitcost: no configuration's name contains '%s'\n", only.c_str());
+        return 2;
+    }
     try {
         for (auto &c : cfgs) {
             bmc::KernelOptions o;

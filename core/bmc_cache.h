@@ -117,6 +117,17 @@ BMC_INLINE __u32 bmc_lease_slot(__u32 hash)
     return (__u32)(((__u64)(hash >> 16) * BMC_LEASE_SLOTS) >> 16);
 }
 
+/* Which of bmc_local_fast's 256 filter bits an address sets: the XOR of its bytes, so
+ * that addresses differing in one byte (clients of one network) fall on different bits. */
+BMC_INLINE __u32 bmc_local_filter_bit(const __u8 *addr16)
+{
+    __u32 i, x = 0;
+
+    for (i = 0; i < 16; i++)
+        x ^= addr16[i];
+    return x;
+}
+
 BMC_INLINE __u32 bmc_small_index(const struct bmc_config *cfg, __u32 hash)
 {
     return hash & cfg->small_mask;

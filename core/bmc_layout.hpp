@@ -52,7 +52,8 @@
     X(BMC_OBS_WINDOW, 2048)         /* stream bytes copied to scratch at a time (mask + 1) */   \
     X(BMC_FLUSH_EARLY_S, 2)         /* memcached may apply flush_all N up to 2 s before N */    \
     X(BMC_LOCAL_UNICAST, 1)         /* bmc_local value: an address of this host */              \
-    X(BMC_LOCAL_BROADCAST, 2)       /* bmc_local value: a broadcast address of this host */
+    X(BMC_LOCAL_BROADCAST, 2)       /* bmc_local value: a broadcast address of this host */     \
+    X(BMC_LOCAL_FAST, 4)            /* host unicast addresses matched without a map lookup */
 
 #define BMC_DECLARE_CONSTANT(name, value) inline constexpr std::uint32_t name = value;
 BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
@@ -180,6 +181,16 @@ BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
 // An address (IPv4 mapped into ::ffff:0:0/96): the bmc_local map's key.
 #define BMC_KEYBYTES16_FIELDS(F, A) A(__u8, b, 16)
 
+// The host's addresses, in front of the bmc_local map for the two lookups every answered
+// get makes: bit bmc_local_filter_bit(a) of filter is set for every host address a, so a
+// clear bit rules a source out without a map lookup; the first BMC_LOCAL_FAST unicast
+// addresses are matched in place. Written with bmc_local, by whoever writes that map.
+#define BMC_LOCAL_FAST_FIELDS(F, A)                                                             \
+    A(__u64, filter, 4)                                                                         \
+    A(struct bmc_keybytes16, unicast, BMC_LOCAL_FAST)                                           \
+    F(__u32, n_unicast)                                                                         \
+    F(__u32, pad0)
+
 // Every struct, in dependency order: X(name, FIELDS, alignment).
 #define BMC_STRUCTS(X)                                                                          \
     X(bmc_entry_hdr, BMC_ENTRY_HDR_FIELDS, 8)                                                   \
@@ -195,6 +206,7 @@ BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
     X(bmc_frame, BMC_FRAME_FIELDS, 4)                                                           \
     X(bmc_keybytes, BMC_KEYBYTES_FIELDS, 1)                                                     \
     X(bmc_keybytes16, BMC_KEYBYTES16_FIELDS, 1)                                                 \
+    X(bmc_local_fast, BMC_LOCAL_FAST_FIELDS, 8)                                                 \
     X(bmc_allow_key, BMC_ALLOW_KEY_FIELDS, 4)
 
 #define BMC_FIELD_SCALAR(type, name) type name;

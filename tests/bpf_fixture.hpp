@@ -39,6 +39,7 @@ class BpfFixture : public ::testing::Test {
 protected:
     static constexpr std::uint32_t kSmall = 64, kLarge = 16;
     std::unique_ptr<KernelBackend> be;
+    Delivery delivery = test_delivery();  // what load() gives the programs
 
     void load(std::uint64_t fill_guard_ns = default_config().fill_guard_ns, std::uint32_t max_amp = 1000,
               Allowlist allow = Allowlist::everyone(), std::uint32_t small = kSmall) {
@@ -47,7 +48,7 @@ protected:
         o.max_amp = max_amp;
         o.allow = std::move(allow);
         o.attach = false;
-        o.delivery = test_delivery();
+        o.delivery = delivery;
         o.small_buckets = small;
         o.large_buckets = kLarge;
         o.fill_guard_ns = fill_guard_ns;

@@ -4,6 +4,7 @@
 
 #include <regex>
 
+#include "bmc_cache.h"
 #include "bpf_fixture.hpp"
 #include "stream_cases.hpp"
 
@@ -322,6 +323,35 @@ TEST_F(BpfPackets, RequestsTheCacheCannotAnswerPassUnchanged) {
     expect_passed(get_request("gets k\r\n"));
     expect_passed(get_request("get k\x01\r\n"));
     expect_passed(get_request("get " + std::string(251, 'k') + "\r\n"));
+}
+
+// The host's addresses are decided in front of the bmc_local map (a filter, then the
+// first BMC_LOCAL_FAST unicast addresses); what those cannot decide, the map does, with
+// the same outcome: a destination beyond the short list, a client whose filter bit is a
+// host address's, and a host address as the source.
+TEST_F(BpfPackets, HostAddressesBeyondTheShortListAndFilterCollisionsAreDecidedByTheMap) {
+    auto v4 = [](std::uint8_t a, std::uint8_t b, std::uint8_t c, std::uint8_t d) {
+        std::array<std::uint8_t, 16> x{};
+        x[10] = x[11] = 0xff;
+        x[12] = a, x[13] = b, x[14] = c, x[15] = d;
+        return x;
+    };
+    delivery = test_delivery();
+    for (std::uint8_t i = 1; i <= BMC_LOCAL_FAST + 2; i++)
+        delivery.local.insert(delivery.local.begin(), {v4(10, 9, 0, i), BMC_LOCAL_UNICAST});
+    delivery.local.push_back({v4(198, 18, 0, 77), BMC_LOCAL_UNICAST});
+    load();
+    warm("k", "VALUE k 0 1\r\n1\r\n");
+    expect_served("k", "VALUE k 0 1\r\n1\r\n");  // 198.18.0.1 is in the map only
+    // 198.18.77.0 has the filter bit of the host's 198.18.0.77 (the same bytes), and is a client.
+    ASSERT_EQ(bmc_local_filter_bit(v4(198, 18, 77, 0).data()), bmc_local_filter_bit(v4(198, 18, 0, 77).data()));
+    auto r = xdp(udp_frame({0xC6124D00u, 40000}, kServer, mc_udp("get k\r\n", 5)));
+    EXPECT_EQ(r.retval, XDP_TX);
+    EXPECT_EQ(count(BMC_STAT_HIT_REQS), 2u);
+    expect_passed(udp_frame({0xC612004Du, 40000}, kServer, mc_udp("get k\r\n")));
+    EXPECT_EQ(count(BMC_STAT_PASS_BAD_SOURCE), 1u);
+    expect_passed(udp_frame(kClient, {0xC6120063u, 11211}, mc_udp("get k\r\n")));  // 198.18.0.99
+    EXPECT_EQ(count(BMC_STAT_PASS_NOT_LOCAL), 1u);
 }
 
 TEST_F(BpfPackets, OnlyAllowedClientsAreAnswered) {

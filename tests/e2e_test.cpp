@@ -1366,6 +1366,15 @@ namespace {
 struct PinFs {
     std::string fs, dir;
     explicit PinFs(const std::string &tag) {
+        // A crashed earlier run's file system (its pins keep programs loaded): its
+        // process, the digits its name ends with, is gone.
+        for (const auto &e : std::filesystem::directory_iterator("/tmp")) {
+            const std::string n = e.path().filename().string();
+            if (n.rfind("bmct-bpffs-", 0) != 0) continue;
+            const auto digits = n.find_last_not_of("0123456789") + 1;
+            if (digits < n.size() && kill(pid_t(std::stol(n.substr(digits))), 0) != 0 && errno == ESRCH)
+                sh("umount " + e.path().string() + " 2>/dev/null; rmdir " + e.path().string() + " 2>/dev/null");
+        }
         fs = "/tmp/bmct-bpffs-" + tag + std::to_string(getpid());
         sh("mkdir -p " + fs + " && mount -t bpf bpf " + fs);
         dir = fs + "/bmc";

@@ -285,6 +285,13 @@ KernelBackend::KernelBackend(const KernelOptions &opts) : opts_(opts) {
         cfg.loopback = opts_.delivery.loopback;
         std::memcpy(cfg.mac, opts_.delivery.mac.data(), 6);
         cfg.check_socket = (opts_.attach || opts_.check_socket_unattached) && opts_.check_socket;
+        bmc_local_fast &fast = skel_->bss->bmc_local_fast;
+        for (const auto &[addr, kind] : opts_.delivery.local) {
+            const __u32 bit = bmc_local_filter_bit(addr.data()) & 255;
+            fast.filter[bit >> 6] |= 1ULL << (bit & 63);
+            if (kind == BMC_LOCAL_UNICAST && fast.n_unicast < BMC_LOCAL_FAST)
+                std::memcpy(fast.unicast[fast.n_unicast++].b, addr.data(), 16);
+        }
         cfg.check_delivery = opts_.check_delivery;
         cfg.general_only = opts_.general_only;
         if (opts_.allow.prefixes().size() > BMC_MAX_ALLOW)
