@@ -395,13 +395,37 @@ static __always_inline __u32 header_len(__u32 pkt_len)
     return opaque(pkt_len > BMC_HDR_MAX ? BMC_HDR_MAX : pkt_len);
 }
 
-static __always_inline int client_allowed(struct bmc_percpu *p, const struct bmc_frame *f)
+/* The allowlist when it is short (struct bmc_allow_fast), set before load. */
+struct bmc_allow_fast bmc_allow_fast;
+
+/* A global subprogram: verified once for both callers. */
+__attribute__((noinline)) int bmc_client_allowed(const struct bmc_frame *f, __u32 family)
 {
     struct bmc_allow_key key = {.prefixlen = 8 + 128};
+    const __u32 *w;
+    const struct bmc_allow_entry *e;
+    __u32 i;
 
-    key.family = bmc_frame_family(&p->sc, f);
+    if (!f)
+        return 0;
+    w = (const __u32 *)f->src;
+    if (bmc_allow_fast.n) {
+        for (i = 0; i < BMC_ALLOW_FAST && i < bmc_allow_fast.n; i++) {
+            e = &bmc_allow_fast.p[i];
+            if (e->family == family && !(((w[0] ^ e->addr[0]) & e->mask[0]) | ((w[1] ^ e->addr[1]) & e->mask[1]) |
+                                         ((w[2] ^ e->addr[2]) & e->mask[2]) | ((w[3] ^ e->addr[3]) & e->mask[3])))
+                return 1;
+        }
+        return 0;
+    }
+    key.family = (__u8)family;
     __builtin_memcpy(key.addr, f->src, sizeof(key.addr));
     return bpf_map_lookup_elem(&bmc_allow, &key) != NULL;
+}
+
+static __always_inline int client_allowed(struct bmc_percpu *p, const struct bmc_frame *f)
+{
+    return bmc_client_allowed(f, bmc_frame_family(&p->sc, f));
 }
 
 /* In AF_XDP mode a plain single-datagram get goes to the AF_XDP socket of its queue,

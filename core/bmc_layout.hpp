@@ -53,7 +53,8 @@
     X(BMC_FLUSH_EARLY_S, 2)         /* memcached may apply flush_all N up to 2 s before N */    \
     X(BMC_LOCAL_UNICAST, 1)         /* bmc_local value: an address of this host */              \
     X(BMC_LOCAL_BROADCAST, 2)       /* bmc_local value: a broadcast address of this host */     \
-    X(BMC_LOCAL_FAST, 4)            /* host unicast addresses matched without a map lookup */
+    X(BMC_LOCAL_FAST, 4)            /* host unicast addresses matched without a map lookup */   \
+    X(BMC_ALLOW_FAST, 4)            /* allowlists this short are matched without the trie */
 
 #define BMC_DECLARE_CONSTANT(name, value) inline constexpr std::uint32_t name = value;
 BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
@@ -185,6 +186,18 @@ BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
 // get makes: bit bmc_local_filter_bit(a) of filter is set for every host address a, so a
 // clear bit rules a source out without a map lookup; the first BMC_LOCAL_FAST unicast
 // addresses are matched in place. Written with bmc_local, by whoever writes that map.
+// An allowlist of at most BMC_ALLOW_FAST prefixes, matched in place of the bmc_allow LPM
+// trie (n = 0: longer lists use the trie): a client is allowed if its family is family
+// and its address (as bmc_frame.src, in 32-bit words) equals addr under mask.
+#define BMC_ALLOW_ENTRY_FIELDS(F, A)                                                            \
+    F(__u32, family)                                                                            \
+    A(__u32, addr, 4)                                                                           \
+    A(__u32, mask, 4)
+
+#define BMC_ALLOW_FAST_FIELDS(F, A)                                                             \
+    F(__u32, n)                                                                                 \
+    A(struct bmc_allow_entry, p, BMC_ALLOW_FAST)
+
 #define BMC_LOCAL_FAST_FIELDS(F, A)                                                             \
     A(__u64, filter, 4)                                                                         \
     A(struct bmc_keybytes16, unicast, BMC_LOCAL_FAST)                                           \
@@ -207,6 +220,8 @@ BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
     X(bmc_keybytes, BMC_KEYBYTES_FIELDS, 1)                                                     \
     X(bmc_keybytes16, BMC_KEYBYTES16_FIELDS, 1)                                                 \
     X(bmc_local_fast, BMC_LOCAL_FAST_FIELDS, 8)                                                 \
+    X(bmc_allow_entry, BMC_ALLOW_ENTRY_FIELDS, 4)                                               \
+    X(bmc_allow_fast, BMC_ALLOW_FAST_FIELDS, 4)                                                 \
     X(bmc_allow_key, BMC_ALLOW_KEY_FIELDS, 4)
 
 #define BMC_FIELD_SCALAR(type, name) type name;

@@ -366,6 +366,25 @@ TEST_F(BpfPackets, OnlyAllowedClientsAreAnswered) {
     expect_passed(get_request("get k\r\n"));
 }
 
+// Allowlists of up to BMC_ALLOW_FAST prefixes are matched in place, longer ones by the
+// LPM trie: the same clients are answered either way.
+TEST_F(BpfPackets, ShortAndLongAllowlistsAdmitTheSameClients) {
+    std::vector<Prefix> longer = {Prefix::parse("2001:db8::/64"), Prefix::parse("198.18.0.2")};
+    for (int i = 0; longer.size() <= BMC_ALLOW_FAST; i++) longer.push_back(Prefix::parse("10." + std::to_string(i) + ".0.0/16"));
+    for (const auto &prefixes : {std::vector<Prefix>{Prefix::parse("2001:db8::/64"), Prefix::parse("198.18.0.2")}, longer}) {
+        SCOPED_TRACE(prefixes.size());
+        load(default_config().fill_guard_ns, 1000, Allowlist(prefixes));
+        warm("k", "VALUE k 0 1\r\n1\r\n");
+        expect_served("k", "VALUE k 0 1\r\n1\r\n");  // 198.18.0.2
+        expect_passed(udp_frame({0xC6120003u, 40000}, kServer, mc_udp("get k\r\n")));  // 198.18.0.3
+        expect_passed(udp_frame({0xC6130002u, 40000}, kServer, mc_udp("get k\r\n")));  // 198.19.0.2
+        EXPECT_EQ(count(BMC_STAT_PASS_NOT_ALLOWED), 2u);
+        // The IPv6 prefix admits IPv6 clients in it only.
+        auto r = xdp(udp_frame(kClient, kServer, mc_udp("get k\r\n", 9), {.ipv6 = true}));
+        EXPECT_EQ(r.retval, XDP_TX);
+    }
+}
+
 TEST_F(BpfPackets, RepliesOverTheAmplificationLimitPass) {
     load(default_config().fill_guard_ns, BMC_DEFAULT_MAX_AMP);
     const std::string item = "VALUE k 0 200\r\n" + std::string(200, 'v') + "\r\n";

@@ -285,6 +285,19 @@ KernelBackend::KernelBackend(const KernelOptions &opts) : opts_(opts) {
         cfg.loopback = opts_.delivery.loopback;
         std::memcpy(cfg.mac, opts_.delivery.mac.data(), 6);
         cfg.check_socket = (opts_.attach || opts_.check_socket_unattached) && opts_.check_socket;
+        if (opts_.allow.prefixes().size() <= BMC_ALLOW_FAST) {
+            bmc_allow_fast &allow = skel_->bss->bmc_allow_fast;
+            for (const Prefix &p : opts_.allow.prefixes()) {
+                bmc_allow_entry &e = allow.p[allow.n++];
+                e.family = p.family;
+                std::uint8_t mask[16] = {};
+                for (std::uint32_t bit = 0; bit < p.len && bit < 128; bit++) mask[bit / 8] |= std::uint8_t(0x80 >> (bit % 8));
+                std::memcpy(e.mask, mask, 16);
+                std::uint8_t addr[16];
+                for (int b = 0; b < 16; b++) addr[b] = p.addr[b] & mask[b];
+                std::memcpy(e.addr, addr, 16);
+            }
+        }
         bmc_local_fast &fast = skel_->bss->bmc_local_fast;
         for (const auto &[addr, kind] : opts_.delivery.local) {
             const __u32 bit = bmc_local_filter_bit(addr.data()) & 255;
