@@ -1,15 +1,20 @@
 // bmc-floor: the benchmark's floors on an interface until SIGINT/SIGTERM.
 //   --kind xdp    an XDP program that bounces each memcached request back with XDP_TX
-//   --kind afxdp  bmc's XDP program in AF_XDP mode, and pollers that bounce each request
+//   --kind afxdp  bmc's XDP program in AF_XDP mode, and a poller per queue, built from the
+//                 backend's XSK parts, that bounces each request
 // Neither does any cache work: they measure what the path itself costs.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/if_link.h>
 #include <net/if.h>
+#include <poll.h>
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <cstdio>
+#include <cstring>
+#include <thread>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -18,6 +23,53 @@
 #include "afxdp_backend.hpp"
 #include "bench_shared.h"
 #include "bmc_bench.skel.h"
+#include "xsk.hpp"
+
+namespace {
+
+// The echo: swap MACs, IPv4 addresses and UDP ports in place (the generator sends
+// untagged IPv4), UDP checksum zero.
+void bounce(std::uint8_t *f, std::uint32_t len) {
+    constexpr std::uint32_t kHdrLen = BMC_ETH_HLEN + 20 + 8;
+    if (len < kHdrLen) return;
+    std::uint8_t t[6];
+    std::memcpy(t, f, 6);
+    std::memcpy(f, f + 6, 6);
+    std::memcpy(f + 6, t, 6);
+    std::memcpy(t, f + 26, 4);
+    std::memcpy(f + 26, f + 30, 4);
+    std::memcpy(f + 30, t, 4);
+    std::memcpy(t, f + 34, 2);
+    std::memcpy(f + 34, f + 36, 2);
+    std::memcpy(f + 36, t, 2);
+    f[40] = f[41] = 0;
+}
+
+// One queue's echo poller: the same ring discipline as bmc's pollers, no cache work.
+void echo_loop(bmc::XskQueue &q, const std::atomic<bool> &stop, std::atomic<std::uint64_t> &echoed) {
+    constexpr std::uint32_t kBatch = 64;
+    while (!stop.load(std::memory_order_relaxed)) {
+        q.reclaim();
+        q.refill(kBatch);
+        std::uint32_t idx, room = q.tx_room(kBatch);
+        const std::uint32_t n = room ? xsk_ring_cons__peek(q.rx(), room, &idx) : 0;
+        if (!n) {
+            pollfd p{q.fd(), POLLIN, 0};
+            poll(&p, 1, 50);
+            continue;
+        }
+        for (std::uint32_t i = 0; i < n; i++) {
+            const xdp_desc *d = xsk_ring_cons__rx_desc(q.rx(), idx + i);
+            bounce(q.data(d->addr), d->len);
+            if (!q.transmit(d->addr, d->len)) q.release_frame(d->addr);
+        }
+        xsk_ring_cons__release(q.rx(), n);
+        q.kick_tx();
+        echoed.fetch_add(n, std::memory_order_relaxed);
+    }
+}
+
+}  // namespace
 
 int main(int argc, char **argv) {
     CLI::App app{"bmc-floor: XDP_TX or AF_XDP echo of memcached requests (benchmark floors)"};
@@ -34,7 +86,10 @@ int main(int argc, char **argv) {
     sigprocmask(SIG_BLOCK, &sigs, nullptr);
 
     std::unique_ptr<bmc::KernelBackend> kern;
-    std::unique_ptr<bmc::AfxdpBackend> afxdp;
+    std::vector<std::unique_ptr<bmc::XskQueue>> queues;
+    std::vector<std::thread> pollers;
+    std::atomic<bool> stop{false};
+    std::atomic<std::uint64_t> afxdp_echoed{0};
     bmc_bench *skel = nullptr;
     int link = -1;
     try {
@@ -53,9 +108,13 @@ int main(int argc, char **argv) {
             bmc::KernelOptions ko;
             ko.iface = iface;
             kern = std::make_unique<bmc::KernelBackend>(ko);
-            bmc::AfxdpOptions ao;
-            ao.echo = true;
-            afxdp = std::make_unique<bmc::AfxdpBackend>(*kern, ao);
+            std::string notice;
+            for (unsigned q = 0; q < bmc::rx_queue_count(iface); q++) {
+                queues.push_back(std::make_unique<bmc::XskQueue>(iface, q, 4096, bmc::ZeroCopy::Auto, false, notice));
+                if (xsk_socket__update_xskmap(queues.back()->socket(), kern->xsks_map_fd()))
+                    throw bmc::Error("registering the AF_XDP socket of queue " + std::to_string(q));
+            }
+            for (auto &q : queues) pollers.emplace_back(echo_loop, std::ref(*q), std::cref(stop), std::ref(afxdp_echoed));
             kern->set_mode(BMC_MODE_AFXDP);
         }
     } catch (const bmc::Error &e) {
@@ -63,7 +122,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     auto echoed = [&]() -> std::uint64_t {
-        if (afxdp) return afxdp->counters().rx_frames;
+        if (kern) return afxdp_echoed.load(std::memory_order_relaxed);
         std::vector<bench_counters> v(static_cast<std::size_t>(libbpf_num_possible_cpus()));
         std::uint32_t key = 0;
         std::uint64_t sum = 0;
@@ -81,7 +140,9 @@ int main(int argc, char **argv) {
         if (sig == SIGINT || sig == SIGTERM) break;
     }
     if (kern) kern->set_mode(BMC_MODE_KERNEL);
-    afxdp.reset();
+    stop = true;
+    for (auto &t : pollers) t.join();
+    queues.clear();
     kern.reset();
     if (link >= 0) close(link);
     if (skel) bmc_bench__destroy(skel);

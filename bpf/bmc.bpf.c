@@ -428,15 +428,16 @@ static __always_inline int client_allowed(struct bmc_percpu *p, const struct bmc
     return bmc_client_allowed(f, bmc_frame_family(&p->sc, f));
 }
 
-/* In AF_XDP mode a plain single-datagram get goes to the AF_XDP socket of its queue,
- * which answers it from the same cache; with no socket there it passes to the stack. */
+/* In AF_XDP mode a single-datagram get of any shape the cache answers (a VLAN tag, IPv4
+ * options, IPv6) goes to the AF_XDP socket of its queue, which answers it from the same
+ * cache; with no socket there it passes to the stack. */
 static __always_inline int afxdp_get(struct xdp_md *ctx, struct bmc_percpu *p, struct bmc_frame *f)
 {
     struct bmc_global *g = bmc_env_global(NULL);
     const __u8 *head = p->sc.in;
     __u32 len = opaque(f->payload_len);
 
-    if (!g || BMC_READ_ONCE(g->mode) != BMC_MODE_AFXDP || !f->plain || f->malformed ||
+    if (!g || BMC_READ_ONCE(g->mode) != BMC_MODE_AFXDP || !f->answerable || f->malformed ||
         !client_allowed(p, f))
         return 0;
     if (len < BMC_FRAME_HDR_LEN + 5 || len > BMC_MAX_PAYLOAD || bpf_xdp_load_bytes(ctx, f->payload_off, p->sc.in, len) ||

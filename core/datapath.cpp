@@ -245,6 +245,20 @@ RxResult Datapath::ingress(std::uint8_t *frame, std::uint32_t &len, std::uint32_
     return {};
 }
 
+std::vector<std::uint8_t> Datapath::relayed_reply(const bmc_frame &request, std::span<const std::uint8_t> request_headers,
+                                                  std::span<const std::uint8_t> payload) {
+    if (request_headers.size() != request.payload_off || request_headers.size() > BMC_HDR_MAX ||
+        payload.size() > BMC_MAX_PAYLOAD || payload.size() < BMC_FRAME_HDR_LEN)
+        return {};
+    std::memcpy(sc_.hdr, request_headers.data(), request_headers.size());
+    std::memcpy(sc_.out, payload.data(), payload.size());
+    const __u32 hdr_len = bmc_reply_headers(&sc_, &request, __u32(payload.size()));
+    if (hdr_len < BMC_REPLY_HDR_MIN || hdr_len > BMC_REPLY_HDR_MAX) return {};
+    std::vector<std::uint8_t> out(sc_.hdr, sc_.hdr + hdr_len);
+    out.insert(out.end(), sc_.out, sc_.out + payload.size());
+    return out;
+}
+
 void Datapath::egress(std::span<const std::uint8_t> frame, std::uint64_t now_ns) {
     if (frame.size() < BMC_ETH_HLEN) return;
     bmc_tx_io io{frame, &env_, now_ns};

@@ -91,6 +91,16 @@ public:
 
     const Counters &counters() const { return counters_; }
     const bmc_config &config() const { return env_.cfg; }
+    // The parse of the last frame ingress() looked at.
+    const bmc_frame &frame() const { return frame_; }
+
+    // A datagram memcached sent in answer to a request that ingress() passed, as the
+    // frame to its client (the AF_XDP relay): request_headers are the request's bytes
+    // before its UDP payload and request its parse; the reply gets the headers the
+    // cache's own replies get (bmc_reply_headers), whatever the request's shape. Empty if
+    // they cannot be made.
+    std::vector<std::uint8_t> relayed_reply(const bmc_frame &request, std::span<const std::uint8_t> request_headers,
+                                            std::span<const std::uint8_t> payload);
 
 private:
     RxResult rx_udp(std::uint8_t *frame, std::uint32_t &len, std::uint32_t capacity, bool allowed,

@@ -301,6 +301,27 @@ TEST_F(BpfPackets, GetsWithAVlanTagOrIpOptionsAreAnsweredKeepingThem) {
     }
 }
 
+// The AF_XDP relay answers a client with a datagram memcached sent; its headers are
+// made by the same shared code as the cache's own replies: for every request shape the
+// cache answers, the relayed frame is byte for byte what XDP sends for a hit.
+TEST_F(BpfPackets, RelayedRepliesGetTheHeadersOfTheCachesOwnReplies) {
+    warm("k", "VALUE k 0 1\r\n1\r\n");
+    Datapath dp(be->cache(), be->config(), Allowlist::everyone(), delivery);
+    for (FrameOptions o : {FrameOptions{}, FrameOptions{.vlan = 7}, FrameOptions{.ip_options = 8},
+                           FrameOptions{.ipv6 = true}, FrameOptions{.ipv6 = true, .vlan = 2}}) {
+        const Bytes req = udp_frame(kClient, kServer, mc_udp("get k\r\n", 0x5150), o);
+        auto r = xdp(req);
+        ASSERT_EQ(r.retval, XDP_TX);
+        // The request as the poller holds it when it forwards a miss: its parse and headers.
+        Bytes miss = udp_frame(kClient, kServer, mc_udp("get absent\r\n", 0x5150), o);
+        ASSERT_EQ(dp.ingress(miss, monotonic_ns()).action, Action::Pass);
+        const bmc_frame f = dp.frame();
+        const Bytes payload = mc_udp("VALUE k 0 1\r\n1\r\nEND\r\n", 0x5150);
+        EXPECT_EQ(dp.relayed_reply(f, {miss.data(), f.payload_off}, payload), r.out)
+            << "vlan " << o.vlan << " options " << o.ip_options << " ipv6 " << o.ipv6;
+    }
+}
+
 TEST_F(BpfPackets, AfxdpModeHandsGetsToTheQueueSocket) {
     warm("k", "VALUE k 0 1\r\n1\r\n");
     be->set_mode(BMC_MODE_AFXDP);

@@ -1300,6 +1300,59 @@ TEST_P(E2E, PacketsTheStackWouldDropAreNeverAnswered) {
     for (auto &[name, n] : want) EXPECT_EQ(after[name], before[name] + n) << name;
 }
 
+// Gets with IPv4 options and over IPv6 are answered on the backend's own path (the
+// pollers in AF_XDP mode, XDP otherwise), hits and relayed misses alike, with the
+// request's shape kept in the reply.
+TEST_P(E2E, GetsWithIpOptionsAndOverIpv6AreAnsweredOnThisBackendsPath) {
+    ASSERT_TRUE(warm("shp", "v"));
+    auto path_hits = [&] {
+        auto j = server->stats();
+        const bool afxdp = GetParam() == "afxdp";
+        return std::pair{afxdp ? j["afxdp"]["counters"]["hit_requests"].get<std::uint64_t>()
+                               : j["counters"]["hit_requests"].get<std::uint64_t>(),
+                         afxdp ? j["counters"]["hit_requests"].get<std::uint64_t>() : 0};
+    };
+    // A client socket for the raw requests' replies.
+    const std::uint16_t port = 40077;
+    int rfd = server->tb->client_udp_socket();
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    inet_pton(AF_INET, Testbed::kClientIp, &a.sin_addr);
+    ASSERT_EQ(bind(rfd, reinterpret_cast<sockaddr *>(&a), sizeof a), 0) << std::strerror(errno);
+    timeval tv{2, 0};
+    setsockopt(rfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    RawClient raw(*server->tb);
+    auto options_get = [&](const std::string &key, std::uint16_t id) {
+        Bytes f = raw.addressed(udp_frame({0xC6120002u, port}, {0xC6120001u, 11211}, mc_udp("get " + key + "\r\n", id),
+                                          {.ip_options = 8}));
+        EXPECT_TRUE(raw.send(f));
+        std::uint8_t buf[2048];
+        const ssize_t n = recv(rfd, buf, sizeof buf, 0);
+        return n > 0 ? Bytes(buf, buf + n) : Bytes{};
+    };
+    McUdp udp6(server->tb->client_udp_socket(AF_INET6), Testbed::kServerIp6, 11211);
+    auto [hits0, other0] = path_hits();
+    EXPECT_EQ(options_get("shp", 0x1234), mc_udp("VALUE shp 0 1\r\nv\r\nEND\r\n", 0x1234));
+    for (int i = 0; i < 3; i++) EXPECT_EQ(udp6.request("get shp\r\n", true).text, item("shp", "v") + "END\r\n");
+    auto [hits1, other1] = path_hits();
+    EXPECT_EQ(hits1, hits0 + 4) << "answered on the " << GetParam() << " path";
+    EXPECT_EQ(other1, other0) << "and not by XDP";
+    // Misses: forwarded over IPv4 (with options) and over IPv6, and the replies relayed
+    // (AF_XDP) or sent by memcached.
+    ASSERT_EQ(tcp->call("set sho 0 0 2\r\nop\r\n"), "STORED\r\n");
+    ASSERT_EQ(tcp->call("set sh6 0 0 2\r\nsx\r\n"), "STORED\r\n");
+    std::this_thread::sleep_for(15ms);
+    EXPECT_EQ(options_get("sho", 0x2345), mc_udp("VALUE sho 0 2\r\nop\r\nEND\r\n", 0x2345));
+    EXPECT_EQ(udp6.request("get sh6\r\n", true).text, item("sh6", "sx") + "END\r\n");
+    std::this_thread::sleep_for(20ms);
+    const auto before = tcp->stat("cmd_get");
+    EXPECT_EQ(options_get("sho", 0x3456), mc_udp("VALUE sho 0 2\r\nop\r\nEND\r\n", 0x3456));
+    EXPECT_EQ(udp6.request("get sh6\r\n", true).text, item("sh6", "sx") + "END\r\n");
+    EXPECT_EQ(tcp->stat("cmd_get"), before) << "the relayed replies filled the cache";
+    close(rfd);
+}
+
 TEST_P(E2E, ChecksumOffloadOnAndOffAreBothAnswered) {
     ASSERT_TRUE(warm("co", "v"));
     const std::string cns = server->tb->client_ns();

@@ -1,6 +1,7 @@
 #include "afxdp_backend.hpp"
 
 #include "miss_table.hpp"
+#include "xsk.hpp"
 
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
@@ -27,13 +28,7 @@
 namespace bmc {
 namespace {
 
-constexpr std::uint32_t kFrameSize = XSK_UMEM__DEFAULT_FRAME_SIZE;
-constexpr std::uint32_t kRingSize = XSK_RING_CONS__DEFAULT_NUM_DESCS;
 constexpr std::uint32_t kBatch = 64;
-constexpr std::uint32_t kHdrLen = BMC_ETH_HLEN + 20 + 8;  // plain IPv4 + UDP: all that is redirected
-
-// Not in Debian 12's headers.
-constexpr int kSoPreferBusyPoll = 69, kSoBusyPollBudget = 70;
 
 std::string err_text(int e) { return std::strerror(e < 0 ? -e : e); }
 
@@ -59,16 +54,8 @@ unsigned rx_queue_count(const std::string &iface) {
 }
 
 struct AfxdpBackend::Poller {
+    std::unique_ptr<XskQueue> q;
     unsigned queue = 0;
-    void *area = nullptr;
-    std::size_t area_len = 0;
-    xsk_umem *umem = nullptr;
-    xsk_socket *xsk = nullptr;
-    xsk_ring_prod fill{};
-    xsk_ring_cons comp{};
-    xsk_ring_cons rx{};
-    xsk_ring_prod tx{};
-    std::vector<std::uint64_t> free_frames;  // poller thread only
     int wake_fd = -1;                        // relay -> poller: frames queued
     moodycamel::ConcurrentQueue<std::vector<std::uint8_t>> to_send;
     std::unique_ptr<Datapath> dp;
@@ -77,25 +64,29 @@ struct AfxdpBackend::Poller {
     std::mutex channels_mu;                          // channel_fds: rotation and expiry
     std::vector<std::pair<std::uint32_t, int>> channel_fds;  // channel number -> socket
     int send_fd = -1;                                // the current channel's socket (poller)
+    bool send_v6 = false;                            // it is dual-stack: IPv4 as v4-mapped
     int epoll_fd = -1;                               // the relay's
     std::thread thread;
     // Published by the poller for readers on other threads.
     std::array<std::atomic<std::uint64_t>, BMC_NUM_STATS> counters{};
     std::atomic<std::uint64_t> rx_frames{0}, forwarded{0}, tx_dropped{0}, tx_full{0}, rotations{0};
     bool busy_poll = false;
-    bool echo = false;
 
     ~Poller() {
-        if (xsk) xsk_socket__delete(xsk);
-        if (umem) xsk_umem__delete(umem);
-        if (area) munmap(area, area_len);
         for (auto &[ch, fd] : channel_fds) close(fd);
         if (wake_fd >= 0) close(wake_fd);
     }
 
-    // A fresh channel: a new UDP socket (a new source port), watched by the relay.
+    // A fresh channel: a new UDP socket (a new source port), watched by the relay. One
+    // dual-stack socket reaches memcached over IPv6 and, v4-mapped, over IPv4; a host
+    // without IPv6 gets an IPv4 one.
     void open_channel(std::uint64_t now) {
-        int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), off = 0;
+        bool v6 = fd >= 0 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off) == 0;
+        if (!v6) {
+            if (fd >= 0) close(fd);
+            fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        }
         if (fd < 0) throw Error("socket to memcached: " + err_text(errno));
         const std::uint32_t ch = misses->rotate(now);
         {
@@ -105,6 +96,7 @@ struct AfxdpBackend::Poller {
         epoll_event ev{EPOLLIN, {.u64 = std::uint64_t(queue) << 32 | ch}};
         epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev);
         send_fd = fd;
+        send_v6 = v6;
     }
 
     int channel_fd(std::uint32_t ch) {
@@ -128,94 +120,21 @@ struct AfxdpBackend::Poller {
         }
     }
 
-    void kick_tx() {
-        // With XDP_USE_NEED_WAKEUP the kernel asks for a syscall before it processes
-        // the TX ring (copy mode always needs one).
-        if (xsk_ring_prod__needs_wakeup(&tx)) sendto(xsk_socket__fd(xsk), nullptr, 0, MSG_DONTWAIT, nullptr, 0);
-    }
-
-    // Every completion the kernel has posted.
-    void reclaim() {
-        for (;;) {
-            std::uint32_t idx;
-            std::uint32_t n = xsk_ring_cons__peek(&comp, kRingSize, &idx);
-            if (!n) return;
-            for (std::uint32_t i = 0; i < n; i++) free_frames.push_back(*xsk_ring_cons__comp_addr(&comp, idx + i));
-            xsk_ring_cons__release(&comp, n);
-        }
-    }
-
-    // Room for `want` TX descriptors: kick the kernel and take back completions until it
-    // has consumed enough of the ring (bounded: a stuck device leaves the rest counted as
-    // tx_full rather than hanging the poller).
-    std::uint32_t tx_room(std::uint32_t want) {
-        std::uint32_t room = xsk_prod_nb_free(&tx, want);
-        for (int tries = 0; room < want && tries < 64; tries++) {
-            sendto(xsk_socket__fd(xsk), nullptr, 0, MSG_DONTWAIT, nullptr, 0);
-            reclaim();
-            room = xsk_prod_nb_free(&tx, want);
-        }
-        return room;
-    }
-
-    // Keep the fill ring stocked, but hold back frames for relayed replies.
-    void refill() {
-        std::uint32_t want = std::uint32_t(free_frames.size() > 256 ? free_frames.size() - 256 : 0);
-        if (!want) return;
-        std::uint32_t idx;
-        std::uint32_t n = xsk_ring_prod__reserve(&fill, std::min(want, kBatch), &idx);
-        for (std::uint32_t i = 0; i < n; i++) {
-            *xsk_ring_prod__fill_addr(&fill, idx + i) = free_frames.back();
-            free_frames.pop_back();
-        }
-        if (n) xsk_ring_prod__submit(&fill, n);
-    }
-
-    bool transmit(std::uint64_t addr, std::uint32_t len) {
-        std::uint32_t idx;
-        if (xsk_ring_prod__reserve(&tx, 1, &idx) != 1 &&
-            (tx_room(1) < 1 || xsk_ring_prod__reserve(&tx, 1, &idx) != 1)) {
-            tx_full.fetch_add(1, std::memory_order_relaxed);
-            return false;
-        }
-        xdp_desc *d = xsk_ring_prod__tx_desc(&tx, idx);
-        d->addr = addr;
-        d->len = len;
-        d->options = 0;
-        xsk_ring_prod__submit(&tx, 1);
-        return true;
-    }
-
-    void send_copy(const std::vector<std::uint8_t> &frame) {
-        if (free_frames.empty() || frame.size() > kFrameSize) {
-            tx_dropped.fetch_add(1, std::memory_order_relaxed);
+    // A get the cache did not answer (f: its parse, of any shape the XDP program hands
+    // over): send its datagram to memcached under an id of ours, and keep its headers to
+    // answer the client.
+    void forward(const std::uint8_t *frame, std::uint32_t len, const bmc_frame &f, std::uint64_t now) {
+        const std::uint32_t off = f.payload_off;
+        if (f.proto != BMC_IPPROTO_UDP || !f.answerable || off > MissTable::kReplyHdr ||
+            off + BMC_FRAME_HDR_LEN > len || f.payload_len < BMC_FRAME_HDR_LEN || off + f.payload_len > len)
             return;
-        }
-        std::uint64_t addr = free_frames.back();
-        free_frames.pop_back();
-        std::memcpy(xsk_umem__get_data(area, addr), frame.data(), frame.size());
-        if (!transmit(addr, std::uint32_t(frame.size()))) {
-            free_frames.push_back(addr);
-            tx_dropped.fetch_add(1, std::memory_order_relaxed);
-        }
-    }
-
-    // A get the cache did not answer: send its datagram to memcached under an id of
-    // ours, and remember how to answer the client.
-    void forward(const std::uint8_t *frame, std::uint32_t len, std::uint64_t now) {
-        if (len < kHdrLen + BMC_FRAME_HDR_LEN) return;
+        const bool v6 = f.answerable == 6;
+        if (v6 && !send_v6) return;  // no IPv6 here: the client times out as on a loss
         MissTable::Request r;
-        std::uint8_t *h = r.hdr.data();
-        std::memcpy(h, frame + 6, 6);  // reply: swap MACs, addresses and ports
-        std::memcpy(h + 6, frame, 6);
-        std::memcpy(h + 12, frame + 12, 2 + 12);
-        std::memcpy(h + 26, frame + 30, 4);
-        std::memcpy(h + 30, frame + 26, 4);
-        std::memcpy(h + 34, frame + 36, 2);
-        std::memcpy(h + 36, frame + 34, 2);
-        std::memcpy(h + 38, frame + 38, 4);
-        r.hdr_len = kHdrLen;
-        r.client_id = std::uint16_t(frame[kHdrLen] << 8 | frame[kHdrLen + 1]);
+        std::memcpy(r.hdr.data(), frame, off);
+        r.hdr_len = off;
+        r.frame = f;
+        r.client_id = std::uint16_t(frame[off] << 8 | frame[off + 1]);
         auto t = misses->issue(r, now);
         if (!t) {  // every id of the channel pending or quarantined: a fresh channel
             open_channel(now);
@@ -223,38 +142,41 @@ struct AfxdpBackend::Poller {
             t = misses->issue(r, now);
             if (!t) return;
         }
-
         std::uint8_t buf[BMC_MAX_PAYLOAD];
-        std::uint32_t plen = std::min<std::uint32_t>(len - kHdrLen, sizeof buf);
-        std::memcpy(buf, frame + kHdrLen, plen);
+        const std::uint32_t plen = std::min<std::uint32_t>(f.payload_len, sizeof buf);
+        std::memcpy(buf, frame + off, plen);
         put16(buf, t->id);
-        sockaddr_in to{};
-        to.sin_family = AF_INET;
-        std::memcpy(&to.sin_addr, frame + 30, 4);
-        std::memcpy(&to.sin_port, frame + 36, 2);
-        if (sendto(send_fd, buf, plen, MSG_DONTWAIT, reinterpret_cast<sockaddr *>(&to), sizeof to) == ssize_t(plen))
+        // memcached: the request's destination address and port.
+        sockaddr_in6 to6{};
+        sockaddr_in to4{};
+        sockaddr *to;
+        socklen_t to_len;
+        if (send_v6) {
+            to6.sin6_family = AF_INET6;
+            if (v6) {
+                std::memcpy(&to6.sin6_addr, frame + f.l3_off + 24, 16);
+            } else {
+                to6.sin6_addr.s6_addr[10] = to6.sin6_addr.s6_addr[11] = 0xff;
+                std::memcpy(&to6.sin6_addr.s6_addr[12], frame + f.l3_off + 16, 4);
+            }
+            std::memcpy(&to6.sin6_port, frame + f.l4_off + 2, 2);
+            to = reinterpret_cast<sockaddr *>(&to6);
+            to_len = sizeof to6;
+        } else {
+            to4.sin_family = AF_INET;
+            std::memcpy(&to4.sin_addr, frame + f.l3_off + 16, 4);
+            std::memcpy(&to4.sin_port, frame + f.l4_off + 2, 2);
+            to = reinterpret_cast<sockaddr *>(&to4);
+            to_len = sizeof to4;
+        }
+        if (sendto(send_fd, buf, plen, MSG_DONTWAIT, to, to_len) == ssize_t(plen))
             forwarded.fetch_add(1, std::memory_order_relaxed);
-    }
-
-    // The echo floor: swap MACs, IPv4 addresses and UDP ports in place.
-    static void bounce(std::uint8_t *f, std::uint32_t len) {
-        if (len < kHdrLen) return;
-        std::uint8_t t[6];
-        std::memcpy(t, f, 6);
-        std::memcpy(f, f + 6, 6);
-        std::memcpy(f + 6, t, 6);
-        std::memcpy(t, f + 26, 4);
-        std::memcpy(f + 26, f + 30, 4);
-        std::memcpy(f + 30, t, 4);
-        std::memcpy(t, f + 34, 2);
-        std::memcpy(f + 34, f + 36, 2);
-        std::memcpy(f + 36, t, 2);
-        f[40] = f[41] = 0;
     }
 
     void publish() {
         const Counters &c = dp->counters();
         for (std::uint32_t i = 0; i < BMC_NUM_STATS; i++) counters[i].store(c[i], std::memory_order_relaxed);
+        tx_full.store(q->tx_full(), std::memory_order_relaxed);
     }
 
     void run(const std::atomic<bool> &stop) {
@@ -262,22 +184,22 @@ struct AfxdpBackend::Poller {
         while (!stop.load(std::memory_order_relaxed)) {
             bool sent = false;
             while (to_send.try_dequeue(out)) {
-                send_copy(out);
+                if (!q->send_copy(out.data(), std::uint32_t(out.size()))) tx_dropped.fetch_add(1, std::memory_order_relaxed);
                 sent = true;
             }
-            reclaim();
-            refill();
+            q->reclaim();
+            q->refill(kBatch);
             // No more requests than TX can take replies for.
-            std::uint32_t idx, room = tx_room(kBatch);
-            std::uint32_t n = room ? xsk_ring_cons__peek(&rx, room, &idx) : 0;
+            std::uint32_t idx, room = q->tx_room(kBatch);
+            std::uint32_t n = room ? xsk_ring_cons__peek(q->rx(), room, &idx) : 0;
             if (n == 0) {
-                if (sent) kick_tx();
+                if (sent) q->kick_tx();
                 if (busy_poll) {
                     // Drives the NAPI context of this queue from this thread.
-                    recvfrom(xsk_socket__fd(xsk), nullptr, 0, MSG_DONTWAIT, nullptr, nullptr);
+                    recvfrom(q->fd(), nullptr, 0, MSG_DONTWAIT, nullptr, nullptr);
                     continue;
                 }
-                pollfd p[2] = {{xsk_socket__fd(xsk), POLLIN, 0}, {wake_fd, POLLIN, 0}};
+                pollfd p[2] = {{q->fd(), POLLIN, 0}, {wake_fd, POLLIN, 0}};
                 if (poll(p, 2, 50) > 0 && (p[1].revents & POLLIN)) {
                     std::uint64_t v;
                     [[maybe_unused]] auto r = read(wake_fd, &v, sizeof v);
@@ -286,29 +208,27 @@ struct AfxdpBackend::Poller {
             }
             const std::uint64_t now = bmc::monotonic_ns();
             for (std::uint32_t i = 0; i < n; i++) {
-                const xdp_desc *d = xsk_ring_cons__rx_desc(&rx, idx + i);
-                std::uint64_t addr = d->addr;
-                std::uint8_t *frame = static_cast<std::uint8_t *>(xsk_umem__get_data(area, addr));
+                const xdp_desc *d = xsk_ring_cons__rx_desc(q->rx(), idx + i);
+                const std::uint64_t addr = d->addr;
+                std::uint8_t *frame = q->data(addr);
                 std::uint32_t len = d->len;
-                std::uint32_t room = kFrameSize - std::uint32_t(addr & (kFrameSize - 1));
-                if (echo) {
-                    bounce(frame, len);
-                    if (!transmit(addr, len)) free_frames.push_back(xsk_umem__extract_addr(addr));
-                } else if (dp->ingress(frame, len, room, now).action == Action::Tx) {
-                    if (!transmit(addr, len)) {
-                        free_frames.push_back(xsk_umem__extract_addr(addr));
+                const std::uint32_t room = XskQueue::kFrameSize - std::uint32_t(addr & (XskQueue::kFrameSize - 1));
+                if (dp->ingress(frame, len, room, now).action == Action::Tx) {
+                    if (!q->transmit(addr, len)) {
+                        q->release_frame(addr);
                         tx_dropped.fetch_add(1, std::memory_order_relaxed);
                     }
                 } else {
-                    forward(frame, d->len, now);
-                    free_frames.push_back(xsk_umem__extract_addr(addr));
+                    // The frame is as received when the cache passes it.
+                    forward(frame, d->len, dp->frame(), now);
+                    q->release_frame(addr);
                 }
             }
             // Releasing the RX slots lets the kernel reuse them; the frames themselves
             // are ours until they go back through the fill ring.
-            xsk_ring_cons__release(&rx, n);
+            xsk_ring_cons__release(q->rx(), n);
             rx_frames.fetch_add(n, std::memory_order_relaxed);
-            kick_tx();
+            q->kick_tx();
             publish();
         }
         publish();
@@ -329,58 +249,16 @@ AfxdpBackend::AfxdpBackend(KernelBackend &kernel, const AfxdpOptions &opts) : ke
             auto p = std::make_unique<Poller>();
             p->queue = q;
             p->busy_poll = opts.busy_poll;
-            p->echo = opts.echo;
             p->dp = std::make_unique<Datapath>(kernel.cache(), kernel.config(), kernel.allowlist(), kernel.delivery());
-            p->area_len = std::size_t(opts.frames_per_queue) * kFrameSize;
-            p->area = mmap(nullptr, p->area_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-            if (p->area == MAP_FAILED) {
-                p->area = nullptr;
-                throw Error("cannot allocate UMEM: " + err_text(errno));
-            }
-            xsk_umem_config ucfg{kRingSize, kRingSize, kFrameSize, 0, 0};
-            if (int err = xsk_umem__create(&p->umem, p->area, p->area_len, &p->fill, &p->comp, &ucfg))
-                throw Error("AF_XDP UMEM on " + kernel.iface() + ": " + err_text(err));
-
-            auto create = [&](std::uint16_t mode) {
-                xsk_socket_config cfg{};
-                cfg.rx_size = kRingSize;
-                cfg.tx_size = kRingSize;
-                cfg.libxdp_flags = XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD;  // bmc's own XDP program redirects
-                cfg.bind_flags = std::uint16_t(mode | XDP_USE_NEED_WAKEUP);
-                return xsk_socket__create(&p->xsk, kernel.iface().c_str(), q, p->umem, &p->rx, &p->tx, &cfg);
-            };
-            int err = opts.zero_copy == ZeroCopy::Off ? -EOPNOTSUPP : create(XDP_ZEROCOPY);
-            if (err == 0) {
-                bind_mode_ = "zero-copy";
-            } else {
-                if (opts.zero_copy == ZeroCopy::On)
-                    throw Error("zero-copy AF_XDP on " + kernel.iface() + " queue " + std::to_string(q) +
-                                ": " + err_text(err));
-                int zc_err = err;
-                p->xsk = nullptr;
-                err = create(XDP_COPY);
-                if (err)
-                    throw Error("AF_XDP socket on " + kernel.iface() + " queue " + std::to_string(q) + ": " +
-                                err_text(err) + (err == -EPERM ? " (needs root or CAP_NET_RAW)" : ""));
-                bind_mode_ = "copy";
-                if (opts.zero_copy == ZeroCopy::Auto && q == 0)
-                    notice_ += "zero-copy AF_XDP unavailable on " + kernel.iface() + " (" + err_text(zc_err) +
-                               "); using copy mode. ";
-            }
-            if (opts.busy_poll) {
-                int fd = xsk_socket__fd(p->xsk), one = 1, usecs = 20, budget = int(kBatch);
-                if (setsockopt(fd, SOL_SOCKET, kSoPreferBusyPoll, &one, sizeof one) ||
-                    setsockopt(fd, SOL_SOCKET, SO_BUSY_POLL, &usecs, sizeof usecs) ||
-                    setsockopt(fd, SOL_SOCKET, kSoBusyPollBudget, &budget, sizeof budget))
-                    notice_ += "busy-poll socket options refused (" + err_text(errno) + "); spinning anyway. ";
-            }
-            for (std::uint32_t f = 0; f < opts.frames_per_queue; f++) p->free_frames.push_back(std::uint64_t(f) * kFrameSize);
+            p->q = std::make_unique<XskQueue>(kernel.iface(), q, opts.frames_per_queue, opts.zero_copy, opts.busy_poll,
+                                              notice_);
+            bind_mode_ = p->q->zero_copy() ? "zero-copy" : "copy";
             p->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
             if (p->wake_fd < 0) throw Error("eventfd: " + err_text(errno));
             p->epoll_fd = epoll_fd_;
             p->misses = std::make_unique<MissTable>(std::uint64_t(opts.relay_timeout.count()) * 1000000ULL);
             p->open_channel(bmc::monotonic_ns());
-            if (int e = xsk_socket__update_xskmap(p->xsk, kernel.xsks_map_fd()))
+            if (int e = xsk_socket__update_xskmap(p->q->socket(), kernel.xsks_map_fd()))
                 throw Error("registering the AF_XDP socket of queue " + std::to_string(q) + ": " + err_text(e));
             pollers_.push_back(std::move(p));
         }
@@ -456,17 +334,13 @@ void AfxdpBackend::relay_loop() {
                     late_.fetch_add(1, std::memory_order_relaxed);
                     continue;
                 }
-                frame.assign(req.hdr.begin(), req.hdr.begin() + req.hdr_len);
-                frame.insert(frame.end(), buf, buf + len);
-                std::uint8_t *f = frame.data();
-                put16(f + kHdrLen, req.client_id);
-                put16(f + BMC_ETH_HLEN + 2, std::uint16_t(20 + 8 + len));
-                f[BMC_ETH_HLEN + 8] = 64;
-                f[BMC_ETH_HLEN + 10] = f[BMC_ETH_HLEN + 11] = 0;
-                std::uint16_t csum = ipv4_header_checksum(f + BMC_ETH_HLEN, 20);
-                std::memcpy(f + BMC_ETH_HLEN + 10, &csum, 2);
-                put16(f + BMC_ETH_HLEN + 24, std::uint16_t(8 + len));
-                f[BMC_ETH_HLEN + 26] = f[BMC_ETH_HLEN + 27] = 0;
+                put16(buf, req.client_id);
+                frame = dp.relayed_reply(req.frame, {req.hdr.data(), req.hdr_len},
+                                         {buf, std::size_t(len)});
+                if (frame.empty()) {
+                    late_.fetch_add(1, std::memory_order_relaxed);
+                    continue;
+                }
                 dp.egress(frame, now);  // the fill, exactly as TC egress would make it
                 p.to_send.enqueue(std::move(frame));
                 frame = {};

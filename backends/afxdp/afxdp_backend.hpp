@@ -17,18 +17,15 @@
 
 #include "datapath.hpp"
 #include "kernel_backend.hpp"
+#include "xsk.hpp"
 
 namespace bmc {
-
-enum class ZeroCopy { Auto, On, Off };
 
 struct AfxdpOptions {
     bool busy_poll = false;
     ZeroCopy zero_copy = ZeroCopy::Auto;
     std::uint32_t frames_per_queue = 4096;
     std::chrono::milliseconds relay_timeout{1000};
-    // Benchmark floor: bounce every request back with addresses swapped, no cache work.
-    bool echo = false;
 };
 
 // What the userspace path did, summed over its threads.

@@ -27,6 +27,8 @@
 
 #include <concurrentqueue/concurrentqueue.h>
 
+#include "bmc_layout.hpp"
+
 namespace bmc {
 
 class MissTable {
@@ -34,12 +36,14 @@ public:
     static constexpr std::uint32_t kIds = 65536;
     static constexpr std::uint32_t kReplyHdr = 96;  // Ethernet, a VLAN tag, IPv4 with options or IPv6, UDP
 
-    // What the relay needs to answer the client: the reply's headers (the request's,
-    // turned around), their length, and the client's own request id.
+    // What the relay needs to answer the client: the request's headers as received (its
+    // bytes before the UDP payload) and their parse, from which the shared reply code
+    // makes the reply's (Datapath::relayed_reply), and the client's own request id.
     struct Request {
         std::array<std::uint8_t, kReplyHdr> hdr{};
         std::uint32_t hdr_len = 0;
         std::uint16_t client_id = 0;
+        bmc_frame frame{};
     };
     struct Ticket {
         std::uint32_t channel;
