@@ -310,8 +310,11 @@ class Bench:
         if "echoed" in j:
             return {"echoed": j["echoed"]}
         c, a = j["counters"], j.get("afxdp", {}).get("counters", {})
+        x = j.get("afxdp", {})
         return {"xdp": c["hit_requests"], "afxdp": a.get("hit_requests", 0),
-                "gets": c.get("get_requests", 0) + a.get("get_requests", 0)}
+                "gets": c.get("get_requests", 0) + a.get("get_requests", 0),
+                # AF_XDP replies the pollers could not send: no TX slot (tx_full) or no frame
+                "afxdp_tx_full": x.get("tx_full", 0), "afxdp_tx_dropped": x.get("tx_dropped", 0)}
 
     # ---- measurements ------------------------------------------------------------------
     def xdpgen(self, tb, name, keys, kind, width=1, value_size=32, latency=True, stats=None, duration=None):
@@ -774,6 +777,9 @@ def main():
     ap.add_argument("--observer-cost", action="store_true",
                     help="run only the write observer's cost on memcached's TCP throughput")
     ap.add_argument("--hit-cost", action="store_true", help="run only the stack-delivery checks' cost per hit")
+    ap.add_argument("--only", metavar="NAMES",
+                    help="run only these capacity configurations (comma-separated, e.g. afxdp,floor-afxdp-echo), "
+                         "on one queue, and print their answers/s (no report)")
     g = ap.add_argument_group("two hosts (--remote): the generator side only, against a server you started")
     g.add_argument("--remote", action="store_true", help="no namespaces: generate from --iface on this host")
     g.add_argument("--iface", help="the client's interface towards the server")
@@ -801,6 +807,18 @@ def main():
         if args.hit_cost:
             b.hit_cost()
             return
+        if args.only:
+            names = args.only.split(",")
+            plan = [c for c in b.configurations() if c[0] in names]
+            if len(plan) != len(names):
+                sys.exit(f"bench: --only takes names from {', '.join(c[0] for c in b.configurations())}")
+            for name, t, kind in plan:
+                b.measure_config(name, t, kind, 1)
+            b.write()
+            for name, c in b.results["configs"].items():
+                cap = c["capacity_rps"]
+                log(f"{name}: {cap['median']:,.0f} answers/s [{cap['min']:,.0f}-{cap['max']:,.0f}]")
+            sys.exit(f"bench: wrong or no answers: {'; '.join(failures(b.results))}" if failures(b.results) else 0)
         if args.observer_cost:
             res = b.observer_cost(5)
             with open(os.path.join(b.out, "observer-cost.json"), "w") as f:

@@ -161,9 +161,12 @@ plot """ + ", ".join(plots) + "\n")
     lines += ["## Capacity", "",
               "Correct answers per second from the in-kernel generator (checked against the exact reply bytes for "
               "each request id; median [min–max] of the repetitions). Serving path: the share of gets the cache "
-              "answered in XDP or AF_XDP, the rest by memcached.", "",
-              "| configuration | queues | answers/s | wrong | missed | served by XDP / AF_XDP / memcached |",
-              "| --- | ---: | ---: | ---: | ---: | --- |"]
+              "answered in XDP or AF_XDP, the rest by memcached. AF_XDP replies not sent: replies the pollers "
+              "dropped over the whole configuration (warm-up, capacity and latency runs), for want of a TX slot "
+              "(tx_full) or a free frame.", "",
+              "| configuration | queues | answers/s | wrong | missed | served by XDP / AF_XDP / memcached | "
+              "AF_XDP replies not sent (tx_full) |",
+              "| --- | ---: | ---: | ---: | ---: | --- | ---: |"]
     for n in names:
         for q in queues:
             e = c.get(f"{n}/q{q}")
@@ -171,7 +174,11 @@ plot """ + ", ".join(plots) + "\n")
                 continue
             k, p = e["xdpgen"]["checked"], (e["xdpgen"].get("server") or {}).get("path")
             path = "-" if not p else f"{p['xdp']:.0%} / {p['afxdp']:.0%} / {p['memcached']:.0%}"
-            lines.append(f"| {NAMES[n]} | {q} | {fmt_rate(e['capacity_rps'])} | {k['wrong']} | {k['missed']} | {path} |")
+            srv = e["xdpgen"].get("server") or {}
+            drops = "-" if "afxdp_tx_dropped" not in srv or n != "afxdp" else \
+                f"{srv['afxdp_tx_dropped']:,} ({srv.get('afxdp_tx_full', 0):,})"
+            lines.append(f"| {NAMES[n]} | {q} | {fmt_rate(e['capacity_rps'])} | {k['wrong']} | {k['missed']} | {path} | "
+                         f"{drops} |")
     lines += ["", "![capacity](capacity.png)", "", "## Latency (in-kernel timestamps)", "",
               "Round trip from the generator's timestamp to the client's XDP sink, open loop at 10, 50 and 90 % of "
               "each configuration's capacity (us, upper bound of a 6 %-wide bucket).", "",
