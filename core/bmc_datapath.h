@@ -40,6 +40,45 @@ BMC_SUBPROG int bmc_key_equal(const struct bmc_keybytes *a, const struct bmc_key
     return 1;
 }
 
+/* Why bmc_find found nothing servable for the key of rx: the counter of the first way
+ * holding its hash and length, by the first rule of bmc_entry_live it breaks, or
+ * BMC_STAT_MISS_ABSENT if no way holds it. Off the hit path: called on misses only. */
+BMC_SUBPROG __u32 bmc_rx_miss_reason(struct bmc_env *env, const struct bmc_small_bucket *sb,
+                                     const struct bmc_large_bucket *lb, const struct bmc_rx *rx)
+{
+    const struct bmc_config *cfg = bmc_env_config(env);
+    const struct bmc_global *g = bmc_env_global(env);
+    __u32 gen, epoch, i, hash, key_len;
+    __u64 flush_at, cutoff, fill_ns, now;
+    const struct bmc_entry_hdr *e;
+
+    if (!env || !sb || !lb || !g || !rx)  /* env read: clang keeps it in global calls */
+        return BMC_STAT_MISS_ABSENT;
+    hash = rx->st.key_hash;
+    key_len = rx->st.key_len;
+    now = rx->now;
+    gen = BMC_READ_ONCE(sb->hdr.gen);
+    epoch = BMC_READ_ONCE(g->epoch);
+    flush_at = BMC_LOAD_ACQUIRE(g->flush_at_ns);
+    cutoff = BMC_READ_ONCE(g->flush_cutoff_ns);
+    for (i = 0; i < BMC_SMALL_WAYS + BMC_LARGE_WAYS; i++) {
+        e = i < BMC_SMALL_WAYS ? &sb->way[i & 3].h : &lb->way[(i - BMC_SMALL_WAYS) & 1].h;
+        if (BMC_READ_ONCE(e->hash) != hash || BMC_READ_ONCE(e->key_len) != key_len ||
+            BMC_READ_ONCE(e->item_len) == 0)
+            continue;
+        fill_ns = BMC_READ_ONCE(e->fill_ns);
+        if (BMC_READ_ONCE(e->gen) != gen)
+            return BMC_STAT_MISS_INVALIDATED;
+        if (BMC_READ_ONCE(e->epoch) != epoch)
+            return BMC_STAT_MISS_FLUSHED;
+        if (now - fill_ns > cfg->max_age_ns)
+            return BMC_STAT_MISS_EXPIRED;
+        if (flush_at && now >= flush_at && fill_ns <= cutoff)
+            return BMC_STAT_MISS_DELAYED_FLUSH;
+    }
+    return BMC_STAT_MISS_ABSENT;
+}
+
 /* A key of the answerable get line: append its item to the reply, or take a lease. */
 BMC_SUBPROG int bmc_rx_get_key(struct bmc_env *env, struct bmc_scratch *sc, struct bmc_rx *rx)
 {
@@ -59,11 +98,15 @@ BMC_SUBPROG int bmc_rx_get_key(struct bmc_env *env, struct bmc_scratch *sc, stru
     if (!sb || !lb || !g)
         return 0;
     bmc_env_stat(env, BMC_STAT_GET_KEYS);
-    if (!bmc_find(sb, lb, g, cfg, hash, rx->st.key_len, rx->now, &f))
+    if (!bmc_find(sb, lb, g, cfg, hash, rx->st.key_len, rx->now, &f)) {
+        bmc_env_stat(env, bmc_rx_miss_reason(env, sb, lb, rx));
         goto miss;
+    }
     len = BMC_READ_ONCE(f.e->item_len);
-    if (len > BMC_LARGE_DATA || off > BMC_MAX_PAYLOAD)
+    if (len > BMC_LARGE_DATA || off > BMC_MAX_PAYLOAD) {
+        bmc_env_stat(env, BMC_STAT_MISS_ABSENT);  /* cannot be: bmc_find bounds item_len */
         goto miss;
+    }
     if (off + len + BMC_END_LEN > BMC_MAX_REPLY) {
         rx->too_big = 1;
         return 0;
@@ -72,8 +115,10 @@ BMC_SUBPROG int bmc_rx_get_key(struct bmc_env *env, struct bmc_scratch *sc, stru
     /* An item starts "VALUE <key> ", the key at offset 6. */
     if (!bmc_key_equal((const struct bmc_keybytes *)(sc->out + ((off + 6) & BMC_SCRATCH_MASK)),
                        (const struct bmc_keybytes *)(sc->in + (rx->st.key_start & BMC_SCRATCH_MASK)),
-                       rx->st.key_len))
+                       rx->st.key_len)) {
+        bmc_env_stat(env, BMC_STAT_MISS_OTHER_KEY);
         goto miss;
+    }
     if (bmc_seq_retry(f.e, f.seq)) {
         bmc_env_stat(env, BMC_STAT_RACE);
         goto miss;

@@ -273,6 +273,12 @@ static_assert(BMC_SCRATCH_OUT >= BMC_SCRATCH_MASK + 7 + 256);
     X(BMC_STAT_HIT_REQS, "hit_requests")                                                        \
     X(BMC_STAT_HIT_KEYS, "hit_keys")                                                            \
     X(BMC_STAT_MISS_KEYS, "miss_keys")                                                          \
+    X(BMC_STAT_MISS_ABSENT, "miss_not_cached")          /* no entry of the key's hash */        \
+    X(BMC_STAT_MISS_INVALIDATED, "miss_invalidated")    /* a write moved its bucket's gen on */ \
+    X(BMC_STAT_MISS_FLUSHED, "miss_flushed")            /* a flush_all or restart: new epoch */ \
+    X(BMC_STAT_MISS_EXPIRED, "miss_expired")            /* older than --max-age */              \
+    X(BMC_STAT_MISS_DELAYED_FLUSH, "miss_delayed_flush") /* dead after a flush_all N */         \
+    X(BMC_STAT_MISS_OTHER_KEY, "miss_other_key")        /* another key with the same hash */    \
     X(BMC_STAT_PASS_MISS, "pass_miss")                                                          \
     X(BMC_STAT_PASS_PARTIAL, "pass_partial")                                                    \
     X(BMC_STAT_PASS_GETS, "pass_gets")                                                          \

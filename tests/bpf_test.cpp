@@ -2,7 +2,10 @@
 // bytes and cache effects checked. One behaviour per test.
 #include <linux/pkt_cls.h>
 
+#include <functional>
 #include <regex>
+#include <chrono>
+#include <thread>
 
 #include "bmc_cache.h"
 #include "bpf_fixture.hpp"
@@ -63,6 +66,78 @@ TEST_F(BpfPackets, MissPassesUnchangedAndTakesALease) {
     bool leased = false;
     for (auto w : b.hdr.lease_word) leased |= (w >> 32) == bmc_hash_bytes((const __u8 *)"nothing", 7);
     EXPECT_TRUE(leased);
+}
+
+// Why a key missed, counted by cause, the same on BPF and on the C++ core: not cached,
+// invalidated by a write, flushed (a new epoch), older than --max-age, dead after a
+// delayed flush_all, another key with the same hash. Every miss has exactly one cause
+// (or is a seqlock retry).
+TEST_F(BpfPackets, EveryMissIsCountedWithItsCause) {
+    Datapath dp(be->cache(), be->config(), Allowlist::everyone(), delivery);
+    const CacheMemory mem = be->cache();
+    auto entry_of = [&](const std::string &key) -> bmc_entry_hdr * {
+        const __u32 h = bmc_hash_bytes(reinterpret_cast<const __u8 *>(key.data()), __u32(key.size()));
+        const bmc_config cfg = be->config();
+        for (auto &w : mem.small[bmc_small_index(&cfg, h)].way)
+            if (w.h.hash == h && w.h.item_len) return &w.h;
+        return nullptr;
+    };
+    // Each case: its cache state is made, then one get of the key runs through the C++
+    // core and through BPF, and each counts one miss of that cause.
+    struct Case {
+        const char *key;
+        bmc_stat cause;
+        std::function<void()> make;
+    };
+    const std::vector<Case> cases = {
+        {"absent", BMC_STAT_MISS_ABSENT, [] {}},
+        {"written", BMC_STAT_MISS_INVALIDATED,
+         [&] {
+             warm("written", "VALUE written 0 1\r\n1\r\n");
+             sock_in(udp_frame(kClient, kServer, mc_udp("delete written\r\n")));
+         }},
+        {"flushed", BMC_STAT_MISS_FLUSHED,
+         [&] {
+             warm("flushed", "VALUE flushed 0 1\r\n1\r\n");
+             be->flush_all();
+         }},
+        {"old", BMC_STAT_MISS_EXPIRED,
+         [&] {
+             std::this_thread::sleep_for(std::chrono::milliseconds(15));  // the flush's fill guard
+             warm("old", "VALUE old 0 1\r\n1\r\n");
+             ASSERT_NE(entry_of("old"), nullptr);
+             entry_of("old")->fill_ns -= be->config().max_age_ns + 1000000000ULL;
+         }},
+        {"delayed", BMC_STAT_MISS_DELAYED_FLUSH,
+         [&] {
+             warm("delayed", "VALUE delayed 0 1\r\n1\r\n");
+             const std::uint64_t now = monotonic_ns();
+             bmc_flush_at(mem.global, now - 1000, now);
+         }},
+        {"other", BMC_STAT_MISS_OTHER_KEY,
+         [&] {
+             warm("other", "VALUE other 0 1\r\n1\r\n");
+             ASSERT_NE(entry_of("other"), nullptr);
+             reinterpret_cast<bmc_small_entry *>(entry_of("other"))->data[6] = 'O';  // "VALUE Other ..."
+         }},
+    };
+    for (const auto &c : cases) {
+        SCOPED_TRACE(c.key);
+        c.make();
+        const Counters cpp0 = dp.counters(), bpf0 = be->read_counters();
+        Bytes f = get_request(std::string("get ") + c.key + "\r\n");
+        EXPECT_EQ(dp.ingress(f, monotonic_ns()).action, Action::Pass);
+        expect_passed(get_request(std::string("get ") + c.key + "\r\n"));
+        const Counters cpp1 = dp.counters(), bpf1 = be->read_counters();
+        for (std::uint32_t st = BMC_STAT_MISS_ABSENT; st <= BMC_STAT_MISS_OTHER_KEY; st++) {
+            EXPECT_EQ(cpp1[st] - cpp0[st], st == c.cause ? 1u : 0u) << "C++: " << bmc_stat_names[st];
+            EXPECT_EQ(bpf1[st] - bpf0[st], st == c.cause ? 1u : 0u) << "BPF: " << bmc_stat_names[st];
+        }
+    }
+    const Counters k = be->read_counters();
+    std::uint64_t causes = k[BMC_STAT_RACE];
+    for (std::uint32_t st = BMC_STAT_MISS_ABSENT; st <= BMC_STAT_MISS_OTHER_KEY; st++) causes += k[st];
+    EXPECT_EQ(causes, k[BMC_STAT_MISS_KEYS]) << "every miss has one cause";
 }
 
 TEST_F(BpfPackets, PartialMultiGetPassesUnchanged) {
