@@ -237,6 +237,28 @@ static __always_inline int bmc_env_vlan(struct bmc_env *env, __u32 vid)
     return v && *v;
 }
 
+/* The decision trace, read by bmcd (bmcctl trace). */
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 1 << 20);
+} bmc_trace_ring SEC(".maps");
+
+static __always_inline struct bmc_trace *bmc_env_trace_reserve(struct bmc_env *env)
+{
+    struct bmc_trace *t = bpf_ringbuf_reserve(&bmc_trace_ring, sizeof(*t), 0);
+
+    if (t) {
+        __builtin_memset(t, 0, sizeof(*t));
+        t->where = BMC_TRACE_KERNEL;
+    }
+    return t;
+}
+
+static __always_inline void bmc_env_trace_submit(struct bmc_env *env, struct bmc_trace *t)
+{
+    bpf_ringbuf_submit(t, 0);
+}
+
 #include "bmc_gen_datapath.h"
 
 /* Per-CPU working memory. The scan state lives here rather than on the stack: values

@@ -13,6 +13,9 @@
  *   bmc_env_tai_ns(env)                          CLOCK_TAI now (flush_all with a Unix time)
  *   bmc_env_local(env, addr16)                   BMC_LOCAL_* of a host address, else 0
  *   bmc_env_vlan(env, vid)                       whether the host has this VLAN configured
+ *   bmc_env_trace_reserve(env)                   a zeroed trace record to fill, or NULL
+ *   bmc_env_trace_submit(env, t)                 hand it to the trace reader (every record
+ *                                                reserved is submitted)
  * The including side parses packet headers, copies the L4 payload into scratch->in,
  * drives bmc_rx_byte / bmc_tx_byte over it and rewrites the packet.
  */
@@ -82,7 +85,7 @@ BMC_SUBPROG __u32 bmc_rx_miss_reason(struct bmc_env *env, const struct bmc_small
 /* A key of the answerable get line: append its item to the reply, or take a lease. */
 BMC_SUBPROG int bmc_rx_get_key(struct bmc_env *env, struct bmc_scratch *sc, struct bmc_rx *rx)
 {
-    __u32 hash, off, len;
+    __u32 hash, off, len, why = BMC_STAT_MISS_ABSENT;
     const struct bmc_config *cfg = bmc_env_config(env);
     struct bmc_small_bucket *sb;
     struct bmc_large_bucket *lb;
@@ -99,12 +102,13 @@ BMC_SUBPROG int bmc_rx_get_key(struct bmc_env *env, struct bmc_scratch *sc, stru
         return 0;
     bmc_env_stat(env, BMC_STAT_GET_KEYS);
     if (!bmc_find(sb, lb, g, cfg, hash, rx->st.key_len, rx->now, &f)) {
-        bmc_env_stat(env, bmc_rx_miss_reason(env, sb, lb, rx));
+        why = bmc_rx_miss_reason(env, sb, lb, rx);
+        bmc_env_stat(env, why);
         goto miss;
     }
     len = BMC_READ_ONCE(f.e->item_len);
     if (len > BMC_LARGE_DATA || off > BMC_MAX_PAYLOAD) {
-        bmc_env_stat(env, BMC_STAT_MISS_ABSENT);  /* cannot be: bmc_find bounds item_len */
+        bmc_env_stat(env, why);  /* cannot be: bmc_find bounds item_len */
         goto miss;
     }
     if (off + len + BMC_END_LEN > BMC_MAX_REPLY) {
@@ -116,11 +120,13 @@ BMC_SUBPROG int bmc_rx_get_key(struct bmc_env *env, struct bmc_scratch *sc, stru
     if (!bmc_key_equal((const struct bmc_keybytes *)(sc->out + ((off + 6) & BMC_SCRATCH_MASK)),
                        (const struct bmc_keybytes *)(sc->in + (rx->st.key_start & BMC_SCRATCH_MASK)),
                        rx->st.key_len)) {
-        bmc_env_stat(env, BMC_STAT_MISS_OTHER_KEY);
+        why = BMC_STAT_MISS_OTHER_KEY;
+        bmc_env_stat(env, why);
         goto miss;
     }
     if (bmc_seq_retry(f.e, f.seq)) {
-        bmc_env_stat(env, BMC_STAT_RACE);
+        why = BMC_STAT_RACE;
+        bmc_env_stat(env, why);
         goto miss;
     }
     rx->out_len = off + len;
@@ -128,9 +134,104 @@ BMC_SUBPROG int bmc_rx_get_key(struct bmc_env *env, struct bmc_scratch *sc, stru
     bmc_env_stat(env, BMC_STAT_HIT_KEYS);
     return 0;
 miss:
+    if (!rx->misses)
+        rx->miss_reason = (__u8)why;
     rx->misses++;
     bmc_env_stat(env, BMC_STAT_MISS_KEYS);
     bmc_lease_take(sb, hash, rx->now);
+    return 0;
+}
+
+/* ---- the decision trace ------------------------------------------------------------------
+ * Off (global trace_every 0), a decision costs one load and one branch. On, 1 decision in
+ * trace_every per CPU (per poller) is recorded; invalidations and epochs always are. */
+BMC_INLINE int bmc_trace_sampled(struct bmc_env *env, struct bmc_scratch *sc)
+{
+    const struct bmc_global *g = bmc_env_global(env);
+    __u32 every = g ? BMC_READ_ONCE(g->trace_every) : 0;
+
+    if (!every)
+        return 0;
+    if (++sc->trace_count < every)
+        return 0;
+    sc->trace_count = 0;
+    return 1;
+}
+
+BMC_INLINE void bmc_trace_key(struct bmc_trace *t, const struct bmc_scratch *sc, __u32 start, __u32 len, __u32 hash)
+{
+    __u32 i;
+
+    t->hash = hash;
+    t->key_len = (__u8)(len > BMC_MAX_KEY_LEN ? BMC_MAX_KEY_LEN : len);
+    for (i = 0; i < BMC_TRACE_KEY; i++) {
+        if (i >= len)
+            break;
+        t->key[i] = sc->in[(start + i) & BMC_SCRATCH_MASK];
+    }
+}
+
+/* The decision on a get datagram: reason is hit_requests or the pass counter, and for
+ * pass_miss the first missing key's cause. */
+BMC_SUBPROG int bmc_trace_get(struct bmc_env *env, const struct bmc_scratch *sc, const struct bmc_rx *rx,
+                              const struct bmc_frame *f, __u32 reason)
+{
+    struct bmc_trace *t;
+    __u32 i;
+
+    if (!env || !sc || !rx || !f)
+        return 0;
+    t = bmc_env_trace_reserve(env);
+    if (!t)
+        return 0;
+    t->time_ns = rx->now;
+    t->what = BMC_TRACE_GET;
+    t->reason = (__u16)(reason == BMC_STAT_PASS_MISS && rx->miss_reason ? rx->miss_reason : reason);
+    t->family = bmc_frame_family(sc, f);
+    t->port = (__u16)bmc_h16(sc, f->l4_off);
+    for (i = 0; i < 16; i++)
+        t->addr[i] = f->src[i];
+    if (rx->st.key_len)
+        bmc_trace_key(t, sc, rx->st.key_start, rx->st.key_len, rx->st.key_hash);
+    bmc_env_trace_submit(env, t);
+    return 0;
+}
+
+/* A fill's outcome (reason: a fill_* counter), with its key. */
+BMC_SUBPROG int bmc_trace_fill(struct bmc_env *env, const struct bmc_scratch *sc, const struct bmc_tx *tx,
+                               __u32 reason)
+{
+    struct bmc_trace *t;
+
+    if (!env || !sc || !tx)
+        return 0;
+    t = bmc_env_trace_reserve(env);
+    if (!t)
+        return 0;
+    t->time_ns = tx->now;
+    t->what = BMC_TRACE_FILL;
+    t->reason = (__u16)reason;
+    bmc_trace_key(t, sc, tx->st.key_start, tx->st.key_len, tx->st.key_hash);
+    bmc_env_trace_submit(env, t);
+    return 0;
+}
+
+/* An invalidation of a key's hash, or a new epoch (hash 0), when tracing is on. */
+BMC_SUBPROG int bmc_trace_event(struct bmc_env *env, __u32 what, __u32 reason, __u32 hash, __u64 now)
+{
+    const struct bmc_global *g = bmc_env_global(env);
+    struct bmc_trace *t;
+
+    if (!env || !g || !BMC_READ_ONCE(g->trace_every))
+        return 0;
+    t = bmc_env_trace_reserve(env);
+    if (!t)
+        return 0;
+    t->time_ns = now;
+    t->what = (__u8)what;
+    t->reason = (__u16)reason;
+    t->hash = hash;
+    bmc_env_trace_submit(env, t);
     return 0;
 }
 
@@ -138,13 +239,15 @@ BMC_INLINE void bmc_rx_invalidate(struct bmc_env *env, __u32 hash, __u8 family, 
 {
     const struct bmc_config *cfg = bmc_env_config(env);
     struct bmc_small_bucket *sb = bmc_env_small(env, bmc_small_index(cfg, hash));
+    __u32 stat;
 
     if (!sb)
         return;
     bmc_invalidate(sb, now);
-    bmc_env_stat(env, family == BMC_FAM_META     ? BMC_STAT_INVAL_META
-                      : family == BMC_FAM_BINARY ? BMC_STAT_INVAL_BINARY
-                                                 : BMC_STAT_INVAL_TEXT);
+    stat = family == BMC_FAM_META ? BMC_STAT_INVAL_META : family == BMC_FAM_BINARY ? BMC_STAT_INVAL_BINARY
+                                                                                   : BMC_STAT_INVAL_TEXT;
+    bmc_env_stat(env, stat);
+    bmc_trace_event(env, BMC_TRACE_INVAL, stat, hash, now);
 }
 
 BMC_INLINE void bmc_rx_flush(struct bmc_env *env, __u32 stat, __u64 now)
@@ -155,6 +258,7 @@ BMC_INLINE void bmc_rx_flush(struct bmc_env *env, __u32 stat, __u64 now)
         return;
     bmc_flush(g, now);
     bmc_env_stat(env, stat);
+    bmc_trace_event(env, BMC_TRACE_EPOCH, stat, 0, now);
 }
 
 /* A delayed flush_all N. memcached keeps a one-second clock and applies the flush when
@@ -208,7 +312,7 @@ BMC_INLINE void bmc_rx_begin(struct bmc_rx *rx, __u32 start, __u32 len, int get_
     rx->end = len;
     rx->out_len = BMC_FRAME_HDR_LEN;
     rx->hits = rx->misses = 0;
-    rx->get_done = rx->trailing = rx->too_big = rx->pad = 0;
+    rx->get_done = rx->trailing = rx->too_big = rx->miss_reason = 0;
 }
 
 /* The common request, "get <key>\r\n" alone after the frame header, answered without
@@ -607,6 +711,8 @@ BMC_SUBPROG int bmc_tx_value(struct bmc_env *env, struct bmc_scratch *sc, struct
         bmc_seq_publish(f.e, f.seq);
     }
     bmc_env_stat(env, r);
+    if (bmc_trace_sampled(env, sc))
+        bmc_trace_fill(env, sc, tx, r);
     return 0;
 }
 

@@ -73,20 +73,18 @@ BMC_INLINE int bmc_drive_rx_udp(struct bmc_env *env, struct bmc_io *io, struct b
     bmc_env_stat(env, BMC_STAT_GET_REQS);
     if (verdict == BMC_STAT_HIT_REQS)
         verdict = bmc_drive_deliverable(env, io, sc, f, len) ?: verdict;
-    if (verdict != BMC_STAT_HIT_REQS) {
-        bmc_env_stat(env, verdict);
-        return BMC_RX_PASS;
+    if (verdict == BMC_STAT_HIT_REQS) {
+        reply_len = bmc_rx_build_reply(sc, rx);
+        hdr_len = bmc_reply_headers(sc, f, reply_len);
+        BMC_OPAQUE(hdr_len);
+        if (hdr_len < BMC_REPLY_HDR_MIN || hdr_len > BMC_REPLY_HDR_MAX || reply_len > BMC_MAX_PAYLOAD ||
+            bmc_io_reply(io, sc, hdr_len, reply_len))
+            verdict = BMC_STAT_PASS_NO_ROOM;
     }
-    reply_len = bmc_rx_build_reply(sc, rx);
-    hdr_len = bmc_reply_headers(sc, f, reply_len);
-    BMC_OPAQUE(hdr_len);
-    if (hdr_len < BMC_REPLY_HDR_MIN || hdr_len > BMC_REPLY_HDR_MAX || reply_len > BMC_MAX_PAYLOAD ||
-        bmc_io_reply(io, sc, hdr_len, reply_len)) {
-        bmc_env_stat(env, BMC_STAT_PASS_NO_ROOM);
-        return BMC_RX_PASS;
-    }
-    bmc_env_stat(env, BMC_STAT_HIT_REQS);
-    return BMC_RX_TX;
+    bmc_env_stat(env, verdict);
+    if (bmc_trace_sampled(env, sc))
+        bmc_trace_get(env, sc, rx, f, verdict);
+    return verdict == BMC_STAT_HIT_REQS ? BMC_RX_TX : BMC_RX_PASS;
 }
 
 /* A frame leaving the server, parsed into f: a single-datagram UDP reply from memcached

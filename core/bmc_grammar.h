@@ -85,7 +85,7 @@ struct bmc_rx {
     __u8 get_done;    /* the answerable get line ended */
     __u8 trailing;    /* bytes followed the get line */
     __u8 too_big;     /* the reply would not fit one datagram */
-    __u8 pad;
+    __u8 miss_reason; /* the first missing key's cause (a BMC_STAT_MISS_* or _RACE) */
 };
 
 /* Egress state for one payload. */

@@ -54,7 +54,14 @@
     X(BMC_LOCAL_UNICAST, 1)         /* bmc_local value: an address of this host */              \
     X(BMC_LOCAL_BROADCAST, 2)       /* bmc_local value: a broadcast address of this host */     \
     X(BMC_LOCAL_FAST, 4)            /* host unicast addresses matched without a map lookup */   \
-    X(BMC_ALLOW_FAST, 4)            /* allowlists this short are matched without the trie */
+    X(BMC_ALLOW_FAST, 4)            /* allowlists this short are matched without the trie */    \
+    X(BMC_TRACE_KEY, 48)            /* key bytes a trace record keeps */                        \
+    X(BMC_TRACE_GET, 1)             /* trace record kinds: a get datagram's decision, */        \
+    X(BMC_TRACE_FILL, 2)            /* a fill's outcome, */                                     \
+    X(BMC_TRACE_INVAL, 3)           /* an invalidation, */                                      \
+    X(BMC_TRACE_EPOCH, 4)           /* a new epoch */                                           \
+    X(BMC_TRACE_KERNEL, 1)          /* where: the BPF programs (XDP, TC, the observer) */       \
+    X(BMC_TRACE_USER, 2)            /* the C++ core in userspace (the AF_XDP pollers, relay) */
 
 #define BMC_DECLARE_CONSTANT(name, value) inline constexpr std::uint32_t name = value;
 BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
@@ -112,7 +119,7 @@ BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
     F(__u64, flush_at_ns)     /* flush_all N: from then on, entries filled before ... */        \
     F(__u64, flush_cutoff_ns) /* ... this moment are dead (flush_at_ns <= flush_cutoff_ns) */ \
     F(__u32, layout_version)  /* BMC_LAYOUT_VERSION of whoever made the cache */               \
-    F(__u32, pad0)
+    F(__u32, trace_every)     /* trace 1 in this many decisions (0: tracing off) */
 
 // Load-time configuration (BPF .rodata, set before load).
 #define BMC_CONFIG_FIELDS(F, A)                                                                 \
@@ -150,7 +157,24 @@ BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
 #define BMC_SCRATCH_FIELDS(F, A)                                                                \
     A(__u8, in, BMC_SCRATCH_IN)                                                                 \
     A(__u8, out, BMC_SCRATCH_OUT)                                                               \
-    A(__u8, hdr, BMC_HDR_MAX)
+    A(__u8, hdr, BMC_HDR_MAX)                                                                   \
+    F(__u32, trace_count)       /* decisions since the last one traced (per CPU, per poller) */ \
+    F(__u32, pad0)
+
+// One decision, for the trace (bmcctl trace): what happened, and the counter that says
+// why. Gets carry the client and their (last) key; fills their key; invalidations only
+// the key's hash.
+#define BMC_TRACE_FIELDS(F, A)                                                                  \
+    F(__u64, time_ns)                                                                           \
+    F(__u32, hash)                                                                              \
+    F(__u16, reason)          /* a BMC_STAT_*: hit_requests, pass_*, miss_*, fill_*, inval_* */ \
+    F(__u16, port)            /* the client's UDP port (gets) */                                \
+    F(__u8, what)             /* BMC_TRACE_GET, _FILL, _INVAL, _EPOCH */                        \
+    F(__u8, where)            /* BMC_TRACE_KERNEL or _USER */                                   \
+    F(__u8, key_len)          /* the key's length (its first BMC_TRACE_KEY bytes are kept) */   \
+    F(__u8, family)           /* the client's: 4 or 6 */                                        \
+    A(__u8, addr, 16)         /* the client, IPv4 as ::ffff:a.b.c.d */                          \
+    A(__u8, key, BMC_TRACE_KEY)
 
 // Where a frame's L4 payload is, as bmc_parse_frame() found it.
 #define BMC_FRAME_FIELDS(F, A)                                                                  \
@@ -215,6 +239,7 @@ BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
     X(bmc_global, BMC_GLOBAL_FIELDS, 8)                                                         \
     X(bmc_config, BMC_CONFIG_FIELDS, 8)                                                         \
     X(bmc_cmd, BMC_CMD_FIELDS, 8)                                                               \
+    X(bmc_trace, BMC_TRACE_FIELDS, 8)                                                           \
     X(bmc_scratch, BMC_SCRATCH_FIELDS, 8)                                                       \
     X(bmc_frame, BMC_FRAME_FIELDS, 4)                                                           \
     X(bmc_keybytes, BMC_KEYBYTES_FIELDS, 1)                                                     \

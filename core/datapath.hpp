@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -66,6 +67,10 @@ struct bmc_env {
     bmc::Counters *counters;
     std::uint64_t (*tai_ns)();
     const bmc::Delivery *delivery;
+    // The decision trace: records go to trace(trace_ctx, record); none if null.
+    void (*trace)(void *ctx, const bmc_trace &) = nullptr;
+    void *trace_ctx = nullptr;
+    bmc_trace trace_rec{};
 };
 
 struct bmc_conn;
@@ -91,6 +96,9 @@ public:
 
     const Counters &counters() const { return counters_; }
     const bmc_config &config() const { return env_.cfg; }
+    // The decision trace (while the cache's trace_every is set): each record this
+    // datapath makes goes to sink, on the calling thread.
+    void set_trace(std::function<void(const bmc_trace &)> sink);
     // The parse of the last frame ingress() looked at.
     const bmc_frame &frame() const { return frame_; }
 
@@ -116,6 +124,7 @@ private:
     bmc_frame frame_{};
     Allowlist allow_;
     Delivery delivery_;
+    std::function<void(const bmc_trace &)> trace_;
 };
 
 // Bytes of one observed connection's state (the observer's map value).

@@ -121,19 +121,61 @@ TEST_F(BpfPackets, EveryMissIsCountedWithItsCause) {
              reinterpret_cast<bmc_small_entry *>(entry_of("other"))->data[6] = 'O';  // "VALUE Other ..."
          }},
     };
+    // The decision trace, on: each get's record names the same cause, from both.
+    std::vector<bmc_trace> cpp_trace, bpf_trace;
+    dp.set_trace([&](const bmc_trace &t) { cpp_trace.push_back(t); });
+    ring_buffer *ring = ring_buffer__new(
+        be->trace_ring_fd(),
+        [](void *ctx, void *data, std::size_t size) {
+            if (size == sizeof(bmc_trace)) static_cast<std::vector<bmc_trace> *>(ctx)->push_back(*static_cast<bmc_trace *>(data));
+            return 0;
+        },
+        &bpf_trace, nullptr);
+    ASSERT_NE(ring, nullptr);
+    mem.global->trace_every = 1;
     for (const auto &c : cases) {
         SCOPED_TRACE(c.key);
         c.make();
         const Counters cpp0 = dp.counters(), bpf0 = be->read_counters();
         Bytes f = get_request(std::string("get ") + c.key + "\r\n");
+        cpp_trace.clear();
+        ring_buffer__consume(ring);
+        bpf_trace.clear();
         EXPECT_EQ(dp.ingress(f, monotonic_ns()).action, Action::Pass);
         expect_passed(get_request(std::string("get ") + c.key + "\r\n"));
+        ring_buffer__consume(ring);
+        for (auto *tr : {&cpp_trace, &bpf_trace}) {
+            ASSERT_EQ(tr->size(), 1u) << (tr == &cpp_trace ? "C++" : "BPF");
+            const bmc_trace &t = tr->front();
+            EXPECT_EQ(t.what, BMC_TRACE_GET);
+            EXPECT_EQ(t.reason, c.cause) << bmc_stat_names[t.reason];
+            EXPECT_EQ(std::string(reinterpret_cast<const char *>(t.key), t.key_len), c.key);
+            EXPECT_EQ(t.where, tr == &cpp_trace ? BMC_TRACE_USER : BMC_TRACE_KERNEL);
+            EXPECT_EQ(t.port, kClient.port);
+        }
         const Counters cpp1 = dp.counters(), bpf1 = be->read_counters();
         for (std::uint32_t st = BMC_STAT_MISS_ABSENT; st <= BMC_STAT_MISS_OTHER_KEY; st++) {
             EXPECT_EQ(cpp1[st] - cpp0[st], st == c.cause ? 1u : 0u) << "C++: " << bmc_stat_names[st];
             EXPECT_EQ(bpf1[st] - bpf0[st], st == c.cause ? 1u : 0u) << "BPF: " << bmc_stat_names[st];
         }
     }
+    // A hit traces as one, a write as an invalidation of its key's hash.
+    warm("hot", "VALUE hot 0 1\r\n1\r\n");
+    ring_buffer__consume(ring);
+    bpf_trace.clear();
+    expect_served("hot", "VALUE hot 0 1\r\n1\r\n");
+    sock_in(udp_frame(kClient, kServer, mc_udp("delete hot\r\n")));
+    ring_buffer__consume(ring);
+    ASSERT_EQ(bpf_trace.size(), 2u);
+    EXPECT_EQ(bpf_trace[0].reason, BMC_STAT_HIT_REQS);
+    EXPECT_EQ(bpf_trace[1].what, BMC_TRACE_INVAL);
+    EXPECT_EQ(bpf_trace[1].reason, BMC_STAT_INVAL_TEXT);
+    EXPECT_EQ(bpf_trace[1].hash, bmc_hash_bytes(reinterpret_cast<const __u8 *>("hot"), 3));
+    // Off: nothing is recorded.
+    mem.global->trace_every = 0;
+    expect_passed(get_request("get hot\r\n"));
+    EXPECT_EQ(ring_buffer__consume(ring), 0);
+    ring_buffer__free(ring);
     const Counters k = be->read_counters();
     std::uint64_t causes = k[BMC_STAT_RACE];
     for (std::uint32_t st = BMC_STAT_MISS_ABSENT; st <= BMC_STAT_MISS_OTHER_KEY; st++) causes += k[st];

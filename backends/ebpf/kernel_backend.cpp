@@ -61,7 +61,7 @@ const char *const kObserverLinks[] = {"link_sockops", "link_sock_ingress", "link
 // of its own (iface_pin_dir); the rest it shares with the first interface.
 const char *const kIfaceMaps[] = {"bmc_stats"};
 const char *const kSharedMaps[] = {"bmc_small", "bmc_large", "bmc_global_state", "bmc_allow",
-                                   "bmc_local", "bmc_conns", "bmc_socks", "bmc_listeners"};
+                                   "bmc_local", "bmc_conns", "bmc_socks", "bmc_listeners", "bmc_trace_ring"};
 constexpr const char *kIfacePinPrefix = "iface-";
 constexpr const char *kSettingsPin = "bmc_settings";
 
@@ -586,6 +586,7 @@ bmc_config KernelBackend::config() const {
 }
 
 int KernelBackend::stats_map_fd() const { return bpf_map__fd(skel_->maps.bmc_stats); }
+int KernelBackend::trace_ring_fd() const { return bpf_map__fd(skel_->maps.bmc_trace_ring); }
 int KernelBackend::xsks_map_fd() const { return bpf_map__fd(skel_->maps.bmc_xsks); }
 
 void KernelBackend::set_mode(std::uint32_t mode) {

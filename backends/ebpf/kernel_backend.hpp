@@ -110,6 +110,8 @@ public:
     // adopted one stays as it was.
     void discard_new_pins();
     int stats_map_fd() const;
+    // The decision trace's BPF ring buffer (shared by every interface of the instance).
+    int trace_ring_fd() const;
 
     int xdp_prog_fd() const;
     int tc_prog_fd() const;
