@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -14,6 +15,7 @@
 #include <memory>
 #include <string>
 
+#include "bmc_cache.h"
 #include "control.hpp"
 #include "inspect.hpp"
 #include "pinned.hpp"
@@ -115,6 +117,64 @@ std::string answer_pinned(bmc::PinnedDeployment &d, const std::string &line) {
     return "ERROR\r\n";
 }
 
+// bmcctl trace: subscribes on the control socket and prints the lines bmcd sends,
+// those of one key only if asked, until count lines or seconds have passed.
+int run_trace(int fd, std::uint32_t sample, const std::string &key, std::uint32_t count, double seconds) {
+    const std::string req = "trace " + std::to_string(sample) + "\r\n";
+    send(fd, req.data(), req.size(), MSG_NOSIGNAL);
+    const std::string by_key = " key=" + key + " ";
+    char hash[24];
+    std::snprintf(hash, sizeof hash, " hash=0x%08x ",
+                  bmc_hash_bytes(reinterpret_cast<const __u8 *>(key.data()), __u32(key.size())));
+    const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+    std::string in;
+    std::uint32_t printed = 0;
+    bool answered = false;
+    char buf[8192];
+    for (;;) {
+        int wait_ms = 1000;
+        if (seconds > 0) {
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+            if (left.count() <= 0) break;
+            wait_ms = int(std::min<long>(left.count(), 1000));
+        }
+        pollfd p{fd, POLLIN, 0};
+        if (poll(&p, 1, wait_ms) <= 0) continue;
+        const ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) {
+            std::fprintf(stderr, "bmcctl: bmcd closed the trace\n");
+            close(fd);
+            return 1;
+        }
+        in.append(buf, std::size_t(n));
+        for (std::size_t eol; (eol = in.find('\n')) != std::string::npos;) {
+            std::string line = in.substr(0, eol);
+            in.erase(0, eol + 1);
+            if (!line.empty() && line.back() == '\r') line.pop_back();
+            if (!answered) {  // bmcd's answer to the subscription
+                answered = true;
+                if (line.rfind("OK", 0) != 0) {
+                    std::fprintf(stderr, "bmcctl: %s\n", line.c_str());
+                    close(fd);
+                    return 1;
+                }
+                continue;
+            }
+            if (!key.empty() && (line + " ").find(by_key) == std::string::npos &&
+                (line + " ").find(hash) == std::string::npos)
+                continue;
+            std::printf("%s\n", line.c_str());
+            std::fflush(stdout);
+            if (count && ++printed >= count) {
+                close(fd);
+                return 0;
+            }
+        }
+    }
+    close(fd);
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
@@ -137,6 +197,14 @@ int main(int argc, char **argv) {
     sw->add_option("backend", backend, "kernel or afxdp")->required()->check(CLI::IsMember({"kernel", "afxdp"}));
     auto *version = app.add_subcommand("version", "bmcd's version");
     auto *detach = app.add_subcommand("detach", "remove a pinned deployment that no bmcd serves");
+    auto *trace = app.add_subcommand("trace", "a live log of decisions: time, path, what, client, key, and why");
+    std::uint32_t sample = 1, count = 0;
+    double seconds = 0;
+    std::string trace_key;
+    trace->add_option("--sample", sample, "record 1 in this many get and fill decisions")->check(CLI::Range(1u, 1000000u));
+    trace->add_option("--key", trace_key, "only this key's decisions (invalidations by its hash)");
+    trace->add_option("--count", count, "stop after this many lines (0: until interrupted)");
+    trace->add_option("--seconds", seconds, "stop after this long (0: until interrupted)")->check(CLI::Range(0.0, 86400.0));
     std::string key;
     auto *dump = app.add_subcommand("dump", "a key's buckets and entries, and whether a get of it is served now");
     dump->add_option("key", key, "the key")->required();
@@ -173,6 +241,10 @@ int main(int argc, char **argv) {
             close(fd);
             throw std::runtime_error("bmcd " + name + " is running: stop it first (one started with --pin leaves its "
                                      "deployment pinned, which bmcctl detach then removes)");
+        }
+        if (*trace) {
+            if (pinned) throw std::runtime_error("trace needs a running bmcd (the pinned programs trace only for it)");
+            return run_trace(fd, sample, trace_key, count, seconds);
         }
         auto request = [&](const std::string &line, bool multi) {
             return pinned ? answer_pinned(*pinned, line) : ask(fd, path, line, multi);

@@ -1,6 +1,7 @@
 // bmcd: runs the bmc cache in front of memcached on one or more interfaces until
 // SIGINT/SIGTERM.
 #include <bpf/libbpf.h>
+#include <thread>
 #include <arpa/inet.h>
 #include <net/if.h>
 #include <signal.h>
@@ -455,6 +456,7 @@ int main(int argc, char **argv) {
             throw;
         }
         std::vector<std::unique_ptr<bmc::AfxdpBackend>> afxdp;
+        std::mutex afxdp_mu;  // afxdp: made by the main thread, drained by the tracer
         for (const auto &k : kernels)
             if (!k->notice().empty()) log(Level::Warning, "%s\n", k->notice().c_str());
         if (be.adopted()) log(Level::Info, "adopted the pinned deployment in %s (cache kept)\n", pin_dir.c_str());
@@ -471,6 +473,7 @@ int main(int argc, char **argv) {
         // The AF_XDP sockets are made on first use and kept until exit.
         auto select = [&](const std::string &which) {
             if (which == "afxdp") {
+                std::lock_guard<std::mutex> l(afxdp_mu);
                 if (afxdp.empty()) {
                     try {
                         for (const auto &k : kernels) {
@@ -548,6 +551,13 @@ int main(int argc, char **argv) {
             for (std::uint32_t i = 0; i < BMC_NUM_STATS; i++) sum[i] += latest.afxdp.datapath[i];
             return out + bmc::counter_stat_lines(sum) + "END\r\n";
         };
+        // The decision trace: on while a bmcctl trace listens (trace_every, set by its
+        // request, cleared when the last one leaves). The BPF programs' ring buffer and
+        // the pollers' records are merged into lines for the subscribers.
+        auto set_tracing = [&be](std::uint32_t every) {
+            __atomic_store_n(&be.cache().global->trace_every, every, __ATOMIC_RELEASE);
+        };
+        set_tracing(0);
         auto handle = [&](const std::string &line) -> std::string {
             if (line == "stats") return stat_lines();
             if (line == "stats settings") {
@@ -571,9 +581,17 @@ int main(int argc, char **argv) {
                 add("memcached_watch", memcached_host.empty() ? "none" : memcached_host + ":" + std::to_string(opts.port));
                 add("pinned", pin ? pin_dir : "no");
                 add("uptime_ms", std::to_string(latest.uptime_ms));
+                add("trace_every", std::to_string(__atomic_load_n(&be.cache().global->trace_every, __ATOMIC_ACQUIRE)));
                 return out + "END\r\n";
             }
             if (line == "mn") return "MN\r\n";  // memcached's no-op: clients end pipelines with it
+            if (line == "trace" || line.rfind("trace ", 0) == 0) {
+                char *end = nullptr;
+                const unsigned long every = line == "trace" ? 1 : std::strtoul(line.c_str() + 6, &end, 10);
+                if (line != "trace" && (*end || every < 1 || every > 1000000)) return "CLIENT_ERROR trace 1..1000000\r\n";
+                set_tracing(std::uint32_t(every));
+                return "OK tracing 1 in " + std::to_string(every) + " decisions\r\n";
+            }
             if (line.rfind("dump ", 0) == 0) return bmc::dump_key(be.config(), be.cache(), line.substr(5));
             if (line == "flush_all") {
                 be.flush_all();
@@ -625,12 +643,42 @@ int main(int argc, char **argv) {
         std::unique_ptr<bmc::ControlServer> control;
         try {
             control = std::make_unique<bmc::ControlServer>(bmc::control_path(name), handle);
+            control->set_on_subscribers([&](std::size_t n) {
+                if (n == 0) set_tracing(0);
+            });
             log(Level::Info, "control socket %s (bmcctl --name %s)\n", control->path().c_str(), name.c_str());
         } catch (const std::runtime_error &e) {
             throw bmc::Error(e.what());
         }
         if (!stats_file.empty() && !write_stats_file(stats_file, snapshot(), "running"))
             throw bmc::Error("cannot write " + stats_file);
+        std::atomic<bool> tracer_stop{false};
+        std::string trace_text;
+        const std::uint64_t trace_start = bmc::monotonic_ns();
+        std::pair<std::string *, std::uint64_t> trace_ctx{&trace_text, trace_start};
+        ring_buffer *ring = ring_buffer__new(
+            be.trace_ring_fd(),
+            [](void *ctx, void *data, std::size_t size) {
+                auto *c = static_cast<std::pair<std::string *, std::uint64_t> *>(ctx);
+                if (size == sizeof(bmc_trace)) *c->first += bmc::trace_line(*static_cast<const bmc_trace *>(data), c->second);
+                return 0;
+            },
+            &trace_ctx, nullptr);
+        if (!ring) throw bmc::Error("cannot read the trace ring buffer: " + std::string(std::strerror(errno)));
+        std::thread tracer([&] {
+            std::vector<bmc_trace> user;
+            while (!tracer_stop.load()) {
+                ring_buffer__poll(ring, 100);
+                {
+                    std::lock_guard<std::mutex> l(afxdp_mu);
+                    for (auto &a : afxdp) a->drain_trace(user);
+                }
+                for (const auto &t : user) trace_text += bmc::trace_line(t, trace_start);
+                user.clear();
+                if (!trace_text.empty()) control->publish(trace_text);
+                trace_text.clear();
+            }
+        });
 
         const double tick = interval_s > 0 ? std::min(interval_s, 0.2) : 0.2;
         timespec ts{time_t(tick), long((tick - std::floor(tick)) * 1e9)};
@@ -667,10 +715,17 @@ int main(int argc, char **argv) {
             }
         }
         sd_notify(0, "STOPPING=1");
+        tracer_stop = true;
+        tracer.join();
+        ring_buffer__free(ring);
+        set_tracing(0);
         Snapshot snap = snapshot();
         // Back to the kernel path first, so no get is handed to a socket being closed.
         be.set_mode(BMC_MODE_KERNEL);
-        afxdp.clear();
+        {
+            std::lock_guard<std::mutex> l(afxdp_mu);
+            afxdp.clear();
+        }
         if (!stats_file.empty()) write_stats_file(stats_file, snap, "stopped");
         if (!textfile.empty()) {
             {

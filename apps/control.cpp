@@ -51,10 +51,26 @@ ControlServer::~ControlServer() {
     unlink(path_.c_str());
 }
 
+void ControlServer::publish(const std::string &text) {
+    std::lock_guard<std::mutex> g(subs_mu_);
+    for (int fd : subs_)
+        if (send(fd, text.data(), text.size(), MSG_NOSIGNAL | MSG_DONTWAIT) != ssize_t(text.size())) dropped_++;
+}
+
 void ControlServer::run() {
     struct Client {
         int fd;
         std::string in;
+        bool subscribed = false;
+    };
+    auto unsubscribe = [&](int fd) {
+        std::size_t left;
+        {
+            std::lock_guard<std::mutex> g(subs_mu_);
+            std::erase(subs_, fd);
+            left = subs_.size();
+        }
+        if (on_subscribers_) on_subscribers_(left);
     };
     std::vector<Client> clients;
     for (;;) {
@@ -72,10 +88,12 @@ void ControlServer::run() {
             char buf[1024];
             ssize_t n = recv(c.fd, buf, sizeof buf, 0);
             if (n <= 0 || c.in.size() > 4096) {
+                if (c.subscribed) unsubscribe(c.fd);
                 close(c.fd);
                 c.fd = -1;
                 continue;
             }
+            if (c.subscribed) continue;  // a subscriber only listens
             c.in.append(buf, std::size_t(n));
             for (std::size_t eol; (eol = c.in.find('\n')) != std::string::npos;) {
                 std::string line = c.in.substr(0, eol);
@@ -83,11 +101,25 @@ void ControlServer::run() {
                 if (!line.empty() && line.back() == '\r') line.pop_back();
                 const std::string reply = handler_(line);
                 if (send(c.fd, reply.data(), reply.size(), MSG_NOSIGNAL) < 0) break;
+                if (line.rfind("trace", 0) == 0 && reply.rfind("OK", 0) == 0) {
+                    c.subscribed = true;
+                    std::size_t now;
+                    {
+                        std::lock_guard<std::mutex> g(subs_mu_);
+                        subs_.push_back(c.fd);
+                        now = subs_.size();
+                    }
+                    if (on_subscribers_) on_subscribers_(now);
+                    break;
+                }
             }
         }
         std::erase_if(clients, [](const Client &c) { return c.fd < 0; });
     }
-    for (auto &c : clients) close(c.fd);
+    for (auto &c : clients) {
+        if (c.subscribed) unsubscribe(c.fd);
+        close(c.fd);
+    }
 }
 
 }  // namespace bmc

@@ -5,7 +5,10 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <functional>
+#include <mutex>
+#include <vector>
 #include <string>
 #include <thread>
 
@@ -20,8 +23,20 @@ public:
     ControlServer &operator=(const ControlServer &) = delete;
     const std::string &path() const { return path_; }
 
+    // A request line starting "trace" subscribes its client to a stream: after the
+    // handler's reply it gets every text publish() sends, until it hangs up. on_change
+    // learns how many subscribers remain after each change (any thread may publish).
+    void set_on_subscribers(std::function<void(std::size_t)> on_change) { on_subscribers_ = std::move(on_change); }
+    // Sends text to every subscriber; one that cannot take it now misses it (counted).
+    void publish(const std::string &text);
+    std::uint64_t dropped() const { return dropped_.load(); }
+
 private:
     void run();
+    std::mutex subs_mu_;
+    std::vector<int> subs_;
+    std::function<void(std::size_t)> on_subscribers_;
+    std::atomic<std::uint64_t> dropped_{0};
     std::string path_;
     std::function<std::string(const std::string &)> handler_;
     int fd_ = -1, wake_ = -1;

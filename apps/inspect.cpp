@@ -1,5 +1,7 @@
 #include "inspect.hpp"
 
+#include <arpa/inet.h>
+
 #include <cstdio>
 #include <cstring>
 
@@ -58,6 +60,41 @@ std::string dump_key(const bmc_config &cfg, const CacheMemory &c, const std::str
     for (unsigned w = 0; w < BMC_SMALL_WAYS; w++) entry("small", w, sb.way[w].h, sb.way[w].data);
     for (unsigned w = 0; w < BMC_LARGE_WAYS; w++) entry("large", w, c.large[li].way[w].h, c.large[li].way[w].data);
     return out + "END\r\n";
+}
+
+std::string trace_line(const bmc_trace &t, std::uint64_t start_ns) {
+    const bool user = t.where == BMC_TRACE_USER;
+    const char *where = user ? "afxdp" : t.what == BMC_TRACE_GET ? "xdp" : t.what == BMC_TRACE_FILL ? "tc" : "observer";
+    const char *what = t.what == BMC_TRACE_GET     ? "get"
+                       : t.what == BMC_TRACE_FILL  ? "fill"
+                       : t.what == BMC_TRACE_INVAL ? "invalidate"
+                                                   : "epoch";
+    char client[INET6_ADDRSTRLEN + 8] = "-";
+    if (t.what == BMC_TRACE_GET) {
+        char a[INET6_ADDRSTRLEN] = "?";
+        static const std::uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (t.family == 4 && std::memcmp(t.addr, mapped, 12) == 0) {
+            inet_ntop(AF_INET, t.addr + 12, a, sizeof a);
+            std::snprintf(client, sizeof client, "%s:%u", a, t.port);
+        } else {
+            inet_ntop(AF_INET6, t.addr, a, sizeof a);
+            std::snprintf(client, sizeof client, "[%s]:%u", a, t.port);
+        }
+    }
+    std::string key;
+    if (t.key_len) {
+        key = "key=" + std::string(reinterpret_cast<const char *>(t.key), std::min<std::size_t>(t.key_len, BMC_TRACE_KEY));
+        if (t.key_len > BMC_TRACE_KEY) key += "...";
+    } else {
+        char h[24];
+        std::snprintf(h, sizeof h, "hash=0x%08x", t.hash);
+        key = t.what == BMC_TRACE_EPOCH ? "-" : h;
+    }
+    const double at = t.time_ns >= start_ns ? double(t.time_ns - start_ns) / 1e9 : 0.0;
+    char line[512];
+    std::snprintf(line, sizeof line, "%.6f %s %s %s %s %s\n", at, where, what, client, key.c_str(),
+                  t.reason < BMC_NUM_STATS ? std::string(bmc_stat_names[t.reason]).c_str() : "?");
+    return line;
 }
 
 }  // namespace bmc

@@ -17,4 +17,9 @@ std::string counter_stat_lines(const Counters &sum);
 // CLIENT_ERROR line for a key memcached would refuse.
 std::string dump_key(const bmc_config &cfg, const CacheMemory &cache, const std::string &key);
 
+// One trace record as a line: seconds since start_ns (CLOCK_MONOTONIC), the path
+// (xdp, tc, observer, afxdp), what was decided, the client, the key (or its hash), and
+// the counter that says why.
+std::string trace_line(const bmc_trace &t, std::uint64_t start_ns);
+
 }  // namespace bmc

@@ -188,7 +188,7 @@ BMC_SUBPROG int bmc_trace_get(struct bmc_env *env, const struct bmc_scratch *sc,
     t->what = BMC_TRACE_GET;
     t->reason = (__u16)(reason == BMC_STAT_PASS_MISS && rx->miss_reason ? rx->miss_reason : reason);
     t->family = bmc_frame_family(sc, f);
-    t->port = (__u16)bmc_h16(sc, f->l4_off);
+    t->port = rx->client_port;
     for (i = 0; i < 16; i++)
         t->addr[i] = f->src[i];
     if (rx->st.key_len)

@@ -86,6 +86,9 @@ struct bmc_rx {
     __u8 trailing;    /* bytes followed the get line */
     __u8 too_big;     /* the reply would not fit one datagram */
     __u8 miss_reason; /* the first missing key's cause (a BMC_STAT_MISS_* or _RACE) */
+    __u16 client_port; /* the request's UDP source port (for the trace) */
+    __u16 pad;
+    __u32 pad2;
 };
 
 /* Egress state for one payload. */

@@ -1748,6 +1748,62 @@ TEST(E2EControl, BmcctlServesAPinnedDeploymentWithNoBmcd) {
     EXPECT_NE(out.find("no deployment is pinned"), std::string::npos) << out;
 }
 
+// bmcctl trace: every decision with its precise reason, live, on both paths; tracing
+// stops when the last listener leaves.
+TEST(E2ETrace, BmcctlTraceShowsEachDecisionWithItsReason) {
+    BMC_REQUIRE_ROOT();
+    const std::string name = "bmct-trace-" + std::to_string(getpid());
+    Server s("trace", {"--name", name, "--max-age", "0.3"});
+    auto status = [&] {
+        return nlohmann::json::parse(sh(std::string(BMC_BMCCTL_PATH) + " --name " + name + " --json status"));
+    };
+    const std::string log = s.dir + "/trace.log";
+    pid_t tracer = s.tb->spawn(s.tb->server_ns(),
+                               {BMC_BMCCTL_PATH, "--name", name, "trace", "--count", "200", "--seconds", "30"}, log);
+    for (int i = 0; i < 100 && status()["trace_every"] != 1; i++) std::this_thread::sleep_for(20ms);
+    ASSERT_EQ(status()["trace_every"], 1) << read_file(log);
+    auto tcp = s.tcp();
+    auto udp = s.udp();
+    auto get = [&](const std::string &k, const std::string &v) {
+        EXPECT_EQ(udp->request("get " + k + "\r\n", true).text, item(k, v) + "END\r\n");
+    };
+    ASSERT_EQ(tcp->call("set tk 0 0 2\r\nv1\r\n"), "STORED\r\n");
+    std::this_thread::sleep_for(15ms);
+    get("tk", "v1");  // not cached: memcached answers, its reply fills
+    std::this_thread::sleep_for(20ms);
+    get("tk", "v1");  // a hit
+    ASSERT_EQ(tcp->call("set tk 0 0 2\r\nv2\r\n"), "STORED\r\n");  // invalidates
+    std::this_thread::sleep_for(15ms);  // past the fill guard, so that this miss fills
+    get("tk", "v2");  // invalidated
+    std::this_thread::sleep_for(20ms);
+    get("tk", "v2");  // a hit
+    std::this_thread::sleep_for(400ms);
+    get("tk", "v2");  // the fill is older than --max-age
+    kill(s.bmcd, SIGUSR1);
+    for (int i = 0; i < 100 && status()["backend"] != "afxdp"; i++) std::this_thread::sleep_for(20ms);
+    ASSERT_EQ(tcp->call("set tk2 0 0 2\r\nw1\r\n"), "STORED\r\n");
+    std::this_thread::sleep_for(15ms);
+    get("tk2", "w1");
+    std::this_thread::sleep_for(20ms);
+    get("tk2", "w1");
+    std::string text;
+    for (int i = 0; i < 100 && text.find("key=tk2 hit_requests") == std::string::npos; i++) {
+        std::this_thread::sleep_for(20ms);
+        text = read_file(log);
+    }
+    s.tb->stop(tracer, SIGTERM);
+    for (const std::string want :
+         {" xdp get 198.18.0.2:", "key=tk miss_not_cached", " tc fill - key=tk fill_accepted", "key=tk hit_requests",
+          " observer invalidate - hash=0x", "key=tk miss_invalidated", "key=tk miss_expired",
+          " afxdp get 198.18.0.2:", "key=tk2 miss_not_cached", "key=tk2 hit_requests",
+          " afxdp fill - key=tk2 fill_accepted"})
+        EXPECT_NE(text.find(want), std::string::npos) << want << " in:\n" << text;
+    EXPECT_EQ(text.find(":11211 "), std::string::npos) << "gets show the client's port, hits too:\n" << text;
+    // The listener gone, tracing is off again.
+    for (int i = 0; i < 100 && status()["trace_every"] != 0; i++) std::this_thread::sleep_for(20ms);
+    EXPECT_EQ(status()["trace_every"], 0);
+}
+
 // A pinned deployment of two interfaces is adopted only whole, and detached whole.
 TEST(E2EMultiIface, APinnedDeploymentOfTwoInterfacesIsAdoptedAndDetachedWhole) {
     BMC_REQUIRE_ROOT();

@@ -53,6 +53,10 @@ unsigned rx_queue_count(const std::string &iface) {
     return std::min<unsigned>(n, BMC_MAX_QUEUES);
 }
 
+struct AfxdpBackend::TraceQueue {
+    moodycamel::ConcurrentQueue<bmc_trace> q;
+};
+
 struct AfxdpBackend::Poller {
     std::unique_ptr<XskQueue> q;
     unsigned queue = 0;
@@ -235,7 +239,8 @@ struct AfxdpBackend::Poller {
     }
 };
 
-AfxdpBackend::AfxdpBackend(KernelBackend &kernel, const AfxdpOptions &opts) : kernel_(kernel), opts_(opts) {
+AfxdpBackend::AfxdpBackend(KernelBackend &kernel, const AfxdpOptions &opts)
+    : kernel_(kernel), opts_(opts), trace_(std::make_unique<TraceQueue>()) {
     if (interface_is_loopback(kernel.iface())) throw Error(kAfxdpLoopbackRefusal);
     const unsigned n = rx_queue_count(kernel.iface());
     epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
@@ -250,6 +255,7 @@ AfxdpBackend::AfxdpBackend(KernelBackend &kernel, const AfxdpOptions &opts) : ke
             p->queue = q;
             p->busy_poll = opts.busy_poll;
             p->dp = std::make_unique<Datapath>(kernel.cache(), kernel.config(), kernel.allowlist(), kernel.delivery());
+            p->dp->set_trace([q = trace_.get()](const bmc_trace &t) { q->q.enqueue(t); });
             p->q = std::make_unique<XskQueue>(kernel.iface(), q, opts.frames_per_queue, opts.zero_copy, opts.busy_poll,
                                               notice_);
             bind_mode_ = p->q->zero_copy() ? "zero-copy" : "copy";
@@ -306,6 +312,7 @@ static bool ends_reply(const std::uint8_t *p, std::size_t len) {
 
 void AfxdpBackend::relay_loop() {
     Datapath dp(kernel_.cache(), kernel_.config(), kernel_.allowlist(), kernel_.delivery());
+    dp.set_trace([q = trace_.get()](const bmc_trace &t) { q->q.enqueue(t); });
     std::uint8_t buf[65536];
     std::vector<std::uint8_t> frame;
     epoll_event evs[16];
@@ -353,6 +360,11 @@ void AfxdpBackend::relay_loop() {
         const Counters &c = dp.counters();
         for (std::uint32_t i = 0; i < BMC_NUM_STATS; i++) relay_counters_[i].store(c[i], std::memory_order_relaxed);
     }
+}
+
+void AfxdpBackend::drain_trace(std::vector<bmc_trace> &out) {
+    bmc_trace t;
+    for (int i = 0; i < 65536 && trace_->q.try_dequeue(t); i++) out.push_back(t);
 }
 
 void add_counters(AfxdpCounters &into, const AfxdpCounters &c) {

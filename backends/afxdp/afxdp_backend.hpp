@@ -53,6 +53,9 @@ public:
     AfxdpBackend &operator=(const AfxdpBackend &) = delete;
 
     AfxdpCounters counters() const;
+    // The decision trace's records the pollers and the relay made since the last call
+    // (while the cache's trace_every is set).
+    void drain_trace(std::vector<bmc_trace> &out);
     unsigned queues() const { return unsigned(pollers_.size()); }
     const std::string &bind_mode() const { return bind_mode_; }  // "zero-copy" or "copy"
     const std::string &notice() const { return notice_; }
@@ -71,6 +74,8 @@ private:
     int relay_wake_fd_ = -1;
     std::string bind_mode_, notice_;
     std::array<std::atomic<std::uint64_t>, BMC_NUM_STATS> relay_counters_{};
+    struct TraceQueue;
+    std::unique_ptr<TraceQueue> trace_;
     std::atomic<std::uint64_t> relayed_{0}, late_{0};
 };
 
