@@ -668,7 +668,9 @@ int main(int argc, char **argv) {
         std::thread tracer([&] {
             std::vector<bmc_trace> user;
             while (!tracer_stop.load()) {
-                ring_buffer__poll(ring, 100);
+                // The programs submit without wakeups: drain on a timer.
+                std::this_thread::sleep_for(std::chrono::milliseconds(50));
+                ring_buffer__consume(ring);
                 {
                     std::lock_guard<std::mutex> l(afxdp_mu);
                     for (auto &a : afxdp) a->drain_trace(user);

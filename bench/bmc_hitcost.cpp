@@ -160,6 +160,7 @@ int main(int argc, char **argv) {
         bool general = false;
         Bytes get;
         Bytes fill;
+        std::uint32_t trace_every = 0;  // the decision trace on: 1 get in this many recorded
     };
     bmc::Delivery d = bmc::Delivery::of_interface(iface);
     d.vlans.push_back(10);
@@ -202,6 +203,13 @@ int main(int argc, char **argv) {
     add("shape: VLAN-tagged get", true, false, false, get_of(1, {10, false, false}), fill_of(1));
     add("shape: get with IPv4 options", true, false, false, get_of(1, {-1, true, false}), fill_of(1));
     add("shape: IPv6 get", true, false, false, get_of(1, {-1, false, true}), fill_of(1));
+    // The decision trace: off in every configuration above (one load and one branch per
+    // decision); on, every get or 1 in 64 recorded into the ring buffer (drained between
+    // runs, outside the measured program time).
+    add("trace on, every get", true, false, false, get_of(1, {}), fill_of(1));
+    cfgs.back().trace_every = 1;
+    add("trace on, 1 get in 64", true, false, false, get_of(1, {}), fill_of(1));
+    cfgs.back().trace_every = 64;
     std::erase_if(cfgs, [&](const Config &c) { return c.name.find(only) == std::string::npos; });
     if (cfgs.empty()) {
         std::fprintf(stderr, "bmc-hitcost: no configuration's name contains '%s'\n", only.c_str());
@@ -233,12 +241,21 @@ int main(int argc, char **argv) {
                 throw bmc::Error(c.name + ": the get is no hit (counters:" + why + ")");
             }
         }
+        for (auto &c : cfgs) c.be->cache().global->trace_every = c.trace_every;
         for (std::uint32_t r = 0; r < rounds; r++) {
             for (auto &c : cfgs) {
                 const int fd = c.be->xdp_prog_fd();
+                ring_buffer *ring = c.trace_every ? ring_buffer__new(c.be->trace_ring_fd(),
+                                                                     [](void *, void *, std::size_t) { return 0; },
+                                                                     nullptr, nullptr)
+                                                  : nullptr;
                 auto [t0, n0] = stats(fd);
                 std::uint32_t hits = 0;
-                for (std::uint32_t i = 0; i < runs; i++) hits += run(fd, c.get) == XDP_TX;
+                for (std::uint32_t i = 0; i < runs; i++) {
+                    hits += run(fd, c.get) == XDP_TX;
+                    if (ring) ring_buffer__consume(ring);
+                }
+                if (ring) ring_buffer__free(ring);
                 auto [t1, n1] = stats(fd);
                 if (hits != runs) throw bmc::Error(c.name + ": not every run was a hit");
                 c.ns.push_back(double(t1 - t0) / double(n1 - n0));

@@ -254,9 +254,11 @@ static __always_inline struct bmc_trace *bmc_env_trace_reserve(struct bmc_env *e
     return t;
 }
 
+/* No wakeup: a wakeup is an irq_work, a self-interrupt that costs microseconds (in a VM
+ * an exit); bmcd drains the ring on a timer instead. */
 static __always_inline void bmc_env_trace_submit(struct bmc_env *env, struct bmc_trace *t)
 {
-    bpf_ringbuf_submit(t, 0);
+    bpf_ringbuf_submit(t, BPF_RB_NO_WAKEUP);
 }
 
 #include "bmc_gen_datapath.h"
