@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""What every lab of the guide shares: a namespace testbed with a real memcached and bmcd
+(bench/harness.py's Testbed: two namespaces, a veth, addresses from 198.18.0.0/15 only
+inside them, a cgroup of their own), a client inside the client namespace, bmcctl, and
+gnuplot for the figure. Run as root from the repository; each lab removes what it made.
+
+The client runs as a child in the client namespace (`labkit.py --client`) and takes one
+JSON command per line: {"op": "set"|"get"|"stat", ...}."""
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+
+
+def client_main():
+    """The client side: TCP for writes and stats, UDP gets with memcached's frame header."""
+    import socket
+    server = ("198.18.0.1", 11211)
+    tcp = socket.create_connection(server, timeout=5)
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.connect(server)
+    udp.settimeout(1.0)
+    req_id = 0
+
+    def tcp_call(cmd):
+        tcp.sendall(cmd + b"mn\r\n")
+        buf = b""
+        while not buf.endswith(b"MN\r\n"):
+            chunk = tcp.recv(65536)
+            if not chunk:
+                raise SystemExit("memcached closed the connection")
+            buf += chunk
+        return buf[:-4]
+
+    for line in sys.stdin:
+        c = json.loads(line)
+        if c["op"] == "set":
+            v = c["value"].encode()
+            out = {"reply": tcp_call(b"set %s 0 %d %d\r\n%s\r\n" % (c["key"].encode(), c.get("exptime", 0), len(v), v))
+                   .decode()}
+        elif c["op"] == "get":
+            req_id = (req_id + 1) & 0xffff
+            t0 = time.perf_counter()
+            udp.send(struct.pack(">HHHH", req_id, 0, 1, 0) + b"get " + c["key"].encode() + b"\r\n")
+            text = b""
+            try:
+                while not text.endswith(b"END\r\n"):
+                    d = udp.recv(2048)
+                    if struct.unpack(">H", d[:2])[0] == req_id:
+                        text += d[8:]
+            except socket.timeout:
+                text += b"(timeout)"
+            out = {"reply": text.decode(errors="replace"), "us": (time.perf_counter() - t0) * 1e6}
+        elif c["op"] == "stat":
+            out = {"value": None}
+            for l in tcp_call(b"stats\r\n").split(b"\r\n"):
+                p = l.split()
+                if len(p) == 3 and p[1].decode() == c["name"]:
+                    out["value"] = int(p[2])
+        print(json.dumps(out), flush=True)
+
+
+class Lab:
+    """A testbed with memcached and bmcd (bmcd_args added), a client and bmcctl."""
+
+    def __init__(self, name, bmcd_args=(), build=None):
+        from harness import Testbed, SIF
+        if os.geteuid() != 0:
+            sys.exit(f"{name}: run as root (namespaces, BPF)")
+        self.build = os.path.abspath(build or os.environ.get("BMC_BUILD_DIR", os.path.join(ROOT, "build")))
+        for tool in ("apps/bmcd", "apps/bmcctl"):
+            if not os.access(os.path.join(self.build, tool), os.X_OK):
+                sys.exit(f"{name}: build first (bash tests/run.sh, or cmake --build {self.build})")
+        self.name = f"bmclab-{name}-{os.getpid()}"
+        self.tb = Testbed(self.build, 1)
+        self.tmp = f"/tmp/{self.name}"
+        os.makedirs(self.tmp, exist_ok=True)
+        self.log = open(f"{self.tmp}/processes.log", "w")
+        self.tb.xdp(self.tb.cli, "bmcc0", True)  # XDP_TX into a veth needs a program on the peer
+        self.tb.spawn(self.tb.srv, ["memcached", "-u", "root", "-U", "11211", "-p", "11211", "-l", "198.18.0.1",
+                                    "-t", "1", "-m", "64"], self.log, in_cgroup=True)
+        self.stats = f"{self.tmp}/bmcd.json"
+        self.bmcd = self.tb.spawn(self.tb.srv, [f"{self.build}/apps/bmcd", "-i", SIF, "--interval", "0",
+                                                "--stats-file", self.stats, "--cgroup", self.tb.cgroup,
+                                                "--name", self.name] + list(bmcd_args), self.log)
+        for _ in range(500):
+            if os.path.exists(self.stats) or self.bmcd.poll() is not None:
+                break
+            time.sleep(0.02)
+        if not os.path.exists(self.stats):
+            self.close()
+            sys.exit(f"{name}: bmcd did not start; see {self.tmp}/processes.log")
+        self.client = subprocess.Popen(["ip", "netns", "exec", self.tb.cli, sys.executable, os.path.abspath(__file__),
+                                        "--client"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.tracer = None
+
+    def _ask(self, **c):
+        self.client.stdin.write(json.dumps(c) + "\n")
+        self.client.stdin.flush()
+        return json.loads(self.client.stdout.readline())
+
+    def set(self, key, value, exptime=0):
+        return self._ask(op="set", key=key, value=value, exptime=exptime)["reply"]
+
+    def get(self, key):
+        """The reply's text, its round trip in us, and who answered: 'cache' if memcached
+        saw no get for it, else 'memcached'."""
+        before = self.mc_stat("cmd_get")
+        r = self._ask(op="get", key=key)
+        return r["reply"], r["us"], "cache" if self.mc_stat("cmd_get") == before else "memcached"
+
+    def mc_stat(self, name):
+        return self._ask(op="stat", name=name)["value"]
+
+    def bmcctl(self, *args):
+        return subprocess.run([f"{self.build}/apps/bmcctl", "--name", self.name] + list(args), capture_output=True,
+                              text=True, timeout=10).stdout
+
+    def start_trace(self):
+        """bmcctl trace into a file; trace_lines() reads what it has printed."""
+        self.trace_path = f"{self.tmp}/trace.log"
+        self.tracer = subprocess.Popen([f"{self.build}/apps/bmcctl", "--name", self.name, "trace", "--seconds", "120"],
+                                       stdout=open(self.trace_path, "w"), stderr=subprocess.STDOUT)
+        for _ in range(100):
+            if json.loads(self.bmcctl("--json", "status")).get("trace_every"):
+                return
+            time.sleep(0.02)
+        raise RuntimeError("bmcctl trace did not start")
+
+    def trace_lines(self, settle=0.2):
+        time.sleep(settle)  # bmcd drains the ring every 50 ms
+        with open(self.trace_path) as f:
+            return [l.rstrip("\n") for l in f]
+
+    def close(self):
+        if self.tracer:
+            self.tracer.terminate()
+            self.tracer.wait()
+        if getattr(self, "client", None):
+            self.client.stdin.close()
+            self.client.wait(5)
+        self.tb.close()
+        self.log.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def gnuplot(png, script):
+    """Draws a figure with gnuplot (data inline in the script)."""
+    subprocess.run(["gnuplot"], input=f"set terminal pngcairo size 900,420\nset output '{png}'\n{script}", text=True,
+                   check=True)
+
+
+def check(ok, what):
+    """A lab's claim: printed, and the lab fails if its experiment did not show it."""
+    print(("  ok    " if ok else "  FAIL  ") + what, flush=True)
+    return ok
+
+
+if __name__ == "__main__" and "--client" in sys.argv:
+    client_main()
