@@ -115,6 +115,11 @@ class Lab:
         r = self._ask(op="get", key=key)
         return r["reply"], r["us"], "cache" if self.mc_stat("cmd_get") == before else "memcached"
 
+    def get_only(self, key):
+        """The reply's text and round trip, asking memcached nothing else."""
+        r = self._ask(op="get", key=key)
+        return r["reply"], r["us"]
+
     def mc_stat(self, name):
         return self._ask(op="stat", name=name)["value"]
 
