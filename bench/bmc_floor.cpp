@@ -77,6 +77,9 @@ int main(int argc, char **argv) {
     app.add_option("-i,--iface", iface, "interface")->required();
     app.add_option("--kind", kind, "xdp or afxdp")->check(CLI::IsMember({"xdp", "afxdp"}));
     app.add_option("--stats-file", stats_file, "JSON counters, rewritten every 200 ms")->required();
+    std::uint32_t work = 0;
+    app.add_option("--work", work, "xdp: extra bpf_loop iterations per echoed packet (the guide's lab 5)")
+        ->check(CLI::Range(0u, 1u << 20));
     CLI11_PARSE(app, argc, argv);
 
     sigset_t sigs;
@@ -95,7 +98,10 @@ int main(int argc, char **argv) {
     try {
         if (kind == "xdp") {
             skel = bmc_bench__open();
-            if (skel) bpf_program__set_autoload(skel->progs.bench_client, false);
+            if (skel) {
+                bpf_program__set_autoload(skel->progs.bench_client, false);
+                skel->rodata->bench_echo_work = work;
+            }
             if (skel && bmc_bench__load(skel)) {
                 bmc_bench__destroy(skel);
                 skel = nullptr;

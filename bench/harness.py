@@ -283,7 +283,8 @@ class Bench:
             if kind == "afxdp-busypoll":
                 argv.append("--busy-poll")
         else:
-            argv = [self.tool("bmc-floor"), "-i", SIF, "--kind", kind.split("-")[1], "--stats-file", stats]
+            argv = [self.tool("bmc-floor"), "-i", SIF, "--kind", kind.split("-")[1], "--stats-file", stats] + \
+                getattr(self, "floor_args", [])
         p = tb.spawn(tb.srv, argv, self.logs, server_cpus=True)
         for _ in range(500):
             if os.path.exists(stats) or p.poll() is not None:

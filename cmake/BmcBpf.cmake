@@ -1,17 +1,21 @@
 # BPF objects and their libbpf skeletons, for every directory that builds one (bpf/,
 # bench/, tests/).
 
-# bmc_add_bpf_object(NAME SOURCE CLANG clang [SKELETON])
+# bmc_add_bpf_object(NAME SOURCE CLANG clang [SKELETON] [DEFINES NAME...])
 # Compiles SOURCE with clang -target bpf (header dependencies tracked through a depfile)
-# into NAME.bpf.o. With SKELETON, bpftool generates NAME.skel.h and the INTERFACE
-# library NAME_skel exposes it.
+# into NAME.bpf.o, with -D for each of DEFINES. With SKELETON, bpftool generates
+# NAME.skel.h and the INTERFACE library NAME_skel exposes it.
 function(bmc_add_bpf_object name src)
-  cmake_parse_arguments(ARG "SKELETON" "CLANG" "" ${ARGN})
+  cmake_parse_arguments(ARG "SKELETON" "CLANG" "DEFINES" ${ARGN})
   set(obj ${CMAKE_CURRENT_BINARY_DIR}/${name}.bpf.o)
+  set(defines)
+  foreach(d ${ARG_DEFINES})
+    list(APPEND defines -D${d})
+  endforeach()
   find_program(clang_${ARG_CLANG} ${ARG_CLANG} REQUIRED)
   add_custom_command(
     OUTPUT ${obj}
-    COMMAND ${clang_${ARG_CLANG}} -g -O2 -target bpf -mcpu=v3 -Wall -Werror
+    COMMAND ${clang_${ARG_CLANG}} -g -O2 -target bpf -mcpu=v3 -Wall -Werror ${defines}
             -I${BMC_GEN_DIR} -I/usr/include/${CMAKE_LIBRARY_ARCHITECTURE}
             -MD -MF ${obj}.d -c ${CMAKE_CURRENT_SOURCE_DIR}/${src} -o ${obj}
     DEPFILE ${obj}.d

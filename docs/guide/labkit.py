@@ -157,7 +157,7 @@ class Lab:
 
 def gnuplot(png, script):
     """Draws a figure with gnuplot (data inline in the script)."""
-    subprocess.run(["gnuplot"], input=f"set terminal pngcairo size 900,420\nset output '{png}'\n{script}", text=True,
+    subprocess.run(["gnuplot"], input=f"set terminal pngcairo size 900,420 noenhanced\nset output '{png}'\n{script}", text=True,
                    check=True)
 
 
