@@ -17,10 +17,6 @@ from harness import prog_stats, SIF
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main():
@@ -46,12 +42,12 @@ def main():
         lab.get("small")
         for key, path in (("small", "xdp"), ("large", "memcached")):
             g0 = lab.mc_stat("cmd_get")
-            p0, c0 = prog_stats(lab.tb.srv, SIF).get("bmc_rx", {}), cpu_seconds(memcached.pid)
+            p0, c0 = prog_stats(lab.tb.srv, SIF).get("bmc_rx", {}), labkit.cpu_seconds(memcached.pid)
             us = []
             for _ in range(n):
                 _, t = lab.get_only(key)
                 us.append(t)
-            p1, c1 = prog_stats(lab.tb.srv, SIF).get("bmc_rx", {}), cpu_seconds(memcached.pid)
+            p1, c1 = prog_stats(lab.tb.srv, SIF).get("bmc_rx", {}), labkit.cpu_seconds(memcached.pid)
             answered_by_memcached = lab.mc_stat("cmd_get") - g0
             who = ["memcached"] * answered_by_memcached + ["cache"] * (n - answered_by_memcached)
             runs = p1.get("run_cnt", 0) - p0.get("run_cnt", 0)

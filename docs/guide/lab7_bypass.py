@@ -15,11 +15,6 @@ import labkit
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def cpu_seconds(pid):
-    """User plus system time of a process and its threads (the pollers)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main():
@@ -42,7 +37,7 @@ def main():
                     break
                 time.sleep(0.02)
             lab.get("hot")
-            c0, s0 = cpu_seconds(lab.bmcd.pid), json.loads(lab.bmcctl("--json", "stats"))["hit_requests"]
+            c0, s0 = labkit.cpu_seconds(lab.bmcd.pid), json.loads(lab.bmcctl("--json", "stats"))["hit_requests"]
             us, who = [], []
             t0 = time.monotonic()
             for _ in range(n):
@@ -50,7 +45,7 @@ def main():
                 us.append(t)
                 who.append(w)
             wall = time.monotonic() - t0
-            c1, s1 = cpu_seconds(lab.bmcd.pid), json.loads(lab.bmcctl("--json", "stats"))["hit_requests"]
+            c1, s1 = labkit.cpu_seconds(lab.bmcd.pid), json.loads(lab.bmcctl("--json", "stats"))["hit_requests"]
             res[backend] = {"median_us": statistics.median(us), "cpu_us_per_get": (c1 - c0) / n * 1e6,
                             "cpu_share": (c1 - c0) / wall, "hits": s1 - s0, "cache": who.count("cache")}
             print(f"{backend:6}: round trip median {res[backend]['median_us']:.0f} us, bmcd CPU "
