@@ -5,7 +5,6 @@ path spends per get: bmc_rx's own run time (kernel.bpf_stats_enabled) for a hit,
 memcached's CPU time for a get it answers (the stack's share of the path is in neither:
 see the benchmark for whole-machine throughput). Draws lab1_path.png. --quick: fewer
 gets (CI)."""
-import argparse
 import os
 import statistics
 import sys
@@ -14,27 +13,19 @@ import time
 import labkit
 from harness import prog_stats, SIF
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
 
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", default=os.path.join(HERE, "lab1_path.png"))
-    a = ap.parse_args()
+    a = labkit.lab_args(__doc__, __file__)
     n = 300 if a.quick else 2000
     # --max-amplification 2: a get whose reply is over twice the request goes to
     # memcached, so one bmcd shows both paths, chosen by value size.
     lab = labkit.Lab("lab1", ["--max-amplification", "2"])
     ok = True
     res = {}
-    with open("/proc/sys/kernel/bpf_stats_enabled") as f:
-        stats_before = f.read().strip()
+    stats_before = labkit.bpf_stats_on()
     try:
-        with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
-            f.write("1")
         memcached = next(p for p in lab.tb.procs if "memcached" in " ".join(p.args))
         lab.set("small", "v")              # reply within 2x of the request: the cache answers
         lab.set("large", "v" * 64)         # larger: memcached answers
@@ -63,8 +54,7 @@ def main():
         ok &= labkit.check(res["xdp"]["xdp_ns"] > 0 and res["memcached"]["memcached_us"] * 1000 > res["xdp"]["xdp_ns"],
                            "and it costs less CPU per get than memcached's share alone")
     finally:
-        with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
-            f.write(stats_before)
+        labkit.bpf_stats_restore(stats_before)
         lab.close()
     labkit.gnuplot(a.out, "set title 'Lab 1: the path of a get (the lab client in Python)'\n"
                    "set style data histograms\nset style fill solid 0.6\nset key top left\nset ylabel 'microseconds'\n"

@@ -1,15 +1,12 @@
 #!/usr/bin/env python3
 """Lab 2, a write invalidates: watch the key's bucket generation move, and the next get
 miss and refill. Draws lab2_invalidation.png. --quick: fewer gets (CI)."""
-import argparse
 import os
 import re
 import sys
 import time
 
 import labkit
-
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def gen_of(dump):
@@ -18,10 +15,7 @@ def gen_of(dump):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", default=os.path.join(HERE, "lab2_invalidation.png"))
-    a = ap.parse_args()
+    a = labkit.lab_args(__doc__, __file__)
     n = 6 if a.quick else 12
     lab = labkit.Lab("lab2")
     ok = True

@@ -3,7 +3,6 @@
 not see; bmc bounds instead how long after a fill an entry is served (--max-age). Gets
 every 50 ms of an item stored with a 2-second exptime, bmcd --max-age 0.5. Draws
 lab4_expiry.png. --quick: the same (it is short), for CI."""
-import argparse
 import os
 import re
 import sys
@@ -11,15 +10,11 @@ import time
 
 import labkit
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 MAX_AGE = 0.5
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", default=os.path.join(HERE, "lab4_expiry.png"))
-    a = ap.parse_args()
+    a = labkit.lab_args(__doc__, __file__)
     lab = labkit.Lab("lab4", ["--max-age", str(MAX_AGE)])
     ok = True
     try:

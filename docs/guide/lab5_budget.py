@@ -14,14 +14,9 @@ import tempfile
 import labkit
 import harness
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", default=os.path.join(HERE, "lab5_budget.png"))
-    a = ap.parse_args()
+    a = labkit.lab_args(__doc__, __file__)
     if os.geteuid() != 0:
         sys.exit("lab5: run as root (namespaces, BPF)")
     work = [0, 64, 256, 1024] if a.quick else [0, 16, 32, 64, 128, 256, 512, 1024, 2048]
@@ -29,13 +24,10 @@ def main():
     args = argparse.Namespace(build=os.environ.get("BMC_BUILD_DIR", os.path.join(labkit.ROOT, "build")), out=out,
                               quick=True, duration=0.3 if a.quick else 1.0, repetitions=1, keys=1000)
     b = harness.Bench(args)
-    with open("/proc/sys/kernel/bpf_stats_enabled") as f:
-        stats_before = f.read().strip()
     rows = []  # (extra iterations, ns per packet in the echo program, answers per second)
     ok = True
+    stats_before = labkit.bpf_stats_on()
     try:
-        with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
-            f.write("1")
         tb = b.testbed(1)
         for n in work:
             b.floor_args = ["--work", str(n)]
@@ -55,8 +47,7 @@ def main():
         ok &= labkit.check(all(r[2] <= 1.1e9 / r[1] for r in rows if r[1]),
                            "a CPU never answers more per second than 1 s / its time per packet")
     finally:
-        with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
-            f.write(stats_before)
+        labkit.bpf_stats_restore(stats_before)
         b.close()
         shutil.rmtree(out, ignore_errors=True)
     labkit.gnuplot(a.out, "set title 'Lab 5: answers per second against time per packet (XDP_TX echo, one queue)'\n"

@@ -4,15 +4,12 @@
 the same source built only for this lab (bpf/bmc_kern_lab_unrolled.bpf.o) in which the
 payload scanner is a plain bounded loop over the bytes instead of bpf_loop. Draws
 lab6_verifier.png. --quick: the same (CI)."""
-import argparse
 import json
 import os
 import subprocess
 import sys
 
 import labkit
-
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def measure(build, obj):
@@ -22,10 +19,7 @@ def measure(build, obj):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", default=os.path.join(HERE, "lab6_verifier.png"))
-    a = ap.parse_args()
+    a = labkit.lab_args(__doc__, __file__)
     if os.geteuid() != 0:
         sys.exit("lab6: run as root (loading BPF programs)")
     build = os.path.abspath(os.environ.get("BMC_BUILD_DIR", os.path.join(labkit.ROOT, "build")))

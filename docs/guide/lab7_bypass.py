@@ -3,7 +3,6 @@
 driver's receive path) and by AF_XDP (a userspace poller per queue), switched on the
 running bmcd. Round trip per get and bmcd's own CPU time per get, for each. Draws
 lab7_bypass.png. --quick: fewer gets (CI)."""
-import argparse
 import json
 import os
 import statistics
@@ -12,16 +11,11 @@ import time
 
 import labkit
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
 
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", default=os.path.join(HERE, "lab7_bypass.png"))
-    a = ap.parse_args()
+    a = labkit.lab_args(__doc__, __file__)
     n = 300 if a.quick else 2000
     lab = labkit.Lab("lab7")
     ok = True

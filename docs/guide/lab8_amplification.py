@@ -3,22 +3,17 @@
 the source address claims to be, so it must not be a better reflector than memcached.
 Values of growing size behind one short key, bmcd --max-amplification 10, then a client
 outside --allow. Draws lab8_amplification.png. --quick: fewer sizes (CI)."""
-import argparse
 import os
 import sys
 import time
 
 import labkit
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 CAP = 10
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", default=os.path.join(HERE, "lab8_amplification.png"))
-    a = ap.parse_args()
+    a = labkit.lab_args(__doc__, __file__)
     sizes = [16, 128, 256, 512] if a.quick else [8, 16, 32, 64, 96, 128, 160, 192, 224, 256, 320, 384, 512, 768]
     ok = True
     rows = []  # (value bytes, reply bytes / request bytes, who answered)

@@ -167,6 +167,30 @@ def cpu_seconds(pid):
     return total / 1e9
 
 
+def lab_args(doc, script):
+    """A lab's command line: --quick (CI) and --out (its figure, by default beside its page)."""
+    import argparse
+    ap = argparse.ArgumentParser(description=doc)
+    ap.add_argument("--quick", action="store_true", help="a shorter run, for CI")
+    ap.add_argument("--out", default=os.path.splitext(os.path.abspath(script))[0] + ".png", help="the figure")
+    return ap.parse_args()
+
+
+def bpf_stats_on():
+    """Turns kernel.bpf_stats_enabled on (the programs' run_time_ns and run_cnt); returns
+    what it was, for bpf_stats_restore."""
+    with open("/proc/sys/kernel/bpf_stats_enabled") as f:
+        before = f.read().strip()
+    with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
+        f.write("1")
+    return before
+
+
+def bpf_stats_restore(before):
+    with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
+        f.write(before)
+
+
 def gnuplot(png, script):
     """Draws a figure with gnuplot (data inline in the script)."""
     subprocess.run(["gnuplot"], input=f"set terminal pngcairo size 900,420 noenhanced\nset output '{png}'\n{script}", text=True,
