@@ -57,11 +57,11 @@ def main():
         labkit.bpf_stats_restore(stats_before)
         lab.close()
     labkit.gnuplot(a.out, "set title 'Lab 1: the path of a get (the lab client in Python)'\n"
-                   "set style data histograms\nset style fill solid 0.6\nset key top left\nset ylabel 'microseconds'\n"
+                   "set style data histograms\nset style fill solid 0.6\nset key outside bottom center horizontal\nset ylabel 'microseconds'\n"
                    "plot '-' using 2:xtic(1) title 'round trip (median)', '-' using 2 title 'CPU per get on the path "
                    "(bmc_rx, or memcached)'\n"
-                   f"'XDP hit' {res['xdp']['median_us']:.1f}\nmemcached {res['memcached']['median_us']:.1f}\ne\n"
-                   f"'XDP hit' {res['xdp']['xdp_ns'] / 1000:.2f}\nmemcached {res['memcached']['memcached_us']:.2f}\ne\n")
+                   '"XDP hit" %.1f\nmemcached %.1f\ne\n' % (res["xdp"]["median_us"], res["memcached"]["median_us"]) +
+                   '"XDP hit" %.2f\nmemcached %.2f\ne\n' % (res["xdp"]["xdp_ns"] / 1000, res["memcached"]["memcached_us"]))
     print(f"figure: {a.out}")
     sys.exit(0 if ok else 1)
 

@@ -52,7 +52,7 @@ def main():
     finally:
         lab.close()
     labkit.gnuplot(a.out, "set title 'Lab 7: the same cache, XDP against AF_XDP (the lab client in Python)'\n"
-                   "set style data histograms\nset style fill solid 0.6\nset boxwidth 0.8\nset key top left\n"
+                   "set style data histograms\nset style fill solid 0.6\nset boxwidth 0.8\nset key outside bottom center horizontal\n"
                    "set ylabel 'microseconds'\n"
                    "plot '-' using 2:xtic(1) title 'round trip (median)', '-' using 2 title 'bmcd CPU per get'\n"
                    f"XDP {res['kernel']['median_us']:.1f}\nAF_XDP {res['afxdp']['median_us']:.1f}\ne\n"

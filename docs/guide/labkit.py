@@ -23,6 +23,7 @@ def client_main():
     import socket
     server = ("198.18.0.1", 11211)
     tcp = socket.create_connection(server, timeout=5)
+    held = None
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.connect(server)
     udp.settimeout(1.0)
@@ -57,6 +58,26 @@ def client_main():
             except socket.timeout:
                 text += b"(timeout)"
             out = {"reply": text.decode(errors="replace"), "us": (time.perf_counter() - t0) * 1e6}
+        elif c["op"] == "hold":
+            # A write memcached receives but cannot apply yet: it follows a pipeline of
+            # gets whose replies (count x the value's size) nobody reads, so memcached
+            # waits on this connection's send buffer, while the write itself already sits
+            # in its receive buffer, where bmc's observer has read it.
+            held = socket.create_connection(server, timeout=30)
+            held.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            v = c["value"].encode()
+            held.sendall(b"get %s\r\n" % c["big"].encode() * c["count"] +
+                         b"set %s 0 0 %d\r\n%s\r\n" % (c["key"].encode(), len(v), v))
+            out = {"held": True}
+        elif c["op"] == "release":
+            buf = b""
+            while not buf.endswith(b"STORED\r\n"):
+                chunk = held.recv(1 << 20)
+                if not chunk:
+                    break
+                buf += chunk
+            held.close()
+            out = {"released": len(buf)}
         elif c["op"] == "stat":
             out = {"value": None}
             for l in tcp_call(b"stats\r\n").split(b"\r\n"):
@@ -119,6 +140,15 @@ class Lab:
         """The reply's text and round trip, asking memcached nothing else."""
         r = self._ask(op="get", key=key)
         return r["reply"], r["us"]
+
+    def hold_write(self, key, value, big, count):
+        """Sends `set key value` behind count gets of the big key on a connection that does
+        not read its replies: memcached has received the write but cannot apply it until
+        release_write()."""
+        return self._ask(op="hold", key=key, value=value, big=big, count=count)
+
+    def release_write(self):
+        return self._ask(op="release")
 
     def mc_stat(self, name):
         return self._ask(op="stat", name=name)["value"]
