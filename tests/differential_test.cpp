@@ -6,6 +6,7 @@
 
 #include <optional>
 #include <random>
+#include <set>
 #include <sstream>
 
 #include "bpf_fixture.hpp"
@@ -280,6 +281,29 @@ TEST_F(Differential, CoreAndBpfAgreeOnEveryPacket) {
         for (std::uint32_t s = 0; s < BMC_NUM_STATS; s++) c[s] += obs.counters()[s];
         return c;
     };
+    // The decision trace, on for every decision: the C++ core's records of gets and fills
+    // must equal the BPF programs' (but for time and where), and each get's reason must be
+    // a counter that moved for its packet.
+    std::vector<bmc_trace> bpf_trace, cpp_trace;
+    be->cache().global->trace_every = 1;
+    dp.set_trace([&](const bmc_trace &t) { cpp_trace.push_back(t); });
+    ring_buffer *ring = ring_buffer__new(
+        be->trace_ring_fd(),
+        [](void *ctx, void *data, std::size_t size) {
+            const auto *t = static_cast<const bmc_trace *>(data);
+            if (size == sizeof(bmc_trace) && (t->what == BMC_TRACE_GET || t->what == BMC_TRACE_FILL))
+                static_cast<std::vector<bmc_trace> *>(ctx)->push_back(*t);
+            return 0;
+        },
+        &bpf_trace, nullptr);
+    ASSERT_NE(ring, nullptr);
+    std::uint32_t traced_gets = 0, traced_fills = 0;
+    std::set<std::uint16_t> reasons;
+    auto same_record = [](bmc_trace a, bmc_trace b) {
+        a.time_ns = b.time_ns = 0;
+        a.where = b.where = 0;
+        return std::memcmp(&a, &b, sizeof a) == 0;
+    };
 
     for (std::uint32_t i = 0; i < n + prelude.size() && failures < 5; i++) {
         Packet p = i < prelude.size() ? prelude[i] : corpus.next();
@@ -289,6 +313,8 @@ TEST_F(Differential, CoreAndBpfAgreeOnEveryPacket) {
         Counters bpf_before = be->read_counters(), cpp_before = cpp_counters(), general_before = general.counters(),
                  dp_before = dp.counters();
 
+        bpf_trace.clear();
+        cpp_trace.clear();
         ProgRun r = p.egress ? tc(p.frame) : xdp(p.frame);
         Bytes cpp_frame = p.frame;
         std::uint64_t now = monotonic_ns();
@@ -353,8 +379,35 @@ TEST_F(Differential, CoreAndBpfAgreeOnEveryPacket) {
             ok &= general_after[s] - general_before[s] == dp.counters()[s] - dp_before[s];
         }
         ok &= general_tx == cpp_tx && general_frame == cpp_frame;
+        ring_buffer__consume(ring);
+        EXPECT_EQ(bpf_trace.size(), cpp_trace.size()) << "trace records";
+        ok &= bpf_trace.size() == cpp_trace.size();
+        for (std::size_t k = 0; k < std::min(bpf_trace.size(), cpp_trace.size()); k++) {
+            const bmc_trace &t = bpf_trace[k];
+            EXPECT_TRUE(same_record(t, cpp_trace[k])) << "trace record " << k << " differs: "
+                                                      << bmc_stat_names[t.reason % BMC_NUM_STATS] << " / "
+                                                      << bmc_stat_names[cpp_trace[k].reason % BMC_NUM_STATS];
+            ok &= same_record(t, cpp_trace[k]);
+            ASSERT_LT(t.reason, BMC_NUM_STATS);
+            EXPECT_GT(bpf_after[t.reason] - bpf_before[t.reason], 0u)
+                << "the trace's reason " << bmc_stat_names[t.reason] << " is no counter this packet moved";
+            traced_gets += t.what == BMC_TRACE_GET;
+            traced_fills += t.what == BMC_TRACE_FILL;
+            if (t.what == BMC_TRACE_GET) reasons.insert(t.reason);
+        }
         failures += !(ok && mem_ok);
     }
+    ring_buffer__free(ring);
+    be->cache().global->trace_every = 0;
+    // The corpus's gets traced with many reasons: a hit, misses by cause, passes.
+    std::string seen;
+    for (auto r : reasons) seen += std::string(bmc_stat_names[r]) + " ";
+    std::printf("differential: %u gets and %u fills traced, reasons: %s\n", traced_gets, traced_fills, seen.c_str());
+    EXPECT_GT(traced_gets, 1000u);
+    EXPECT_GT(traced_fills, 50u);
+    for (auto want : {BMC_STAT_HIT_REQS, BMC_STAT_MISS_ABSENT, BMC_STAT_PASS_MALFORMED, BMC_STAT_PASS_NOT_ALLOWED,
+                      BMC_STAT_PASS_AMPLIFICATION, BMC_STAT_PASS_PARTIAL})
+        EXPECT_TRUE(reasons.count(std::uint16_t(want))) << bmc_stat_names[want] << " never traced";
     // The corpus must reach the interesting paths, or agreement means little.
     Counters c = be->read_counters();
     std::printf("differential: %u packets, %u answered, %u stream chunks, %llu fills, %llu invalidations\n", n, tx, chunks,
