@@ -182,6 +182,74 @@ TEST_F(BpfPackets, EveryMissIsCountedWithItsCause) {
     EXPECT_EQ(causes, k[BMC_STAT_MISS_KEYS]) << "every miss has one cause";
 }
 
+// Every reason a get is left to memcached, as the trace records it: for frames the stack
+// would drop and requests the cache cannot answer, the record's reason is the counter the
+// packet moved, on BPF and on the C++ core alike.
+TEST_F(BpfPackets, EveryPassReasonIsTracedAsItsCounter) {
+    warm("k", "VALUE k 0 1\r\n1\r\n");
+    Datapath dp(be->cache(), be->config(), Allowlist::everyone(), delivery);
+    std::vector<bmc_trace> cpp_trace, bpf_trace;
+    dp.set_trace([&](const bmc_trace &t) { cpp_trace.push_back(t); });
+    ring_buffer *ring = ring_buffer__new(
+        be->trace_ring_fd(),
+        [](void *ctx, void *data, std::size_t size) {
+            if (size == sizeof(bmc_trace) && static_cast<bmc_trace *>(data)->what == BMC_TRACE_GET)
+                static_cast<std::vector<bmc_trace> *>(ctx)->push_back(*static_cast<bmc_trace *>(data));
+            return 0;
+        },
+        &bpf_trace, nullptr);
+    ASSERT_NE(ring, nullptr);
+    be->cache().global->trace_every = 1;
+    auto get = [](FrameOptions o = {}) { return udp_frame(kClient, kServer, mc_udp("get k\r\n"), o); };
+    std::vector<std::pair<bmc_stat, Bytes>> cases;
+    Bytes f = get();
+    f[5] ^= 0x40;  // another host's MAC
+    cases.push_back({BMC_STAT_PASS_NOT_OUR_MAC, f});
+    f = get();
+    f[24] ^= 0x55;  // the IPv4 header checksum
+    cases.push_back({BMC_STAT_PASS_IP_CSUM, f});
+    f = get();
+    f[40] = 0x12, f[41] = 0x34;  // a UDP checksum that does not verify
+    cases.push_back({BMC_STAT_PASS_UDP_CSUM, f});
+    cases.push_back({BMC_STAT_PASS_NOT_LOCAL, udp_frame(kClient, {0xC6120063u, 11211}, mc_udp("get k\r\n"))});
+    cases.push_back({BMC_STAT_PASS_BAD_SOURCE, udp_frame({0xC6120001u, 40000}, kServer, mc_udp("get k\r\n"))});
+    f = get({.ip_options = 8});
+    f[34] = 0x83, f[35] = 7, f[36] = 4;  // a loose source route, one hop
+    std::memcpy(f.data() + 37, "\xc6\x12\x00\x01", 4);
+    f[24] = f[25] = 0;
+    {
+        const std::uint16_t c = ipv4_header_checksum(f.data() + 14, 28);
+        std::memcpy(f.data() + 24, &c, 2);
+    }
+    cases.push_back({BMC_STAT_PASS_SOURCE_ROUTE, f});
+    cases.push_back({BMC_STAT_PASS_VLAN, get({.vlan = 42})});
+    cases.push_back({BMC_STAT_PASS_NOT_PLAIN, get({.ipv6 = true, .hop_by_hop = true})});
+    cases.push_back({BMC_STAT_PASS_MULTI_DGRAM, udp_frame(kClient, kServer, mc_udp("get k\r\n", 1, 0, 2))});
+    cases.push_back({BMC_STAT_PASS_GETS, udp_frame(kClient, kServer, mc_udp("gets k\r\n"))});
+    cases.push_back({BMC_STAT_PASS_MISS, udp_frame(kClient, kServer, mc_udp("get nothing\r\n"))});
+    cases.push_back({BMC_STAT_HIT_REQS, get()});
+    for (const auto &[want, frame] : cases) {
+        SCOPED_TRACE(bmc_stat_names[want]);
+        ring_buffer__consume(ring);
+        bpf_trace.clear();
+        cpp_trace.clear();
+        const Counters before = be->read_counters();
+        xdp(frame);
+        Bytes copy = frame;
+        dp.ingress(copy, monotonic_ns());
+        ring_buffer__consume(ring);
+        EXPECT_EQ(be->read_counters()[want] - before[want], 1u) << "the case makes its counter move";
+        for (auto *tr : {&bpf_trace, &cpp_trace}) {
+            ASSERT_EQ(tr->size(), 1u) << (tr == &bpf_trace ? "BPF" : "C++");
+            const std::uint16_t r = tr->front().reason;
+            EXPECT_EQ(r, want == BMC_STAT_PASS_MISS ? BMC_STAT_MISS_ABSENT : want)
+                << (tr == &bpf_trace ? "BPF: " : "C++: ") << bmc_stat_names[r];
+        }
+    }
+    be->cache().global->trace_every = 0;
+    ring_buffer__free(ring);
+}
+
 TEST_F(BpfPackets, PartialMultiGetPassesUnchanged) {
     warm("a", "VALUE a 0 1\r\n1\r\n");
     expect_passed(get_request("get a b\r\n"));

@@ -31,6 +31,18 @@ def main():
         lab.set("large", "v" * 64)         # larger: memcached answers
         time.sleep(0.02)
         lab.get("small")
+        lab.get("large")  # cached too, but its reply would be over twice the request
+        time.sleep(0.02)
+        # What each path looks like in the trace, before the measurement (tracing off).
+        lab.start_trace()
+        lab.get_only("small")
+        lab.get_only("large")
+        trace = lab.trace_lines()
+        print("trace:\n  " + "\n  ".join(trace))
+        lab.stop_trace()
+        ok &= labkit.check(any("key=small hit_requests" in l for l in trace) and
+                           any("key=large pass_over_max_amplification" in l for l in trace),
+                           "the trace shows the small value answered in XDP and the large one passed to memcached")
         for key, path in (("small", "xdp"), ("large", "memcached")):
             g0 = lab.mc_stat("cmd_get")
             p0, c0 = prog_stats(lab.tb.srv, SIF).get("bmc_rx", {}), labkit.cpu_seconds(memcached.pid)

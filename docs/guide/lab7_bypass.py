@@ -31,6 +31,13 @@ def main():
                     break
                 time.sleep(0.02)
             lab.get("hot")
+            lab.start_trace()
+            lab.get_only("hot")
+            trace = lab.trace_lines()
+            lab.stop_trace()
+            print(f"trace ({backend}):\n  " + "\n  ".join(trace))
+            ok &= labkit.check(any((" xdp get " if backend == "kernel" else " afxdp get ") in l and "hit_requests" in l
+                                   for l in trace), f"the trace shows the hit on the {backend} backend's path")
             c0, s0 = labkit.cpu_seconds(lab.bmcd.pid), json.loads(lab.bmcctl("--json", "stats"))["hit_requests"]
             us, who = [], []
             t0 = time.monotonic()

@@ -168,6 +168,17 @@ class Lab:
             time.sleep(0.02)
         raise RuntimeError("bmcctl trace did not start")
 
+    def stop_trace(self):
+        """Ends bmcctl trace; with no listener left, bmcd turns tracing off."""
+        if self.tracer:
+            self.tracer.terminate()
+            self.tracer.wait()
+            self.tracer = None
+            for _ in range(100):
+                if not json.loads(self.bmcctl("--json", "status")).get("trace_every"):
+                    return
+                time.sleep(0.02)
+
     def trace_lines(self, settle=0.2):
         time.sleep(settle)  # bmcd drains the ring every 50 ms
         with open(self.trace_path) as f:
