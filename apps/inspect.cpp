@@ -47,13 +47,13 @@ std::string dump_key(const bmc_config &cfg, const CacheMemory &c, const std::str
         if (e.hash != h || e.item_len == 0) return;
         const bool key_ok = e.key_len == key.size() && e.item_len > 6 + key.size() &&
                             std::memcmp(data + 6, key.data(), key.size()) == 0;
-        const bool live = bmc_entry_live(&e, gen, epoch, g.flush_at_ns, g.flush_cutoff_ns, now, cfg.max_age_ns);
-        const char *why = !key_ok                            ? "another key with the same hash"
-                          : e.gen != gen                     ? "invalidated (its bucket's generation moved on)"
-                          : e.epoch != epoch                 ? "flushed (a new epoch)"
-                          : now - e.fill_ns > cfg.max_age_ns ? "too old (--max-age)"
-                          : !live                            ? "dead after a delayed flush_all"
-                                                             : "yes";
+        const __u32 dead = bmc_entry_dead_reason(&e, gen, epoch, g.flush_at_ns, g.flush_cutoff_ns, now, cfg.max_age_ns);
+        const char *why = !key_ok                                   ? "another key with the same hash"
+                          : dead == BMC_STAT_MISS_INVALIDATED       ? "invalidated (its bucket's generation moved on)"
+                          : dead == BMC_STAT_MISS_FLUSHED           ? "flushed (a new epoch)"
+                          : dead == BMC_STAT_MISS_EXPIRED           ? "too old (--max-age)"
+                          : dead == BMC_STAT_MISS_DELAYED_FLUSH     ? "dead after a delayed flush_all"
+                                                                    : "yes";
         add("entry %s.%u item_bytes=%u gen=%u epoch=%u age_ms=%llu served=%s", table, way, e.item_len, e.gen, e.epoch,
             (unsigned long long)((now - e.fill_ns) / 1000000), why);
     };

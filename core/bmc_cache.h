@@ -179,14 +179,30 @@ BMC_INLINE void bmc_gen_bump(struct bmc_small_bucket *sb, __u64 now)
 /* flush_at: a delayed flush_all's deadline (0: none). Once it has passed, entries filled
  * up to flush_cutoff are dead, as memcached treats items stored before its deadline
  * (bmc_rx_flush_at: flush_at is never later than memcached's, the cutoff never earlier). */
-BMC_INLINE int bmc_entry_live(const struct bmc_entry_hdr *e, __u32 gen, __u32 epoch, __u64 flush_at,
-                              __u64 flush_cutoff, __u64 now, __u64 max_age)
+/* Why an entry is not served now: the miss counter of the first rule of bmc_entry_live
+ * it breaks (its generation, its epoch, --max-age, a delayed flush), or 0 if it is live.
+ * An empty entry (item_len 0) is the caller's to skip. */
+BMC_INLINE __u32 bmc_entry_dead_reason(const struct bmc_entry_hdr *e, __u32 gen, __u32 epoch, __u64 flush_at,
+                                       __u64 flush_cutoff, __u64 now, __u64 max_age)
 {
     __u64 fill_ns = BMC_READ_ONCE(e->fill_ns);
 
-    return BMC_READ_ONCE(e->item_len) != 0 && BMC_READ_ONCE(e->gen) == gen &&
-           BMC_READ_ONCE(e->epoch) == epoch && now - fill_ns <= max_age &&
-           !(flush_at && now >= flush_at && fill_ns <= flush_cutoff);
+    if (BMC_READ_ONCE(e->gen) != gen)
+        return BMC_STAT_MISS_INVALIDATED;
+    if (BMC_READ_ONCE(e->epoch) != epoch)
+        return BMC_STAT_MISS_FLUSHED;
+    if (now - fill_ns > max_age)
+        return BMC_STAT_MISS_EXPIRED;
+    if (flush_at && now >= flush_at && fill_ns <= flush_cutoff)
+        return BMC_STAT_MISS_DELAYED_FLUSH;
+    return 0;
+}
+
+BMC_INLINE int bmc_entry_live(const struct bmc_entry_hdr *e, __u32 gen, __u32 epoch, __u64 flush_at,
+                              __u64 flush_cutoff, __u64 now, __u64 max_age)
+{
+    return BMC_READ_ONCE(e->item_len) != 0 &&
+           !bmc_entry_dead_reason(e, gen, epoch, flush_at, flush_cutoff, now, max_age);
 }
 
 /* Does the way hold (hash, key_len) in a servable state? */

@@ -51,8 +51,8 @@ BMC_SUBPROG __u32 bmc_rx_miss_reason(struct bmc_env *env, const struct bmc_small
 {
     const struct bmc_config *cfg = bmc_env_config(env);
     const struct bmc_global *g = bmc_env_global(env);
-    __u32 gen, epoch, i, hash, key_len;
-    __u64 flush_at, cutoff, fill_ns, now;
+    __u32 gen, epoch, i, hash, key_len, why;
+    __u64 flush_at, cutoff, now;
     const struct bmc_entry_hdr *e;
 
     if (!env || !sb || !lb || !g || !rx)  /* env read: clang keeps it in global calls */
@@ -69,15 +69,9 @@ BMC_SUBPROG __u32 bmc_rx_miss_reason(struct bmc_env *env, const struct bmc_small
         if (BMC_READ_ONCE(e->hash) != hash || BMC_READ_ONCE(e->key_len) != key_len ||
             BMC_READ_ONCE(e->item_len) == 0)
             continue;
-        fill_ns = BMC_READ_ONCE(e->fill_ns);
-        if (BMC_READ_ONCE(e->gen) != gen)
-            return BMC_STAT_MISS_INVALIDATED;
-        if (BMC_READ_ONCE(e->epoch) != epoch)
-            return BMC_STAT_MISS_FLUSHED;
-        if (now - fill_ns > cfg->max_age_ns)
-            return BMC_STAT_MISS_EXPIRED;
-        if (flush_at && now >= flush_at && fill_ns <= cutoff)
-            return BMC_STAT_MISS_DELAYED_FLUSH;
+        why = bmc_entry_dead_reason(e, gen, epoch, flush_at, cutoff, now, cfg->max_age_ns);
+        if (why)
+            return why;
     }
     return BMC_STAT_MISS_ABSENT;
 }

@@ -23,12 +23,12 @@ static inline int bmc_env_vlan(bmc_env *env, __u32 vid) {
     return env->delivery && env->delivery->vlan(std::uint16_t(vid));
 }
 static inline bmc_trace *bmc_env_trace_reserve(bmc_env *env) {
-    if (!env->trace) return nullptr;
+    if (!env->trace || !*env->trace) return nullptr;
     env->trace_rec = bmc_trace{};
     env->trace_rec.where = BMC_TRACE_USER;
     return &env->trace_rec;
 }
-static inline void bmc_env_trace_submit(bmc_env *env, bmc_trace *t) { env->trace(env->trace_ctx, *t); }
+static inline void bmc_env_trace_submit(bmc_env *env, bmc_trace *t) { (*env->trace)(*t); }
 
 #include "bmc_stream.h"
 
@@ -254,9 +254,7 @@ RxResult Datapath::ingress(std::uint8_t *frame, std::uint32_t &len, std::uint32_
 
 void Datapath::set_trace(std::function<void(const bmc_trace &)> sink) {
     trace_ = std::move(sink);
-    env_.trace_ctx = &trace_;
-    env_.trace = trace_ ? +[](void *ctx, const bmc_trace &t) { (*static_cast<std::function<void(const bmc_trace &)> *>(ctx))(t); }
-                        : nullptr;
+    env_.trace = &trace_;
 }
 
 std::vector<std::uint8_t> Datapath::relayed_reply(const bmc_frame &request, std::span<const std::uint8_t> request_headers,

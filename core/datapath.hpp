@@ -67,9 +67,8 @@ struct bmc_env {
     bmc::Counters *counters;
     std::uint64_t (*tai_ns)();
     const bmc::Delivery *delivery;
-    // The decision trace: records go to trace(trace_ctx, record); none if null.
-    void (*trace)(void *ctx, const bmc_trace &) = nullptr;
-    void *trace_ctx = nullptr;
+    // The decision trace: records go to *trace; none if it is null or empty.
+    const std::function<void(const bmc_trace &)> *trace = nullptr;
     bmc_trace trace_rec{};
 };
 
