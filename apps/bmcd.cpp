@@ -119,6 +119,7 @@ bool write_stats_file(const std::string &path, const Snapshot &s, const char *st
                           {"forwarded", s.afxdp.forwarded},
                           {"relayed", s.afxdp.relayed},
                           {"late", s.afxdp.late},
+                          {"relay_dropped", s.afxdp.relay_dropped},
                           {"tx_dropped", s.afxdp.tx_dropped}};
         f << j.dump() << "\n";
         if (!f) return false;

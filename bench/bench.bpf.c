@@ -34,7 +34,7 @@ struct {
 
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
-    __uint(max_entries, BENCH_IDS);
+    __uint(max_entries, BENCH_SLOTS);
     __type(key, __u32);
     __type(value, struct bench_request);
 } requests SEC(".maps");
@@ -93,12 +93,12 @@ static __always_inline struct bench_counters *counters(void)
  * replies: rebuild the whole request every time. */
 static __always_inline int generate(struct xdp_md *ctx, struct bench_counters *c)
 {
-    __u32 zero = 0, i, slot, len, key_len, id;
+    __u32 zero = 0, i, slot, len, key_len, id, seq, state;
     struct bench_template *t = bpf_map_lookup_elem(&gen_tmpl, &zero);
     struct bench_pace *pc = bpf_map_lookup_elem(&pace, &zero);
     struct bench_request *r;
     struct bench_key *k;
-    __u16 wire_id;
+    __u16 wire_id, sport;
 
     if (!t || !pc)
         return XDP_ABORTED;
@@ -117,7 +117,9 @@ static __always_inline int generate(struct xdp_md *ctx, struct bench_counters *c
     }
     /* Each generator thread runs on its own CPU (0 .. gen_threads - 1): the ids it uses
      * are its CPU's residue class, so no two threads share one. */
-    id = (__u32)(c->generated++ * gen_threads + bpf_get_smp_processor_id()) & (BENCH_IDS - 1);
+    seq = (__u32)(c->generated++ * gen_threads + bpf_get_smp_processor_id());
+    id = seq & (BENCH_IDS - 1);
+    state = seq & (BENCH_SLOTS - 1);
     len = t->len;
     key_len = t->key_len;
     if (len < ETH_HLEN || len >= BENCH_MAX_FRAME || key_len == 0 || key_len >= BENCH_KEY_MAX)
@@ -126,6 +128,9 @@ static __always_inline int generate(struct xdp_md *ctx, struct bench_counters *c
         return XDP_ABORTED;
     wire_id = bpf_htons((__u16)id);
     bpf_xdp_store_bytes(ctx, t->id_off & (BENCH_MAX_FRAME - 1), &wire_id, sizeof(wire_id));
+    /* The UDP checksum is 0 (none, valid over IPv4), so the port changes alone. */
+    sport = bpf_htons((__u16)(gen_port + (state >> 16)));
+    bpf_xdp_store_bytes(ctx, (t->id_off - 8) & (BENCH_MAX_FRAME - 1), &sport, sizeof(sport));
     for (i = 0; i < BENCH_MAX_WIDTH; i++) {
         if (i >= t->width)
             break;
@@ -136,7 +141,7 @@ static __always_inline int generate(struct xdp_md *ctx, struct bench_counters *c
         if (bpf_xdp_store_bytes(ctx, t->key_off[i] & (BENCH_MAX_FRAME - 1), k->name, key_len))
             return XDP_ABORTED;
     }
-    r = bpf_map_lookup_elem(&requests, &id);
+    r = bpf_map_lookup_elem(&requests, &state);
     if (!r)
         return XDP_ABORTED;
     r->sum = 0;
@@ -153,7 +158,7 @@ static __always_inline int absorb(struct xdp_md *ctx, struct bench_counters *c, 
 {
     void *end = (void *)(long)ctx->data_end;
     __u8 *hdr = (void *)(udp + 1), *payload = hdr + 8;
-    __u32 id, plen, body, n, item, k, base, total_items, one = 1;
+    __u32 id, state, plen, body, n, item, k, base, total_items, one = 1;
     __u64 sum = 0, h = 0, total, *want, *slot;
     struct bench_request *r;
     int last;
@@ -170,7 +175,8 @@ static __always_inline int absorb(struct xdp_md *ctx, struct bench_counters *c, 
         return XDP_DROP;
     }
     id = (__u32)hdr[0] << 8 | hdr[1];
-    r = bpf_map_lookup_elem(&requests, &id);
+    state = bench_slot(bpf_ntohs(udp->dest) - gen_port, id);
+    r = bpf_map_lookup_elem(&requests, &state);
     if (!r || !r->outstanding) {
         c->unexpected++;
         return XDP_DROP;
@@ -255,7 +261,7 @@ int bench_client(struct xdp_md *ctx)
             return XDP_ABORTED;
         return generate(ctx, c);
     }
-    if (udp->source == bpf_htons(bench_port) && udp->dest == bpf_htons(gen_port))
+    if (udp->source == bpf_htons(bench_port) && (__u16)(bpf_ntohs(udp->dest) - gen_port) < BENCH_PORTS)
         return absorb(ctx, c, ip, udp);
     return XDP_PASS;
 }

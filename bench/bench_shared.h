@@ -12,6 +12,14 @@
 /* Request ids are memcached's 16-bit frame ids. Request n uses id n mod 2^16 and the keys
  * in sequence slots (n * width + i) mod 2^16, so an id alone names the keys it asked for. */
 #define BENCH_IDS 65536
+/* The generator spreads its requests over BENCH_PORTS source ports: request n goes from
+ * port gen_port + (n >> 16) % BENCH_PORTS, and the client keys its state by that port and
+ * the id (bench_slot), so a slot comes round only every 2^20 requests. With one port, a
+ * 16-bit id came round every 55 ms at a million requests/s, sooner than an overloaded
+ * memcached's socket gives back a reply it queued; the late reply's datagrams were then
+ * judged as those of the next request with its id (incomplete, wrong or unexpected). */
+#define BENCH_PORTS 16
+#define BENCH_SLOTS (BENCH_IDS * BENCH_PORTS)
 /* memcached sends at most 1,400 bytes per datagram, frame header included. */
 #define BENCH_MAX_PAYLOAD 1392
 #define BENCH_HIST_SUB_BITS 4
@@ -30,7 +38,13 @@ struct bench_key {
     __u8 name[BENCH_KEY_MAX];
 };
 
-/* One per request id, written by the generator when it sends, consumed by the sink. */
+/* The client's state slot of a request: its source port's index and its id. */
+static inline __u32 bench_slot(__u32 port_index, __u32 id)
+{
+    return (port_index % BENCH_PORTS) << 16 | (id & (BENCH_IDS - 1));
+}
+
+/* One per request slot (bench_slot), written by the generator when it sends, consumed by the sink. */
 struct bench_request {
     __u64 sent_ns; /* bpf_ktime_get_ns() when the request was built */
     __u64 sum;     /* sum of the item hashes received so far */

@@ -252,7 +252,10 @@ int main(int argc, char **argv) {
     app.add_option("--server-mac", server_mac_s, "the server's MAC, or the next hop's")->required();
     app.add_option("--client-ip", client_ip_s, "source address (default: --iface's IPv4 address)");
     app.add_option("-p,--port", cfg.port, "memcached's UDP port")->capture_default_str();
-    app.add_option("--src-port", cfg.gen_port, "the generator's UDP source port")->capture_default_str();
+    app.add_option("--src-port", cfg.gen_port,
+                   "the first of the generator's " + std::to_string(BENCH_PORTS) + " UDP source ports")
+        ->check(CLI::Range(1, 65536 - BENCH_PORTS))
+        ->capture_default_str();
     app.add_option("-k,--keys", cfg.w.keys, "key count (preloaded with bmc-bench --preload)")
         ->check(CLI::Range(std::uint64_t(1), std::uint64_t(100000000)))
         ->capture_default_str();

@@ -131,6 +131,7 @@ public:
 
     int prog_fd() const { return bpf_program__fd(skel_->progs.bench_client); }
     int requests_fd() const { return bpf_map__fd(skel_->maps.requests); }
+    int counters_fd() const { return bpf_map__fd(skel_->maps.bench_count); }
     const bench_template &frame() const { return tmpl_; }
     // What BPF_PROG_RUN takes for a generator run: kMetaLen bytes of metadata, then the
     // template (bench_client generates when it sees metadata).

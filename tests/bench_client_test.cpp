@@ -49,16 +49,25 @@ struct Fixture {
         prog = std::make_unique<ClientProgram>(cfg, seq);
     }
 
-    void outstanding(std::uint32_t id, std::uint64_t sent_ns = 0) {
+    void outstanding(std::uint32_t id, std::uint64_t sent_ns = 0, std::uint32_t port_index = 0) {
         bench_request r{};
         r.sent_ns = sent_ns ? sent_ns : now_ns();
         r.outstanding = 1;
-        ASSERT_EQ(bpf_map_update_elem(prog->requests_fd(), &id, &r, 0), 0);
+        const std::uint32_t slot = bench_slot(port_index, id);
+        ASSERT_EQ(bpf_map_update_elem(prog->requests_fd(), &slot, &r, 0), 0);
+    }
+
+    bool is_outstanding(std::uint32_t id, std::uint32_t port_index) const {
+        bench_request r{};
+        const std::uint32_t slot = bench_slot(port_index, id);
+        EXPECT_EQ(bpf_map_lookup_elem(prog->requests_fd(), &slot, &r), 0);
+        return r.outstanding != 0;
     }
 
     // A datagram from the server to the generator's port: frame header, then payload.
     std::vector<std::uint8_t> reply(std::uint32_t id, const std::string &payload, const char *from = "198.18.0.1",
-                                    std::uint16_t seq_no = 0, std::uint16_t total = 1) const {
+                                    std::uint16_t seq_no = 0, std::uint16_t total = 1,
+                                    std::uint16_t port_index = 0) const {
         std::vector<std::uint8_t> f(14 + 20 + 8 + 8);
         std::memcpy(f.data(), cfg.client_mac.data(), 6);
         std::memcpy(f.data() + 6, cfg.server_mac.data(), 6);
@@ -72,7 +81,8 @@ struct Fixture {
         std::memcpy(f.data() + 30, &cfg.client_ip, 4);
         const std::uint16_t c = bmc::ipv4_header_checksum(f.data() + 14, 20);
         std::memcpy(f.data() + 24, &c, 2);
-        f[34] = kPort >> 8, f[35] = kPort & 0xff, f[36] = kGenPort >> 8, f[37] = kGenPort & 0xff;
+        const std::uint16_t to = kGenPort + port_index;
+        f[34] = kPort >> 8, f[35] = kPort & 0xff, f[36] = std::uint8_t(to >> 8), f[37] = std::uint8_t(to);
         const auto udp_len = std::uint16_t(8 + 8 + payload.size());
         f[38] = std::uint8_t(udp_len >> 8), f[39] = std::uint8_t(udp_len);
         f[42] = std::uint8_t(id >> 8), f[43] = std::uint8_t(id);
@@ -136,6 +146,50 @@ TEST(BenchClient, GeneratesTheRequestForItsId) {
     }
     // A frame without metadata is never taken for a generator run.
     EXPECT_EQ(fx.run(std::vector<std::uint8_t>(in.begin() + ClientProgram::kMetaLen, in.end())), XDP_PASS);
+}
+
+TEST(BenchClient, AfterEveryIdTheNextRequestsGoFromTheNextSourcePort) {
+    BMC_REQUIRE_ROOT();
+    pin_to_cpu0();
+    Fixture fx(1, false);
+    // CPU 0's generator has sent 2^16 requests: ids 0 .. 65535 from the first port.
+    const int ncpu = libbpf_num_possible_cpus();
+    std::vector<bench_counters> per(std::size_t(std::max(ncpu, 1)));
+    per[0].generated = BENCH_IDS;
+    const std::uint32_t zero = 0;
+    ASSERT_EQ(bpf_map_update_elem(fx.prog->counters_fd(), &zero, per.data(), 0), 0);
+    std::vector<std::uint8_t> in = fx.prog->run_input(), out;
+    ASSERT_EQ(fx.run(in, &out, ClientProgram::kMetaLen), XDP_TX);
+    ASSERT_GE(out.size(), 44u);
+    EXPECT_EQ(out[34] << 8 | out[35], kGenPort + 1) << "UDP source port";
+    EXPECT_EQ(out[42] << 8 | out[43], 0) << "request id";
+    EXPECT_TRUE(fx.is_outstanding(0, 1));
+    EXPECT_FALSE(fx.is_outstanding(0, 0)) << "the first port's request with id 0 is untouched";
+}
+
+TEST(BenchClient, ALateReplyIsNeverJudgedAsTheNextRequestWithItsId) {
+    BMC_REQUIRE_ROOT();
+    Fixture fx(2, false);
+    const std::uint32_t id = 9;
+    const std::string good = fx.joined(id) + "END\r\n";
+    // The request from the first port is still unanswered when its id comes round again,
+    // from the second port; the first one's reply then arrives.
+    fx.outstanding(id, 0, 0);
+    fx.outstanding(id, 0, 1);
+    auto d = fx.delta([&] { fx.run(fx.reply(id, good, "198.18.0.1", 0, 1, 0)); });
+    EXPECT_EQ(d.c.answered, 1u);
+    EXPECT_FALSE(fx.is_outstanding(id, 0));
+    EXPECT_TRUE(fx.is_outstanding(id, 1)) << "the later request waits for its own reply";
+    // Its first item only, then its end: incomplete, as it is.
+    const std::string first = fx.prog->expected_items(id)[0];
+    d = fx.delta([&] {
+        fx.run(fx.reply(id, first, "198.18.0.1", 0, 1, 1));
+        fx.run(fx.reply(id, "END\r\n", "198.18.0.1", 0, 1, 1));
+    });
+    EXPECT_EQ(d.c.incomplete, 1u);
+    EXPECT_EQ(d.c.answered + d.c.wrong + d.c.unexpected, 0u);
+    // A port beyond the generator's range is not the generator's.
+    EXPECT_EQ(fx.run(fx.reply(id, good, "198.18.0.1", 0, 1, BENCH_PORTS)), XDP_PASS);
 }
 
 TEST(BenchClient, CountsOnlyTheExactReplyAsAnAnswer) {

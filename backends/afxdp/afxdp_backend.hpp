@@ -36,6 +36,7 @@ struct AfxdpCounters {
     std::uint64_t forwarded = 0;  // requests sent on to memcached
     std::uint64_t relayed = 0;    // memcached reply datagrams sent back to clients
     std::uint64_t late = 0;       // replies for unknown or timed-out requests, dropped
+    std::uint64_t relay_dropped = 0;  // reply datagrams lost in the relay socket's full buffer
     std::uint64_t tx_dropped = 0; // replies dropped: no free frame, or no TX slot (tx_full)
     std::uint64_t tx_full = 0;    // of those, replies that found the TX ring full
     std::uint64_t rotations = 0;  // fresh channels to memcached (every id pending or quarantined)
@@ -76,7 +77,7 @@ private:
     std::array<std::atomic<std::uint64_t>, BMC_NUM_STATS> relay_counters_{};
     struct TraceQueue;
     std::unique_ptr<TraceQueue> trace_;
-    std::atomic<std::uint64_t> relayed_{0}, late_{0};
+    std::atomic<std::uint64_t> relayed_{0}, late_{0}, relay_dropped_{0};
 };
 
 // Why AF_XDP mode is refused on a loopback device: the misses a poller forwards to
