@@ -70,7 +70,23 @@ std::string trace_line(const bmc_trace &t, std::uint64_t start_ns) {
                        : t.what == BMC_TRACE_INVAL ? "invalidate"
                                                    : "epoch";
     char client[INET6_ADDRSTRLEN + 8] = "-";
-    if (t.what == BMC_TRACE_GET) {
+    if (t.what == BMC_TRACE_INVAL || t.what == BMC_TRACE_EPOCH) {
+        // The request that caused it, in the client's column: path and command.
+        const char *path = t.path == BMC_TRACE_PATH_TCP ? "tcp" : t.path == BMC_TRACE_PATH_UDP ? "udp" : nullptr;
+        std::string cmd;
+        if (t.cmd == BMC_TRACE_CMD_NONE) {
+        } else if (t.cmd & BMC_TRACE_CMD_BINARY) {
+            const auto op = std::uint8_t(t.cmd & ~BMC_TRACE_CMD_BINARY);
+            const auto name = bmc_binary_op_name(op);
+            char hex[8];
+            std::snprintf(hex, sizeof hex, "0x%02x", op);
+            cmd = "binary-" + (name.empty() ? std::string(hex) : std::string(name));
+        } else if (t.cmd < BMC_NUM_CMDS) {
+            cmd = std::string(bmc_cmd_specs[t.cmd].name);
+        }
+        if (path)
+            std::snprintf(client, sizeof client, "%s%s%s", path, cmd.empty() ? "" : ":", cmd.c_str());
+    } else if (t.what == BMC_TRACE_GET) {
         char a[INET6_ADDRSTRLEN] = "?";
         static const std::uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
         if (t.family == 4 && std::memcmp(t.addr, mapped, 12) == 0) {

@@ -615,13 +615,14 @@ static __always_inline void obs_chunk(struct __sk_buff *skb, __u64 cookie, __u32
     if (!p)
         return;
     if (!c) {
-        bmc_rx_flush(&env, BMC_STAT_INVAL_UNOBSERVED, bpf_ktime_get_ns());
+        bmc_rx_flush(&env, BMC_STAT_INVAL_UNOBSERVED, BMC_VIA(BMC_TRACE_PATH_TCP, BMC_TRACE_CMD_NONE), bpf_ktime_get_ns());
         return;
     }
     /* One socket's chunks are read one at a time (under its lock), so the copy back
      * cannot lose another CPU's update. */
     __builtin_memcpy(&p->obs.conn, c, sizeof(*c));
     p->obs.now = bpf_ktime_get_ns();
+    p->obs.path = BMC_TRACE_PATH_TCP;
     obs_read(skb, p, off, len);
     __builtin_memcpy(c, &p->obs.conn, sizeof(*c));
 }
@@ -724,7 +725,7 @@ int bmc_sock_ingress(struct __sk_buff *skb)
     if (f->proto == BMC_IPPROTO_TCP) {
         cookie = bpf_get_socket_cookie(skb);
         if (!bpf_map_lookup_elem(&bmc_conns, &cookie))
-            bmc_rx_flush(&env, BMC_STAT_INVAL_UNOBSERVED, bpf_ktime_get_ns());
+            bmc_rx_flush(&env, BMC_STAT_INVAL_UNOBSERVED, BMC_VIA(BMC_TRACE_PATH_TCP, BMC_TRACE_CMD_NONE), bpf_ktime_get_ns());
         return 1;
     }
     if (f->proto != BMC_IPPROTO_UDP || f->malformed || plen < BMC_FRAME_HDR_LEN)
@@ -751,7 +752,7 @@ static __always_inline int on_bind(struct bpf_sock *sk)
         return 1;
     cookie = bpf_get_socket_cookie(sk);
     bpf_map_update_elem(&bmc_listeners, &cookie, &one, BPF_ANY);
-    bmc_rx_flush(&env, BMC_STAT_INVAL_RESTART, bpf_ktime_get_ns());
+    bmc_rx_flush(&env, BMC_STAT_INVAL_RESTART, BMC_VIA_NONE, bpf_ktime_get_ns());
     return 1;
 }
 
@@ -777,7 +778,7 @@ int bmc_release(struct bpf_sock *sk)
     if (!bpf_map_lookup_elem(&bmc_listeners, &cookie))
         return 1;
     bpf_map_delete_elem(&bmc_listeners, &cookie);
-    bmc_rx_flush(&env, BMC_STAT_INVAL_RESTART, bpf_ktime_get_ns());
+    bmc_rx_flush(&env, BMC_STAT_INVAL_RESTART, BMC_VIA_NONE, bpf_ktime_get_ns());
     return 1;
 }
 

@@ -210,8 +210,15 @@ BMC_SUBPROG int bmc_trace_fill(struct bmc_env *env, const struct bmc_scratch *sc
     return 0;
 }
 
-/* An invalidation of a key's hash, or a new epoch (hash 0), when tracing is on. */
-BMC_SUBPROG int bmc_trace_event(struct bmc_env *env, __u32 what, __u32 reason, __u32 hash, __u64 now)
+/* What caused an invalidation or a new epoch, for the trace: the path and command of the
+ * request (BMC_TRACE_PATH_*, BMC_TRACE_CMD_* or a command table row), or nothing. */
+#define BMC_VIA(path, cmd) ((__u32)(path) | (__u32)(cmd) << 8)
+#define BMC_VIA_NONE BMC_VIA(BMC_TRACE_PATH_NONE, BMC_TRACE_CMD_NONE)
+
+/* An invalidation of a key's hash, or a new epoch (hash 0), when tracing is on. `tag` is
+ * the record kind | BMC_VIA(...) << 8: one argument, as a global BPF function takes at
+ * most five. */
+BMC_SUBPROG int bmc_trace_event(struct bmc_env *env, __u32 tag, __u32 reason, __u32 hash, __u64 now)
 {
     const struct bmc_global *g = bmc_env_global(env);
     struct bmc_trace *t;
@@ -222,14 +229,16 @@ BMC_SUBPROG int bmc_trace_event(struct bmc_env *env, __u32 what, __u32 reason, _
     if (!t)
         return 0;
     t->time_ns = now;
-    t->what = (__u8)what;
+    t->what = (__u8)tag;
+    t->path = (__u8)(tag >> 8);
+    t->cmd = (__u8)(tag >> 16);
     t->reason = (__u16)reason;
     t->hash = hash;
     bmc_env_trace_submit(env, t);
     return 0;
 }
 
-BMC_INLINE void bmc_rx_invalidate(struct bmc_env *env, __u32 hash, __u8 family, __u64 now)
+BMC_INLINE void bmc_rx_invalidate(struct bmc_env *env, __u32 hash, __u8 family, __u32 via, __u64 now)
 {
     const struct bmc_config *cfg = bmc_env_config(env);
     struct bmc_small_bucket *sb = bmc_env_small(env, bmc_small_index(cfg, hash));
@@ -241,10 +250,10 @@ BMC_INLINE void bmc_rx_invalidate(struct bmc_env *env, __u32 hash, __u8 family, 
     stat = family == BMC_FAM_META ? BMC_STAT_INVAL_META : family == BMC_FAM_BINARY ? BMC_STAT_INVAL_BINARY
                                                                                    : BMC_STAT_INVAL_TEXT;
     bmc_env_stat(env, stat);
-    bmc_trace_event(env, BMC_TRACE_INVAL, stat, hash, now);
+    bmc_trace_event(env, BMC_TRACE_INVAL | via << 8, stat, hash, now);
 }
 
-BMC_INLINE void bmc_rx_flush(struct bmc_env *env, __u32 stat, __u64 now)
+BMC_INLINE void bmc_rx_flush(struct bmc_env *env, __u32 stat, __u32 via, __u64 now)
 {
     struct bmc_global *g = bmc_env_global(env);
 
@@ -252,7 +261,7 @@ BMC_INLINE void bmc_rx_flush(struct bmc_env *env, __u32 stat, __u64 now)
         return;
     bmc_flush(g, now);
     bmc_env_stat(env, stat);
-    bmc_trace_event(env, BMC_TRACE_EPOCH, stat, 0, now);
+    bmc_trace_event(env, BMC_TRACE_EPOCH | via << 8, stat, 0, now);
 }
 
 /* A delayed flush_all N. memcached keeps a one-second clock and applies the flush when

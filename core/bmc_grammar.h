@@ -70,7 +70,8 @@ struct bmc_scan {
     __u8 num_unsure; /* a number token in a form strtol may or may not take (sign, spaces) */
     __u8 key_long;   /* the key token is longer than memcached accepts */
     __u8 neg_digits; /* the token is '-' followed by digits only */
-    __u8 pad[2];
+    __u8 line_cmd;   /* command of the line that just ended (for actions at its end) */
+    __u8 pad;
     __u32 data_len;  /* with BMC_ACT_DATA: data block bytes, "\r\n" included */
 };
 
@@ -105,6 +106,7 @@ BMC_INLINE void bmc_scan_init(struct bmc_scan *st, __u32 start, int get_allowed)
     st->pos = start;
     st->line_start = start;
     st->cmd = BMC_NO_CMD;
+    st->line_cmd = BMC_NO_CMD;
     st->first_cmd = BMC_NO_CMD;
     st->get_line = get_allowed ? 1 : 0;
 }
@@ -305,6 +307,7 @@ BMC_INLINE __u32 bmc_line_end(struct bmc_scan *st)
     } else if (st->get_line) {
         act |= bmc_bad_get(st, BMC_STAT_PASS_MALFORMED);
     }
+    st->line_cmd = cmd;
     st->cmd = BMC_NO_CMD;
     st->arg = 0;
     st->meta_b = 0;

@@ -47,7 +47,7 @@
     X(BMC_MAX_RELATIVE_DELAY, 2592000) /* memcached: larger exptimes are Unix times */          \
     X(BMC_DEFAULT_SMALL_BUCKETS, 16384)                                                         \
     X(BMC_DEFAULT_LARGE_BUCKETS, 1024)                                                          \
-    X(BMC_LAYOUT_VERSION, 2)        /* bump when the cache's layout or meaning changes */      \
+    X(BMC_LAYOUT_VERSION, 3)        /* bump when the cache's layout or meaning changes */      \
     X(BMC_DEFAULT_CONNS, 4096)      /* observed memcached connections (its -c default: 1024) */ \
     X(BMC_OBS_WINDOW, 2048)         /* stream bytes copied to scratch at a time (mask + 1) */   \
     X(BMC_FLUSH_EARLY_S, 2)         /* memcached may apply flush_all N up to 2 s before N */    \
@@ -61,7 +61,12 @@
     X(BMC_TRACE_INVAL, 3)           /* an invalidation, */                                      \
     X(BMC_TRACE_EPOCH, 4)           /* a new epoch */                                           \
     X(BMC_TRACE_KERNEL, 1)          /* where: the BPF programs (XDP, TC, the observer) */       \
-    X(BMC_TRACE_USER, 2)            /* the C++ core in userspace (the AF_XDP pollers, relay) */
+    X(BMC_TRACE_USER, 2)            /* the C++ core in userspace (the AF_XDP pollers, relay) */ \
+    X(BMC_TRACE_PATH_NONE, 0)       /* an invalidation's path: none (no request caused it), */  \
+    X(BMC_TRACE_PATH_TCP, 1)        /* a TCP connection's stream, */                            \
+    X(BMC_TRACE_PATH_UDP, 2)        /* a UDP datagram */                                        \
+    X(BMC_TRACE_CMD_NONE, 0xff)     /* trace cmd: no request, */                                \
+    X(BMC_TRACE_CMD_BINARY, 0x80)   /* a binary opcode (or'ed in); else a command table row */
 
 #define BMC_DECLARE_CONSTANT(name, value) inline constexpr std::uint32_t name = value;
 BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
@@ -162,8 +167,8 @@ BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
     F(__u32, pad0)
 
 // One decision, for the trace (bmcctl trace): what happened, and the counter that says
-// why. Gets carry the client and their (last) key; fills their key; invalidations only
-// the key's hash.
+// why. Gets carry the client and their (last) key; fills their key; invalidations the
+// key's hash, and with epochs the request that caused them: its path and command.
 #define BMC_TRACE_FIELDS(F, A)                                                                  \
     F(__u64, time_ns)                                                                           \
     F(__u32, hash)                                                                              \
@@ -173,6 +178,8 @@ BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
     F(__u8, where)            /* BMC_TRACE_KERNEL or _USER */                                   \
     F(__u8, key_len)          /* the key's length (its first BMC_TRACE_KEY bytes are kept) */   \
     F(__u8, family)           /* the client's: 4 or 6 */                                        \
+    F(__u8, cmd)              /* invalidations, epochs: BMC_TRACE_CMD_* or a command table row */ \
+    F(__u8, path)             /* invalidations, epochs: BMC_TRACE_PATH_* */                     \
     A(__u8, addr, 16)         /* the client, IPv4 as ::ffff:a.b.c.d */                          \
     A(__u8, key, BMC_TRACE_KEY)
 
@@ -436,6 +443,21 @@ inline constexpr __u8 bmc_binary_mutating_ops[] = {
     0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x0e, 0x0f, 0x11, 0x12, 0x13, 0x14,
     0x15, 0x16, 0x19, 0x1a, 0x1c, 0x1d, 0x1e, 0x23, 0x24};
 inline constexpr __u8 bmc_binary_flush_ops[] = {0x08, 0x18};
+
+// Their names in memcached's protocol_binary.h, for people (bmcctl trace).
+constexpr std::string_view bmc_binary_op_name(__u8 op) {
+    switch (op) {
+    case 0x01: return "set";       case 0x02: return "add";        case 0x03: return "replace";
+    case 0x04: return "delete";    case 0x05: return "increment";  case 0x06: return "decrement";
+    case 0x08: return "flush";     case 0x0e: return "append";     case 0x0f: return "prepend";
+    case 0x11: return "setq";      case 0x12: return "addq";       case 0x13: return "replaceq";
+    case 0x14: return "deleteq";   case 0x15: return "incrementq"; case 0x16: return "decrementq";
+    case 0x18: return "flushq";    case 0x19: return "appendq";    case 0x1a: return "prependq";
+    case 0x1c: return "touch";     case 0x1d: return "gat";        case 0x1e: return "gatq";
+    case 0x23: return "gatk";      case 0x24: return "gatkq";
+    default: return {};
+    }
+}
 
 constexpr std::array<__u64, 4> bmc_make_op_bitmap(const __u8 *ops, std::size_t n) {
     std::array<__u64, 4> m{};

@@ -61,7 +61,7 @@ struct bmc_conn {
     __u8 bin_op;
     __u8 bin_ext_len;
     __u8 bin_have;       /* header bytes collected in bin_hdr */
-    __u8 pad;
+    __u8 pending_cmd;    /* the pending write's command, for the trace (BMC_TRACE_CMD_*) */
     __u8 bin_hdr[32];    /* BMC_BIN_HDR_LEN used; 32 so that a mask bounds the index */
 };
 
@@ -71,7 +71,22 @@ struct bmc_obs {
     __u64 now;
     __u32 pos;   /* next byte of the window */
     __u32 end;   /* window length */
+    __u32 path;  /* BMC_TRACE_PATH_TCP or _UDP, for the trace */
 };
+
+/* The trace's account of the request being read: its path and command. */
+BMC_INLINE __u32 bmc_obs_via(const struct bmc_obs *o, __u32 cmd)
+{
+    return BMC_VIA(o->path, cmd);
+}
+
+/* The command of the text action at hand: the line's, or at its end the line just ended. */
+BMC_INLINE __u32 bmc_obs_text_cmd(const struct bmc_conn *c)
+{
+    __u8 cmd = c->st.cmd < BMC_NUM_CMDS ? c->st.cmd : c->st.line_cmd;
+
+    return cmd < BMC_NUM_CMDS ? cmd : BMC_TRACE_CMD_NONE;
+}
 
 BMC_INLINE void bmc_conn_init(struct bmc_conn *c)
 {
@@ -84,7 +99,7 @@ BMC_INLINE void bmc_conn_init(struct bmc_conn *c)
 BMC_INLINE void bmc_obs_lose(struct bmc_env *env, struct bmc_obs *o)
 {
     o->conn.mode = BMC_CONN_LOST;
-    bmc_rx_flush(env, BMC_STAT_INVAL_LOST, o->now);
+    bmc_rx_flush(env, BMC_STAT_INVAL_LOST, bmc_obs_via(o, BMC_TRACE_CMD_NONE), o->now);
 }
 
 /* A request was completely read: memcached applies it now. */
@@ -93,9 +108,9 @@ BMC_INLINE void bmc_obs_complete(struct bmc_env *env, struct bmc_obs *o)
     struct bmc_conn *c = &o->conn;
 
     if (c->pending == BMC_PENDING_KEY)
-        bmc_rx_invalidate(env, c->key_hash, c->pending_family, o->now);
+        bmc_rx_invalidate(env, c->key_hash, c->pending_family, bmc_obs_via(o, c->pending_cmd), o->now);
     else if (c->pending == BMC_PENDING_ALL)
-        bmc_rx_flush(env, BMC_STAT_INVAL_GLOBAL, o->now);
+        bmc_rx_flush(env, BMC_STAT_INVAL_GLOBAL, bmc_obs_via(o, c->pending_cmd), o->now);
     c->pending = BMC_PENDING_NONE;
 }
 
@@ -106,19 +121,22 @@ BMC_INLINE void bmc_obs_text_act(struct bmc_env *env, struct bmc_obs *o, __u32 a
     /* gat/gats only touch: their keys go at once. Any other write goes when complete. */
     if ((act & BMC_ACT_KEY) && c->st.family != BMC_FAM_NONE) {
         if (c->st.cmd < BMC_NUM_CMDS && bmc_cmd_table[c->st.cmd].kind == BMC_KIND_MULTIKEY) {
-            bmc_rx_invalidate(env, c->st.key_hash, c->st.family, o->now);
+            bmc_rx_invalidate(env, c->st.key_hash, c->st.family, bmc_obs_via(o, bmc_obs_text_cmd(c)), o->now);
         } else {
             c->pending = BMC_PENDING_KEY;
             c->key_hash = c->st.key_hash;
             c->pending_family = c->st.family;
+            c->pending_cmd = (__u8)bmc_obs_text_cmd(c);
         }
     }
     if (act & BMC_ACT_FLUSH)
-        bmc_rx_flush(env, BMC_STAT_INVAL_FLUSH, o->now);
+        bmc_rx_flush(env, BMC_STAT_INVAL_FLUSH, bmc_obs_via(o, bmc_obs_text_cmd(c)), o->now);
     if (act & BMC_ACT_FLUSH_AT)
         bmc_rx_flush_at(env, c->st.flush_delay, o->now);
-    if (act & BMC_ACT_GLOBAL)
+    if (act & BMC_ACT_GLOBAL) {
         c->pending = BMC_PENDING_ALL;
+        c->pending_cmd = (__u8)bmc_obs_text_cmd(c);
+    }
     if (act & BMC_ACT_LOST) {
         bmc_obs_lose(env, o);
         return;
@@ -167,16 +185,17 @@ BMC_INLINE void bmc_obs_bin_advance(struct bmc_env *env, struct bmc_obs *o)
     if (c->mode == BMC_CONN_BIN_KEY && c->left == 0) {
         /* As for text: when memcached has the key (it may unlink then) and when complete. */
         if (bmc_bin_in_map(bmc_bin_mut_map, c->bin_op)) {
-            bmc_rx_invalidate(env, c->key_hash, BMC_FAM_BINARY, o->now);
             c->pending = BMC_PENDING_KEY;
             c->pending_family = BMC_FAM_BINARY;
+            c->pending_cmd = (__u8)(BMC_TRACE_CMD_BINARY | c->bin_op);
+            bmc_rx_invalidate(env, c->key_hash, BMC_FAM_BINARY, bmc_obs_via(o, c->pending_cmd), o->now);
         }
         c->mode = BMC_CONN_BIN_BODY;
         c->left = c->body_left;
     }
     if (c->mode == BMC_CONN_BIN_BODY && c->left == 0) {
         if (bmc_bin_in_map(bmc_bin_flush_map, c->bin_op)) {
-            bmc_rx_flush(env, BMC_STAT_INVAL_FLUSH, o->now);
+            bmc_rx_flush(env, BMC_STAT_INVAL_FLUSH, bmc_obs_via(o, BMC_TRACE_CMD_BINARY | c->bin_op), o->now);
             if (c->bin_ext_len == 4 && c->flush_delay)
                 bmc_rx_flush_at(env, c->flush_delay, o->now);
         }
@@ -283,6 +302,7 @@ BMC_INLINE int bmc_obs_udp_begin(struct bmc_obs *o, const __u8 *frame_hdr, __u32
 {
     bmc_conn_init(&o->conn);
     o->now = now;
+    o->path = BMC_TRACE_PATH_UDP;
     return payload_len >= BMC_FRAME_HDR_LEN && bmc_frame_single(frame_hdr);
 }
 

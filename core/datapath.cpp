@@ -169,6 +169,7 @@ void Observer::chunk(std::uint64_t conn_id, std::span<const std::uint8_t> bytes,
     bmc_obs o{};
     o.conn = *c;
     o.now = now_ns;
+    o.path = BMC_TRACE_PATH_TCP;
     read(o, bytes);
     *c = o.conn;
 }
@@ -186,7 +187,7 @@ void Observer::delivered(std::span<const std::uint8_t> frame, std::uint64_t now_
     bmc_parse_frame(&sc_, pkt_len, hlen, env_.cfg.port, &f);
     if (!f.to_server || f.payload_len == 0) return;
     if (f.proto == BMC_IPPROTO_TCP) {
-        bmc_rx_flush(&env_, BMC_STAT_INVAL_UNOBSERVED, now_ns);
+        bmc_rx_flush(&env_, BMC_STAT_INVAL_UNOBSERVED, BMC_VIA(BMC_TRACE_PATH_TCP, BMC_TRACE_CMD_NONE), now_ns);
         return;
     }
     if (f.proto != BMC_IPPROTO_UDP || f.malformed || f.payload_len < BMC_FRAME_HDR_LEN) return;
@@ -198,6 +199,11 @@ void Observer::datagram(std::span<const std::uint8_t> payload, std::uint64_t now
     if (!bmc_obs_udp_begin(&o, payload.data(), std::uint32_t(payload.size()), now_ns)) return;
     read(o, payload.subspan(BMC_FRAME_HDR_LEN));
     bmc_obs_udp_end(&env_, &o);
+}
+
+void Observer::set_trace(std::function<void(const bmc_trace &)> sink) {
+    trace_ = std::move(sink);
+    env_.trace = &trace_;
 }
 
 bool Observer::lost(std::uint64_t conn_id) const {

@@ -152,9 +152,12 @@ public:
     bool lost(std::uint64_t conn_id) const;
     std::vector<std::uint8_t> conn_state(std::uint64_t conn_id) const;
     const Counters &counters() const { return counters_; }
+    // The trace of its invalidations and epochs, as Datapath::set_trace.
+    void set_trace(std::function<void(const bmc_trace &)> sink);
 
 private:
     void read(bmc_obs &o, std::span<const std::uint8_t> bytes);
+    std::function<void(const bmc_trace &)> trace_;
     Counters counters_{};
     bmc_env env_;
     bmc_scratch sc_{};

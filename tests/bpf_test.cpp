@@ -9,6 +9,7 @@
 
 #include "bmc_cache.h"
 #include "bpf_fixture.hpp"
+#include "inspect.hpp"
 #include "stream_cases.hpp"
 
 using namespace bmc;
@@ -422,6 +423,75 @@ TEST_F(BpfPackets, XdpLeavesWritesToTheObserver) {
     expect_served("k", "VALUE k 0 1\r\n1\r\n");
 }
 
+// An invalidation or new epoch is traced with the request that caused it: its path (a TCP
+// connection's stream, a UDP datagram) and its command (text, meta or binary), as the
+// counter it moved says why.
+TEST_F(BpfPackets, InvalidationsAreTracedWithThePathAndCommandThatCausedThem) {
+    be->cache().global->trace_every = 1;
+    std::vector<bmc_trace> trace;
+    ring_buffer *ring = ring_buffer__new(
+        be->trace_ring_fd(),
+        [](void *ctx, void *data, std::size_t size) {
+            if (size == sizeof(bmc_trace))
+                static_cast<std::vector<bmc_trace> *>(ctx)->push_back(*static_cast<bmc_trace *>(data));
+            return 0;
+        },
+        &trace, nullptr);
+    ASSERT_NE(ring, nullptr);
+    auto row = [](std::string_view name) {
+        for (std::uint32_t i = 0; i < BMC_NUM_CMDS; i++)
+            if (bmc_cmd_specs[i].name == name) return std::uint8_t(i);
+        return std::uint8_t(BMC_TRACE_CMD_NONE);
+    };
+    const std::string ext8(8, '\0');
+    struct Case {
+        const char *what;
+        std::function<void()> send;
+        std::uint8_t kind, path, cmd;
+        bmc_stat reason;
+        const char *key;  // whose hash the records carry ("" for epochs)
+        std::size_t records;
+    } cases[] = {
+        {"text set over TCP", [&] { stream(901, "set ta 0 0 1\r\nx\r\n"); }, BMC_TRACE_INVAL, BMC_TRACE_PATH_TCP,
+         row("set"), BMC_STAT_INVAL_TEXT, "ta", 2},  // when the line is read, when the data is
+        {"incr over TCP", [&] { stream(901, "incr tb 1\r\n"); }, BMC_TRACE_INVAL, BMC_TRACE_PATH_TCP, row("incr"),
+         BMC_STAT_INVAL_TEXT, "tb", 1},
+        {"meta delete over TCP", [&] { stream(901, "md tc\r\n"); }, BMC_TRACE_INVAL, BMC_TRACE_PATH_TCP, row("md"),
+         BMC_STAT_INVAL_META, "tc", 1},
+        {"delete in a UDP datagram", [&] { sock_in(udp_frame(kClient, kServer, mc_udp("delete td\r\n"))); },
+         BMC_TRACE_INVAL, BMC_TRACE_PATH_UDP, row("delete"), BMC_STAT_INVAL_TEXT, "td", 1},
+        {"binary set over TCP", [&] { stream(902, bin(0x01, "te", ext8, "v")); }, BMC_TRACE_INVAL,
+         BMC_TRACE_PATH_TCP, std::uint8_t(BMC_TRACE_CMD_BINARY | 0x01), BMC_STAT_INVAL_BINARY, "te", 2},
+        {"flush_all over TCP", [&] { stream(901, "flush_all\r\n"); }, BMC_TRACE_EPOCH, BMC_TRACE_PATH_TCP,
+         row("flush_all"), BMC_STAT_INVAL_FLUSH, "", 1},
+        {"binary flush over TCP", [&] { stream(902, bin(0x08, "")); }, BMC_TRACE_EPOCH, BMC_TRACE_PATH_TCP,
+         std::uint8_t(BMC_TRACE_CMD_BINARY | 0x08), BMC_STAT_INVAL_FLUSH, "", 1},
+        {"a stream the reading cannot follow", [&] { stream(903, "set tf 0 0 +3\r\nabc\r\n"); }, BMC_TRACE_EPOCH,
+         BMC_TRACE_PATH_TCP, std::uint8_t(BMC_TRACE_CMD_NONE), BMC_STAT_INVAL_LOST, "", 1},
+    };
+    for (const Case &c : cases) {
+        ring_buffer__consume(ring);
+        trace.clear();
+        c.send();
+        ring_buffer__consume(ring);
+        ASSERT_EQ(trace.size(), c.records) << c.what;
+        for (const bmc_trace &t : trace) {
+            EXPECT_EQ(t.what, c.kind) << c.what;
+            EXPECT_EQ(t.path, c.path) << c.what;
+            EXPECT_EQ(t.cmd, c.cmd) << c.what;
+            EXPECT_EQ(t.reason, c.reason) << c.what << ": " << bmc_stat_names[t.reason];
+            EXPECT_EQ(t.hash, *c.key ? fnv(c.key) : 0u) << c.what;
+        }
+        // What bmcctl trace prints for it: the path and the command's name.
+        const std::string line = trace_line(trace.front(), 0);
+        const std::string via = c.cmd == BMC_TRACE_CMD_NONE ? "tcp" : std::string(c.path == BMC_TRACE_PATH_TCP ? "tcp:" : "udp:") +
+            (c.cmd & BMC_TRACE_CMD_BINARY ? "binary-" + std::string(bmc_binary_op_name(c.cmd & 0x7f))
+                                          : std::string(bmc_cmd_specs[c.cmd].name));
+        EXPECT_NE(line.find(" " + via + " "), std::string::npos) << line;
+    }
+    ring_buffer__free(ring);
+}
+
 class BpfStreamTable : public BpfPackets, public ::testing::WithParamInterface<StreamCase> {};
 
 TEST_P(BpfStreamTable, KernelReadsTheStreamAsMemcachedDoes) {
@@ -430,9 +500,36 @@ TEST_P(BpfStreamTable, KernelReadsTheStreamAsMemcachedDoes) {
     OwnedCache mirror(1024, kLarge);
     Observer obs(mirror.mem(), be->config());
     auto gen = [&](const std::string &k) { return be->cache().small[fnv(k) & 1023].hdr.gen; };
+    // Both trace every invalidation and epoch, with the request's path and command.
+    be->cache().global->trace_every = 1;
+    mirror.global.trace_every = 1;
+    std::vector<bmc_trace> cpp_trace, bpf_trace;
+    obs.set_trace([&](const bmc_trace &t) { cpp_trace.push_back(t); });
+    ring_buffer *ring = ring_buffer__new(
+        be->trace_ring_fd(),
+        [](void *ctx, void *data, std::size_t size) {
+            if (size == sizeof(bmc_trace))
+                static_cast<std::vector<bmc_trace> *>(ctx)->push_back(*static_cast<bmc_trace *>(data));
+            return 0;
+        },
+        &bpf_trace, nullptr);
+    ASSERT_NE(ring, nullptr);
     for (const auto &chunk : c.chunks) {
         stream(7, chunk);
         obs.chunk(7, bytes(chunk), 1);
+    }
+    ring_buffer__consume(ring);
+    ring_buffer__free(ring);
+    ASSERT_EQ(bpf_trace.size(), cpp_trace.size());
+    EXPECT_EQ(bpf_trace.empty(), c.changed.empty() && !c.flush && !c.lost);
+    for (std::size_t i = 0; i < bpf_trace.size(); i++) {
+        const bmc_trace &b = bpf_trace[i], &u = cpp_trace[i];
+        EXPECT_EQ(b.what, u.what) << i;
+        EXPECT_EQ(b.reason, u.reason) << i;
+        EXPECT_EQ(b.hash, u.hash) << i;
+        EXPECT_EQ(b.cmd, u.cmd) << i;
+        EXPECT_EQ(b.path, BMC_TRACE_PATH_TCP) << i;
+        EXPECT_EQ(u.path, BMC_TRACE_PATH_TCP) << i;
     }
     const bool flushed = be->cache().global->epoch != 0;
     EXPECT_EQ(flushed, c.flush);

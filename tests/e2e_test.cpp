@@ -1832,6 +1832,7 @@ TEST(E2ETrace, BmcctlTraceShowsEachDecisionWithItsReason) {
     get("tk", "v2");  // a hit
     std::this_thread::sleep_for(400ms);
     get("tk", "v2");  // the fill is older than --max-age
+    EXPECT_EQ(udp->request("delete tu\r\n", false).text, "NOT_FOUND\r\n");  // a write in a datagram
     kill(s.bmcd, SIGUSR1);
     for (int i = 0; i < 100 && status()["backend"] != "afxdp"; i++) std::this_thread::sleep_for(20ms);
     ASSERT_EQ(tcp->call("set tk2 0 0 2\r\nw1\r\n"), "STORED\r\n");
@@ -1847,7 +1848,7 @@ TEST(E2ETrace, BmcctlTraceShowsEachDecisionWithItsReason) {
     s.tb->stop(tracer, SIGTERM);
     for (const std::string want :
          {" xdp get 198.18.0.2:", "key=tk miss_not_cached", " tc fill - key=tk fill_accepted", "key=tk hit_requests",
-          " observer invalidate - hash=0x", "key=tk miss_invalidated", "key=tk miss_expired",
+          " observer invalidate tcp:set hash=0x", " observer invalidate udp:delete hash=0x", "key=tk miss_invalidated", "key=tk miss_expired",
           " afxdp get 198.18.0.2:", "key=tk2 miss_not_cached", "key=tk2 hit_requests",
           " afxdp fill - key=tk2 fill_accepted"})
         EXPECT_NE(text.find(want), std::string::npos) << want << " in:\n" << text;

@@ -46,6 +46,12 @@ def main():
         ok &= labkit.check(gen_after == gen_before + 1 or gen_after == gen_before + 2,
                            "the write moved the bucket's generation on (once for its line, once for its data)")
         ok &= labkit.check(rows[n][1] == "memcached", "the first get after the write went to memcached")
+        miss = [k for k, l in enumerate(trace) if "key=lab miss_invalidated" in l]
+        gets = [k for k, l in enumerate(trace[:miss[0]] if miss else []) if " get " in l]
+        write = trace[gets[-1] + 1:miss[0]] if miss and gets else []
+        ok &= labkit.check(len(write) == 2 and all(" invalidate tcp:set " in l and "inval_text" in l for l in write),
+                           "between the last hit and the miss, the trace shows the write: two invalidations "
+                           "by a set read from a TCP connection")
         ok &= labkit.check(any("key=lab miss_invalidated" in l for l in trace), "the trace names it: miss_invalidated")
         ok &= labkit.check(all(r[1] == "cache" for r in rows[n + 2:]), "and the gets after the refill hit the cache")
         labkit.gnuplot(a.out, "set title 'Lab 2: a write invalidates (get number; 1 = answered by the cache)'\n"
