@@ -2,6 +2,10 @@
 // bytes and cache effects checked. One behaviour per test.
 #include <linux/pkt_cls.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <functional>
 #include <regex>
 #include <chrono>
@@ -249,6 +253,69 @@ TEST_F(BpfPackets, EveryPassReasonIsTracedAsItsCounter) {
     }
     be->cache().global->trace_every = 0;
     ring_buffer__free(ring);
+}
+
+// The two pass reasons only one datapath has, traced as their counters: the kernel's
+// socket check (memcached has no UDP socket for the get: pass_no_memcached_socket), and
+// a reply larger than the frame's room (the C++ core, given a buffer with none to spare:
+// pass_no_room).
+TEST_F(BpfPackets, PassReasonsOfOneDatapathAreTracedAsTheirCounters) {
+    // A wildcard-bound UDP socket stands for memcached's: no traffic, only the lookup.
+    int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(sock, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    socklen_t alen = sizeof a;
+    ASSERT_EQ(bind(sock, reinterpret_cast<sockaddr *>(&a), sizeof a), 0);
+    ASSERT_EQ(getsockname(sock, reinterpret_cast<sockaddr *>(&a), &alen), 0);
+    const Endpoint server{kServer.ip, ntohs(a.sin_port)};
+    be.reset();
+    KernelOptions o;
+    o.attach = false;
+    o.check_socket_unattached = true;
+    o.port = server.port;
+    o.delivery = delivery;
+    o.small_buckets = kSmall;
+    o.large_buckets = kLarge;
+    be = std::make_unique<KernelBackend>(o);
+    std::vector<bmc_trace> bpf_trace, cpp_trace;
+    ring_buffer *ring = ring_buffer__new(
+        be->trace_ring_fd(),
+        [](void *ctx, void *data, std::size_t size) {
+            if (size == sizeof(bmc_trace) && static_cast<bmc_trace *>(data)->what == BMC_TRACE_GET)
+                static_cast<std::vector<bmc_trace> *>(ctx)->push_back(*static_cast<bmc_trace *>(data));
+            return 0;
+        },
+        &bpf_trace, nullptr);
+    ASSERT_NE(ring, nullptr);
+    const Bytes get = udp_frame(kClient, server, mc_udp("get ns\r\n"));
+    ASSERT_EQ(xdp(get).retval, XDP_PASS);
+    ASSERT_EQ(tc(udp_frame(server, kClient, mc_udp("VALUE ns 0 1\r\n1\r\nEND\r\n"))).retval, TC_ACT_OK);
+    be->cache().global->trace_every = 1;
+    ring_buffer__consume(ring);
+    bpf_trace.clear();
+    EXPECT_EQ(xdp(get).retval, XDP_TX) << "memcached's socket is there";
+    close(sock);
+    const std::uint64_t before = count(BMC_STAT_PASS_NO_SOCKET);
+    EXPECT_EQ(xdp(get).retval, XDP_PASS) << "memcached's socket is gone";
+    EXPECT_EQ(count(BMC_STAT_PASS_NO_SOCKET), before + 1);
+    ring_buffer__consume(ring);
+    ASSERT_EQ(bpf_trace.size(), 2u);
+    EXPECT_EQ(bpf_trace[0].reason, BMC_STAT_HIT_REQS);
+    EXPECT_EQ(bpf_trace[1].reason, BMC_STAT_PASS_NO_SOCKET) << bmc_stat_names[bpf_trace[1].reason];
+    ring_buffer__free(ring);
+
+    Datapath dp(be->cache(), be->config(), Allowlist::everyone(), delivery);
+    dp.set_trace([&](const bmc_trace &t) { cpp_trace.push_back(t); });
+    Bytes frame = get;
+    std::uint32_t len = std::uint32_t(frame.size());
+    EXPECT_EQ(dp.ingress(frame.data(), len, len, monotonic_ns()).action, Action::Pass)
+        << "the reply does not fit the request's buffer";
+    EXPECT_EQ(dp.counters()[BMC_STAT_PASS_NO_ROOM], 1u);
+    EXPECT_EQ(frame, get) << "passed unchanged";
+    ASSERT_EQ(cpp_trace.size(), 1u);
+    EXPECT_EQ(cpp_trace[0].reason, BMC_STAT_PASS_NO_ROOM) << bmc_stat_names[cpp_trace[0].reason];
+    be->cache().global->trace_every = 0;
 }
 
 TEST_F(BpfPackets, PartialMultiGetPassesUnchanged) {
