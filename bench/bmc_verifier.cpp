@@ -48,6 +48,7 @@ int main(int argc, char **argv) {
             nlohmann::json j = {{"object", path.substr(path.rfind('/') + 1)}, {"program", name}, {"loaded", err == 0}};
             std::smatch m;
             if (std::regex_search(text, m, std::regex("processed (\\d+) insns"))) j["processed_insns"] = std::stol(m[1]);
+            if (std::regex_search(text, m, std::regex("verification time (\\d+) usec"))) j["verification_us"] = std::stol(m[1]);
             if (err) {
                 failures++;
                 // The verifier's own words: the last line that is not its statistics.
