@@ -18,6 +18,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -133,6 +134,12 @@ int main(int argc, char **argv) {
     app.add_option("--json", json_path, "write results here");
     std::string only;
     app.add_option("--only", only, "measure only the configurations whose name contains this (to profile one)");
+    std::string no_trace_object =
+        (std::filesystem::read_symlink("/proc/self/exe").parent_path().parent_path() / "bpf" / "bmc_kern_no_trace.bpf.o")
+            .string();
+    app.add_option("--no-trace-object", no_trace_object,
+                   "bmc.bpf.c built with the decision trace compiled out (bpf/bmc_kern_no_trace.bpf.o)")
+        ->capture_default_str();
     CLI11_PARSE(app, argc, argv);
     libbpf_set_print([](libbpf_print_level, const char *, va_list) { return 0; });
 
@@ -161,6 +168,7 @@ int main(int argc, char **argv) {
         Bytes get;
         Bytes fill;
         std::uint32_t trace_every = 0;  // the decision trace on: 1 get in this many recorded
+        std::string object_file;        // a build variant instead of bmcd's object
     };
     bmc::Delivery d = bmc::Delivery::of_interface(iface);
     d.vlans.push_back(10);
@@ -210,6 +218,10 @@ int main(int argc, char **argv) {
     cfgs.back().trace_every = 1;
     add("trace on, 1 get in 64", true, false, false, get_of(1, {}), fill_of(1));
     cfgs.back().trace_every = 64;
+    // Against "shape: get, 1 key (fast path)", the same with the trace off: what the
+    // trace costs when nobody listens.
+    add("trace compiled out", true, false, false, get_of(1, {}), fill_of(1));
+    cfgs.back().object_file = no_trace_object;
     std::erase_if(cfgs, [&](const Config &c) { return c.name.find(only) == std::string::npos; });
     if (cfgs.empty()) {
         std::fprintf(stderr, "bmc-hitcost: no configuration's name contains '%s'\n", only.c_str());
@@ -224,6 +236,7 @@ int main(int argc, char **argv) {
             o.check_socket = c.socket;
             o.check_delivery = c.delivery;
             o.general_only = c.general;
+            o.object_file = c.object_file;
             o.small_buckets = 1024;
             o.large_buckets = 64;
             o.max_age_ns = 3600ULL * 1000000000ULL;

@@ -220,6 +220,13 @@ plot """ + ", ".join(plots) + "\n")
     if hc:
         lines += ["bmc_rx per hit by BPF_PROG_TEST_RUN (bmc-hitcost, one run per call, stats enabled): " + ", ".join(
             f"{k} {v['median_ns_per_hit']:.0f} ns" for k, v in hc.items()) + ".", ""]
+        off, gone = hc.get("shape: get, 1 key (fast path)"), hc.get("trace compiled out")
+        if off and gone:
+            lines += [f"The decision trace, off, against the same source built with it compiled out "
+                      f"(bpf/bmc_kern_no_trace.bpf.o): {off['median_ns_per_hit']:.0f} against "
+                      f"{gone['median_ns_per_hit']:.0f} ns per hit ({off['median_ns_per_hit'] - gone['median_ns_per_hit']:+.0f} ns; "
+                      f"rounds {min(off['ns_per_hit_rounds']):.0f}-{max(off['ns_per_hit_rounds']):.0f} and "
+                      f"{min(gone['ns_per_hit_rounds']):.0f}-{max(gone['ns_per_hit_rounds']):.0f}).", ""]
     for sweep in r.get("sweeps", {}):
         lines += [f"![{sweep}]({sweep}.png)", ""]
     if r.get("observer_cost"):

@@ -73,7 +73,9 @@ BMC_INLINE int bmc_drive_rx_udp(struct bmc_env *env, struct bmc_io *io, struct b
     bmc_env_stat(env, BMC_STAT_GET_REQS);
     if (verdict == BMC_STAT_HIT_REQS)
         verdict = bmc_drive_deliverable(env, io, sc, f, len) ?: verdict;
-    rx->client_port = (__u16)bmc_h16(sc, f->l4_off);  /* before the reply turns the headers */
+#ifndef BMC_NO_TRACE
+    rx->client_port = (__u16)bmc_h16(sc, f->l4_off);  /* for the trace, before the reply turns the headers */
+#endif
     if (verdict == BMC_STAT_HIT_REQS) {
         reply_len = bmc_rx_build_reply(sc, rx);
         hdr_len = bmc_reply_headers(sc, f, reply_len);

@@ -270,7 +270,29 @@ KernelBackend::KernelBackend(const KernelOptions &opts) : opts_(opts) {
         if (ifindex_ == 0) throw Error("interface '" + opts_.iface + "' not found");
     }
 
-    skel_ = bmc_kern__open();
+    if (opts_.object_file.empty()) {
+        skel_ = bmc_kern__open();
+    } else {
+        // The skeleton's maps and programs, found by name in the variant's ELF instead.
+        std::ifstream f(opts_.object_file, std::ios::binary);
+        object_bytes_.assign(std::istreambuf_iterator<char>(f), {});
+        if (!f || object_bytes_.empty()) throw Error("cannot read the BPF object " + opts_.object_file);
+        skel_ = static_cast<bmc_kern *>(calloc(1, sizeof(bmc_kern)));
+        if (skel_ && bmc_kern__create_skeleton(skel_) != 0) {
+            free(skel_);
+            skel_ = nullptr;
+            errno = ENOMEM;
+        }
+        if (skel_) {
+            skel_->skeleton->data = object_bytes_.data();
+            skel_->skeleton->data_sz = object_bytes_.size();
+            if (int err = bpf_object__open_skeleton(skel_->skeleton, nullptr)) {
+                bmc_kern__destroy(skel_);
+                skel_ = nullptr;
+                errno = -err;
+            }
+        }
+    }
     if (!skel_) throw Error("cannot open the BPF object: " + errno_text(errno));
     try {
         bmc_config &cfg = const_cast<bmc_config &>(skel_->rodata->bmc_cfg);

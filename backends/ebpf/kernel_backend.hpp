@@ -53,6 +53,9 @@ struct KernelOptions {
     bool check_delivery = true;
     // Every get through the general scanner, none through the fast path (to measure it).
     bool general_only = false;
+    // A build variant of bmc.bpf.c (same maps and programs) to load instead of the object
+    // embedded in this program: benchmarks only (bpf/bmc_kern_no_trace.bpf.o).
+    std::string object_file;
     // The write observer watches memcached's sockets in this cgroup (v2) and below; empty:
     // the root of the cgroup2 hierarchy. Only sockets on `port` in bmcd's own network
     // namespace are taken, so observers of other namespaces never meet.
@@ -152,6 +155,7 @@ private:
 
     KernelOptions opts_;
     ::bmc_kern *skel_ = nullptr;
+    std::vector<char> object_bytes_;  // KernelOptions::object_file's, while skel_ uses them
     int ifindex_ = 0;
     int xdp_link_fd_ = -1;
     int tcx_link_fd_ = -1;
