@@ -89,7 +89,7 @@ def main():
                    "set logscale xy\nset key top right\n"
                    "plot '-' using 1:2 with linespoints pt 7 title 'echo with added work', "
                    "'-' using 1:2 with lines dt 2 title '1 s / time per packet (one CPU, nothing else)', "
-                   "'-' using 1:2 with points pt 5 ps 2 title 'bmc, every get a hit (bmc\\_rx)', "
+                   "'-' using 1:2 with points pt 5 ps 2 title 'bmc, every get a hit (bmc_rx)', "
                    "'-' using 1:2 with points pt 9 ps 2 title 'memcached alone (CPU per request)'\n" +
                    "".join(f"{ns:.1f} {rps:.0f}\n" for n, ns, rps in rows if ns) + "e\n" +
                    "".join(f"{ns:.1f} {1e9 / ns:.0f}\n" for n, ns, rps in rows if ns) + "e\n" +
