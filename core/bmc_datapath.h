@@ -24,6 +24,7 @@
 
 #ifdef __cplusplus
 #include "bmc_cache.h"
+#include "bmc_frame.h"
 #endif
 
 #define BMC_END_LEN 5 /* "END\r\n" */

@@ -30,6 +30,7 @@
 #define BMC_STREAM_H
 
 #ifdef __cplusplus
+#include "bmc_binary.h"
 #include "bmc_datapath.h"
 #endif
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "allowlist.hpp"
+#include "bmc_frame.h"
 #include "bmc_grammar.h"
 
 namespace bmc {

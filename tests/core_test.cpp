@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "bmc_binary.h"
 #include "packet.hpp"
 #include "stream_cases.hpp"
 #include "test_util.hpp"

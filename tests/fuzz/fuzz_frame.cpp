@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "bmc_grammar.h"
+#include "bmc_frame.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size) {
     static bmc_scratch sc;

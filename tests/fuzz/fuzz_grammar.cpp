@@ -5,6 +5,7 @@
 #include <span>
 #include <vector>
 
+#include "bmc_binary.h"
 #include "bmc_grammar.h"
 #include "datapath.hpp"
 
