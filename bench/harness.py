@@ -212,7 +212,8 @@ class Bench:
             tb.close()
 
     def tool(self, name):
-        return f"{self.build}/apps/{name}" if name == "bmcd" else f"{self.build}/bench/{name}"
+        return {"bmcd": f"{self.build}/apps/bmcd", "bmc-check": f"{self.build}/tests/bmc-check"}.get(
+            name, f"{self.build}/bench/{name}")
 
     def metadata(self):
         def cmd(argv):

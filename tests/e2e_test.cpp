@@ -666,9 +666,9 @@ TEST(E2EFaults, SigkillLeavesNothingAttachedAndMemcachedAnswers) {
     }
 }
 
-// The randomized checker (bench/bmc_check.cpp): every mutating command, over TCP and UDP,
+// The randomized checker (tests/tools/bmc_check.cpp): every mutating command, over TCP and UDP,
 // against single- and multi-key UDP gets on a hot key set; no stale or unwritten value.
-// The randomized checker (bench/bmc_check.cpp): every mutating command, over TCP and UDP,
+// The randomized checker (tests/tools/bmc_check.cpp): every mutating command, over TCP and UDP,
 // pipelined, split in two with a gap, over loopback on the server, against single- and
 // multi-key UDP gets on a hot key set; no stale or unwritten value. Then again over a link
 // that loses 2 % of the TCP segments, for a bounded time.
