@@ -8,8 +8,10 @@
 
 #include <algorithm>
 #include <memory>
+#include <cstring>
+#include <stdexcept>
 #include <string>
-#include <string>
+#include <vector>
 
 #include "kernel_backend.hpp"
 #include "packet.hpp"
@@ -34,6 +36,40 @@ inline ProgRun test_run(int prog_fd, const Bytes &in) {
     r.out.resize(o.data_size_out);
     return r;
 }
+
+// The decision trace's BPF ring buffer, read into `records`: every record, or only those
+// of the kinds given (BMC_TRACE_GET, ...).
+class TraceRing {
+public:
+    std::vector<bmc_trace> records;
+
+    explicit TraceRing(int ring_fd, std::vector<std::uint8_t> kinds = {}) : kinds_(std::move(kinds)) {
+        ring_ = ring_buffer__new(ring_fd, &TraceRing::take, this, nullptr);
+        if (!ring_) throw std::runtime_error("ring_buffer__new: " + std::string(std::strerror(errno)));
+    }
+    ~TraceRing() { ring_buffer__free(ring_); }
+    TraceRing(const TraceRing &) = delete;
+    TraceRing &operator=(const TraceRing &) = delete;
+    // Reads what the programs submitted since; returns how many records (of any kind).
+    int consume() { return ring_buffer__consume(ring_); }
+    // Forgets everything submitted so far.
+    void reset() {
+        consume();
+        records.clear();
+    }
+
+private:
+    static int take(void *ctx, void *data, std::size_t size) {
+        auto *self = static_cast<TraceRing *>(ctx);
+        const auto *t = static_cast<const bmc_trace *>(data);
+        if (size == sizeof(bmc_trace) &&
+            (self->kinds_.empty() || std::find(self->kinds_.begin(), self->kinds_.end(), t->what) != self->kinds_.end()))
+            self->records.push_back(*t);
+        return 0;
+    }
+    ring_buffer *ring_ = nullptr;
+    std::vector<std::uint8_t> kinds_;
+};
 
 class BpfFixture : public ::testing::Test {
 protected:

@@ -127,16 +127,10 @@ TEST_F(BpfPackets, EveryMissIsCountedWithItsCause) {
          }},
     };
     // The decision trace, on: each get's record names the same cause, from both.
-    std::vector<bmc_trace> cpp_trace, bpf_trace;
+    std::vector<bmc_trace> cpp_trace;
     dp.set_trace([&](const bmc_trace &t) { cpp_trace.push_back(t); });
-    ring_buffer *ring = ring_buffer__new(
-        be->trace_ring_fd(),
-        [](void *ctx, void *data, std::size_t size) {
-            if (size == sizeof(bmc_trace)) static_cast<std::vector<bmc_trace> *>(ctx)->push_back(*static_cast<bmc_trace *>(data));
-            return 0;
-        },
-        &bpf_trace, nullptr);
-    ASSERT_NE(ring, nullptr);
+    TraceRing ring(be->trace_ring_fd());
+    auto &bpf_trace = ring.records;
     mem.global->trace_every = 1;
     for (const auto &c : cases) {
         SCOPED_TRACE(c.key);
@@ -144,11 +138,10 @@ TEST_F(BpfPackets, EveryMissIsCountedWithItsCause) {
         const Counters cpp0 = dp.counters(), bpf0 = be->read_counters();
         Bytes f = get_request(std::string("get ") + c.key + "\r\n");
         cpp_trace.clear();
-        ring_buffer__consume(ring);
-        bpf_trace.clear();
+        ring.reset();
         EXPECT_EQ(dp.ingress(f, monotonic_ns()).action, Action::Pass);
         expect_passed(get_request(std::string("get ") + c.key + "\r\n"));
-        ring_buffer__consume(ring);
+        ring.consume();
         for (auto *tr : {&cpp_trace, &bpf_trace}) {
             ASSERT_EQ(tr->size(), 1u) << (tr == &cpp_trace ? "C++" : "BPF");
             const bmc_trace &t = tr->front();
@@ -166,11 +159,10 @@ TEST_F(BpfPackets, EveryMissIsCountedWithItsCause) {
     }
     // A hit traces as one, a write as an invalidation of its key's hash.
     warm("hot", "VALUE hot 0 1\r\n1\r\n");
-    ring_buffer__consume(ring);
-    bpf_trace.clear();
+    ring.reset();
     expect_served("hot", "VALUE hot 0 1\r\n1\r\n");
     sock_in(udp_frame(kClient, kServer, mc_udp("delete hot\r\n")));
-    ring_buffer__consume(ring);
+    ring.consume();
     ASSERT_EQ(bpf_trace.size(), 2u);
     EXPECT_EQ(bpf_trace[0].reason, BMC_STAT_HIT_REQS);
     EXPECT_EQ(bpf_trace[1].what, BMC_TRACE_INVAL);
@@ -179,8 +171,7 @@ TEST_F(BpfPackets, EveryMissIsCountedWithItsCause) {
     // Off: nothing is recorded.
     mem.global->trace_every = 0;
     expect_passed(get_request("get hot\r\n"));
-    EXPECT_EQ(ring_buffer__consume(ring), 0);
-    ring_buffer__free(ring);
+    EXPECT_EQ(ring.consume(), 0);
     const Counters k = be->read_counters();
     std::uint64_t causes = k[BMC_STAT_RACE];
     for (std::uint32_t st = BMC_STAT_MISS_ABSENT; st <= BMC_STAT_MISS_OTHER_KEY; st++) causes += k[st];
@@ -193,17 +184,10 @@ TEST_F(BpfPackets, EveryMissIsCountedWithItsCause) {
 TEST_F(BpfPackets, EveryPassReasonIsTracedAsItsCounter) {
     warm("k", "VALUE k 0 1\r\n1\r\n");
     Datapath dp(be->cache(), be->config(), Allowlist::everyone(), delivery);
-    std::vector<bmc_trace> cpp_trace, bpf_trace;
+    std::vector<bmc_trace> cpp_trace;
     dp.set_trace([&](const bmc_trace &t) { cpp_trace.push_back(t); });
-    ring_buffer *ring = ring_buffer__new(
-        be->trace_ring_fd(),
-        [](void *ctx, void *data, std::size_t size) {
-            if (size == sizeof(bmc_trace) && static_cast<bmc_trace *>(data)->what == BMC_TRACE_GET)
-                static_cast<std::vector<bmc_trace> *>(ctx)->push_back(*static_cast<bmc_trace *>(data));
-            return 0;
-        },
-        &bpf_trace, nullptr);
-    ASSERT_NE(ring, nullptr);
+    TraceRing ring(be->trace_ring_fd(), {BMC_TRACE_GET});
+    auto &bpf_trace = ring.records;
     be->cache().global->trace_every = 1;
     auto get = [](FrameOptions o = {}) { return udp_frame(kClient, kServer, mc_udp("get k\r\n"), o); };
     std::vector<std::pair<bmc_stat, Bytes>> cases;
@@ -235,14 +219,13 @@ TEST_F(BpfPackets, EveryPassReasonIsTracedAsItsCounter) {
     cases.push_back({BMC_STAT_HIT_REQS, get()});
     for (const auto &[want, frame] : cases) {
         SCOPED_TRACE(bmc_stat_names[want]);
-        ring_buffer__consume(ring);
-        bpf_trace.clear();
+        ring.reset();
         cpp_trace.clear();
         const Counters before = be->read_counters();
         xdp(frame);
         Bytes copy = frame;
         dp.ingress(copy, monotonic_ns());
-        ring_buffer__consume(ring);
+        ring.consume();
         EXPECT_EQ(be->read_counters()[want] - before[want], 1u) << "the case makes its counter move";
         for (auto *tr : {&bpf_trace, &cpp_trace}) {
             ASSERT_EQ(tr->size(), 1u) << (tr == &bpf_trace ? "BPF" : "C++");
@@ -252,7 +235,6 @@ TEST_F(BpfPackets, EveryPassReasonIsTracedAsItsCounter) {
         }
     }
     be->cache().global->trace_every = 0;
-    ring_buffer__free(ring);
 }
 
 // The two pass reasons only one datapath has, traced as their counters: the kernel's
@@ -278,32 +260,23 @@ TEST_F(BpfPackets, PassReasonsOfOneDatapathAreTracedAsTheirCounters) {
     o.small_buckets = kSmall;
     o.large_buckets = kLarge;
     be = std::make_unique<KernelBackend>(o);
-    std::vector<bmc_trace> bpf_trace, cpp_trace;
-    ring_buffer *ring = ring_buffer__new(
-        be->trace_ring_fd(),
-        [](void *ctx, void *data, std::size_t size) {
-            if (size == sizeof(bmc_trace) && static_cast<bmc_trace *>(data)->what == BMC_TRACE_GET)
-                static_cast<std::vector<bmc_trace> *>(ctx)->push_back(*static_cast<bmc_trace *>(data));
-            return 0;
-        },
-        &bpf_trace, nullptr);
-    ASSERT_NE(ring, nullptr);
+    std::vector<bmc_trace> cpp_trace;
+    TraceRing ring(be->trace_ring_fd(), {BMC_TRACE_GET});
+    auto &bpf_trace = ring.records;
     const Bytes get = udp_frame(kClient, server, mc_udp("get ns\r\n"));
     ASSERT_EQ(xdp(get).retval, XDP_PASS);
     ASSERT_EQ(tc(udp_frame(server, kClient, mc_udp("VALUE ns 0 1\r\n1\r\nEND\r\n"))).retval, TC_ACT_OK);
     be->cache().global->trace_every = 1;
-    ring_buffer__consume(ring);
-    bpf_trace.clear();
+    ring.reset();
     EXPECT_EQ(xdp(get).retval, XDP_TX) << "memcached's socket is there";
     close(sock);
     const std::uint64_t before = count(BMC_STAT_PASS_NO_SOCKET);
     EXPECT_EQ(xdp(get).retval, XDP_PASS) << "memcached's socket is gone";
     EXPECT_EQ(count(BMC_STAT_PASS_NO_SOCKET), before + 1);
-    ring_buffer__consume(ring);
+    ring.consume();
     ASSERT_EQ(bpf_trace.size(), 2u);
     EXPECT_EQ(bpf_trace[0].reason, BMC_STAT_HIT_REQS);
     EXPECT_EQ(bpf_trace[1].reason, BMC_STAT_PASS_NO_SOCKET) << bmc_stat_names[bpf_trace[1].reason];
-    ring_buffer__free(ring);
 
     Datapath dp(be->cache(), be->config(), Allowlist::everyone(), delivery);
     dp.set_trace([&](const bmc_trace &t) { cpp_trace.push_back(t); });
@@ -495,16 +468,8 @@ TEST_F(BpfPackets, XdpLeavesWritesToTheObserver) {
 // counter it moved says why.
 TEST_F(BpfPackets, InvalidationsAreTracedWithThePathAndCommandThatCausedThem) {
     be->cache().global->trace_every = 1;
-    std::vector<bmc_trace> trace;
-    ring_buffer *ring = ring_buffer__new(
-        be->trace_ring_fd(),
-        [](void *ctx, void *data, std::size_t size) {
-            if (size == sizeof(bmc_trace))
-                static_cast<std::vector<bmc_trace> *>(ctx)->push_back(*static_cast<bmc_trace *>(data));
-            return 0;
-        },
-        &trace, nullptr);
-    ASSERT_NE(ring, nullptr);
+    TraceRing ring(be->trace_ring_fd());
+    auto &trace = ring.records;
     auto row = [](std::string_view name) {
         for (std::uint32_t i = 0; i < BMC_NUM_CMDS; i++)
             if (bmc_cmd_specs[i].name == name) return std::uint8_t(i);
@@ -537,10 +502,9 @@ TEST_F(BpfPackets, InvalidationsAreTracedWithThePathAndCommandThatCausedThem) {
          BMC_TRACE_PATH_TCP, std::uint8_t(BMC_TRACE_CMD_NONE), BMC_STAT_INVAL_LOST, "", 1},
     };
     for (const Case &c : cases) {
-        ring_buffer__consume(ring);
-        trace.clear();
+        ring.reset();
         c.send();
-        ring_buffer__consume(ring);
+        ring.consume();
         ASSERT_EQ(trace.size(), c.records) << c.what;
         for (const bmc_trace &t : trace) {
             EXPECT_EQ(t.what, c.kind) << c.what;
@@ -556,7 +520,6 @@ TEST_F(BpfPackets, InvalidationsAreTracedWithThePathAndCommandThatCausedThem) {
                                           : std::string(bmc_cmd_specs[c.cmd].name));
         EXPECT_NE(line.find(" " + via + " "), std::string::npos) << line;
     }
-    ring_buffer__free(ring);
 }
 
 class BpfStreamTable : public BpfPackets, public ::testing::WithParamInterface<StreamCase> {};
@@ -570,23 +533,15 @@ TEST_P(BpfStreamTable, KernelReadsTheStreamAsMemcachedDoes) {
     // Both trace every invalidation and epoch, with the request's path and command.
     be->cache().global->trace_every = 1;
     mirror.global.trace_every = 1;
-    std::vector<bmc_trace> cpp_trace, bpf_trace;
+    std::vector<bmc_trace> cpp_trace;
     obs.set_trace([&](const bmc_trace &t) { cpp_trace.push_back(t); });
-    ring_buffer *ring = ring_buffer__new(
-        be->trace_ring_fd(),
-        [](void *ctx, void *data, std::size_t size) {
-            if (size == sizeof(bmc_trace))
-                static_cast<std::vector<bmc_trace> *>(ctx)->push_back(*static_cast<bmc_trace *>(data));
-            return 0;
-        },
-        &bpf_trace, nullptr);
-    ASSERT_NE(ring, nullptr);
+    TraceRing ring(be->trace_ring_fd());
+    auto &bpf_trace = ring.records;
     for (const auto &chunk : c.chunks) {
         stream(7, chunk);
         obs.chunk(7, bytes(chunk), 1);
     }
-    ring_buffer__consume(ring);
-    ring_buffer__free(ring);
+    ring.consume();
     ASSERT_EQ(bpf_trace.size(), cpp_trace.size());
     EXPECT_EQ(bpf_trace.empty(), c.changed.empty() && !c.flush && !c.lost);
     for (std::size_t i = 0; i < bpf_trace.size(); i++) {

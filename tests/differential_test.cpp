@@ -284,19 +284,11 @@ TEST_F(Differential, CoreAndBpfAgreeOnEveryPacket) {
     // The decision trace, on for every decision: the C++ core's records of gets and fills
     // must equal the BPF programs' (but for time and where), and each get's reason must be
     // a counter that moved for its packet.
-    std::vector<bmc_trace> bpf_trace, cpp_trace;
+    std::vector<bmc_trace> cpp_trace;
     be->cache().global->trace_every = 1;
     dp.set_trace([&](const bmc_trace &t) { cpp_trace.push_back(t); });
-    ring_buffer *ring = ring_buffer__new(
-        be->trace_ring_fd(),
-        [](void *ctx, void *data, std::size_t size) {
-            const auto *t = static_cast<const bmc_trace *>(data);
-            if (size == sizeof(bmc_trace) && (t->what == BMC_TRACE_GET || t->what == BMC_TRACE_FILL))
-                static_cast<std::vector<bmc_trace> *>(ctx)->push_back(*t);
-            return 0;
-        },
-        &bpf_trace, nullptr);
-    ASSERT_NE(ring, nullptr);
+    TraceRing ring(be->trace_ring_fd(), {BMC_TRACE_GET, BMC_TRACE_FILL});
+    auto &bpf_trace = ring.records;
     std::uint32_t traced_gets = 0, traced_fills = 0;
     std::set<std::uint16_t> reasons;
     auto same_record = [](bmc_trace a, bmc_trace b) {
@@ -379,7 +371,7 @@ TEST_F(Differential, CoreAndBpfAgreeOnEveryPacket) {
             ok &= general_after[s] - general_before[s] == dp.counters()[s] - dp_before[s];
         }
         ok &= general_tx == cpp_tx && general_frame == cpp_frame;
-        ring_buffer__consume(ring);
+        ring.consume();
         EXPECT_EQ(bpf_trace.size(), cpp_trace.size()) << "trace records";
         ok &= bpf_trace.size() == cpp_trace.size();
         for (std::size_t k = 0; k < std::min(bpf_trace.size(), cpp_trace.size()); k++) {
@@ -397,7 +389,6 @@ TEST_F(Differential, CoreAndBpfAgreeOnEveryPacket) {
         }
         failures += !(ok && mem_ok);
     }
-    ring_buffer__free(ring);
     be->cache().global->trace_every = 0;
     // The corpus's gets traced with many reasons: a hit, misses by cause, passes.
     std::string seen;
