@@ -7,47 +7,20 @@ import argparse
 import json
 import random
 import socket
-import struct
 import sys
 import time
+
+import mc
+from mc import tcp_call, udp_get
 
 SERVER = ("198.18.0.1", 11211)
 
 
-def tcp_call(sock, cmd):
-    sock.sendall(cmd + b"mn\r\n")
-    buf = b""
-    while not buf.endswith(b"MN\r\n"):
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise SystemExit("memcached closed the connection")
-        buf += chunk
-    return buf[:-4]
-
-
 def stat(sock, name):
-    for line in tcp_call(sock, b"stats\r\n").split(b"\r\n"):
-        parts = line.split()
-        if len(parts) == 3 and parts[1] == name:
-            return int(parts[2])
-    raise SystemExit(f"memcached has no stat {name}")
-
-
-def udp_get(sock, req_id, key, timeout=0.5):
-    sock.send(struct.pack(">HHHH", req_id, 0, 1, 0) + b"get " + key + b"\r\n")
-    text, deadline = b"", time.monotonic() + timeout
-    while not text.endswith(b"END\r\n"):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return None
-        sock.settimeout(left)
-        try:
-            data = sock.recv(65536)
-        except socket.timeout:
-            return None
-        if struct.unpack(">H", data[:2])[0] == req_id:
-            text += data[8:]
-    return text
+    v = mc.stat(sock, name)
+    if v is None:
+        raise SystemExit(f"memcached has no stat {name}")
+    return v
 
 
 def bmcd_counters(path):

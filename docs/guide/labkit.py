@@ -9,18 +9,19 @@ JSON command per line: {"op": "set"|"get"|"stat", ...}."""
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
+sys.path.insert(0, os.path.join(ROOT, "apps"))
 
 
 def client_main():
     """The client side: TCP for writes and stats, UDP gets with memcached's frame header."""
     import socket
+    import mc
     server = ("198.18.0.1", 11211)
     tcp = socket.create_connection(server, timeout=5)
     held = None
@@ -30,14 +31,7 @@ def client_main():
     req_id = 0
 
     def tcp_call(cmd):
-        tcp.sendall(cmd + b"mn\r\n")
-        buf = b""
-        while not buf.endswith(b"MN\r\n"):
-            chunk = tcp.recv(65536)
-            if not chunk:
-                raise SystemExit("memcached closed the connection")
-            buf += chunk
-        return buf[:-4]
+        return mc.tcp_call(tcp, cmd)
 
     for line in sys.stdin:
         c = json.loads(line)
@@ -48,16 +42,9 @@ def client_main():
         elif c["op"] == "get":
             req_id = (req_id + 1) & 0xffff
             t0 = time.perf_counter()
-            udp.send(struct.pack(">HHHH", req_id, 0, 1, 0) + b"get " + c["key"].encode() + b"\r\n")
-            text = b""
-            try:
-                while not text.endswith(b"END\r\n"):
-                    d = udp.recv(2048)
-                    if struct.unpack(">H", d[:2])[0] == req_id:
-                        text += d[8:]
-            except socket.timeout:
-                text += b"(timeout)"
-            out = {"reply": text.decode(errors="replace"), "us": (time.perf_counter() - t0) * 1e6}
+            text = mc.udp_get(udp, req_id, c["key"].encode(), timeout=1.0)
+            out = {"reply": "(timeout)" if text is None else text.decode(errors="replace"),
+                   "us": (time.perf_counter() - t0) * 1e6}
         elif c["op"] == "hold":
             # A write memcached receives but cannot apply yet: it follows a pipeline of
             # gets whose replies (count x the value's size) nobody reads, so memcached
@@ -79,11 +66,7 @@ def client_main():
             held.close()
             out = {"released": len(buf)}
         elif c["op"] == "stat":
-            out = {"value": None}
-            for l in tcp_call(b"stats\r\n").split(b"\r\n"):
-                p = l.split()
-                if len(p) == 3 and p[1].decode() == c["name"]:
-                    out["value"] = int(p[2])
+            out = {"value": mc.stat(tcp, c["name"])}
         print(json.dumps(out), flush=True)
 
 
