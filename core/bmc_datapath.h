@@ -675,6 +675,14 @@ BMC_INLINE int bmc_frame_single(const __u8 *frame)
     return frame[2] == 0 && frame[3] == 0 && frame[4] == 0 && frame[5] == 1;
 }
 
+/* A fill's outcome, counted and (sampled) traced: accepted, skipped or rejected. */
+BMC_INLINE void bmc_tx_outcome(struct bmc_env *env, struct bmc_scratch *sc, struct bmc_tx *tx, __u32 r)
+{
+    bmc_env_stat(env, r);
+    if (bmc_trace_sampled(env, sc))
+        bmc_trace_fill(env, sc, tx, r);
+}
+
 /* A VALUE line just ended at tx->st.pos: offer its item as a fill and skip its data. */
 BMC_SUBPROG int bmc_tx_value(struct bmc_env *env, struct bmc_scratch *sc, struct bmc_tx *tx)
 {
@@ -692,7 +700,7 @@ BMC_SUBPROG int bmc_tx_value(struct bmc_env *env, struct bmc_scratch *sc, struct
     if (tx->st.value_bytes > BMC_MAX_PAYLOAD || data_end + 2 > tx->end ||
         sc->in[data_end & BMC_SCRATCH_MASK] != '\r' ||
         sc->in[(data_end + 1) & BMC_SCRATCH_MASK] != '\n') {
-        bmc_env_stat(env, BMC_STAT_FILL_MALFORMED);
+        bmc_tx_outcome(env, sc, tx, BMC_STAT_FILL_MALFORMED);
         return 1;
     }
     start = tx->st.prev_line_start;
@@ -700,7 +708,7 @@ BMC_SUBPROG int bmc_tx_value(struct bmc_env *env, struct bmc_scratch *sc, struct
     tx->st.pos = data_end + 2;
     tx->st.line_start = data_end + 2;  /* the next line starts after the data block */
     if (tx->st.value_cas) {
-        bmc_env_stat(env, BMC_STAT_FILL_CAS);
+        bmc_tx_outcome(env, sc, tx, BMC_STAT_FILL_CAS);
         return 0;
     }
     sb = bmc_env_small(env, bmc_small_index(cfg, tx->st.key_hash));
@@ -719,9 +727,7 @@ BMC_SUBPROG int bmc_tx_value(struct bmc_env *env, struct bmc_scratch *sc, struct
                      item_len > BMC_SMALL_DATA ? BMC_SMALL_DATA : item_len);
         bmc_seq_publish(f.e, f.seq);
     }
-    bmc_env_stat(env, r);
-    if (bmc_trace_sampled(env, sc))
-        bmc_trace_fill(env, sc, tx, r);
+    bmc_tx_outcome(env, sc, tx, r);
     return 0;
 }
 

@@ -350,6 +350,73 @@ TEST_F(BpfPackets, FillIsRejectedWithinTheGuardAfterAWrite) {
     EXPECT_EQ(count(BMC_STAT_FILL_GUARD), 1u);
 }
 
+// Every outcome of a fill, traced as the counter it moved, with the item's key, on BPF
+// (TC egress) and on the C++ core alike: accepted, no lease, within the guard after a
+// write, the way busy, too big for one datagram, a CAS reply (skipped), malformed.
+TEST_F(BpfPackets, EveryFillOutcomeIsTracedAsItsCounter) {
+    Datapath dp(be->cache(), be->config(), Allowlist::everyone(), delivery);
+    std::vector<bmc_trace> cpp_trace;
+    dp.set_trace([&](const bmc_trace &t) {
+        if (t.what == BMC_TRACE_FILL) cpp_trace.push_back(t);
+    });
+    TraceRing ring(be->trace_ring_fd(), {BMC_TRACE_FILL});
+    be->cache().global->trace_every = 1;
+    std::uint64_t conn = 700;
+    auto lease = [&](const std::string &k) { EXPECT_EQ(xdp(get_request("get " + k + "\r\n")).retval, XDP_PASS); };
+    auto busy = [&](const std::string &k, bool on) {
+        for (auto &w : bucket_of(k).way) w.h.seq = on ? w.h.seq | 1u : w.h.seq & ~1u;
+    };
+    // Each side fills its own key (the name and a suffix), so that neither finds the
+    // other's entry; `rest` is the item after "VALUE <key>".
+    struct Case {
+        bmc_stat want;
+        std::string name, rest;
+        std::function<void(const std::string &)> before, after;
+    } cases[] = {
+        {BMC_STAT_FILL_OK, "fa", " 0 1\r\n1\r\n", lease, [](auto &) {}},
+        {BMC_STAT_FILL_NO_LEASE, "fb", " 0 1\r\n1\r\n", [](auto &) {}, [](auto &) {}},
+        {BMC_STAT_FILL_GUARD, "fc", " 0 1\r\n1\r\n",
+         [&](const std::string &k) {
+             stream(++conn, "delete " + k + "\r\n");
+             lease(k);
+         },
+         [](auto &) {}},
+        {BMC_STAT_FILL_BUSY, "fd", " 0 1\r\n1\r\n",
+         [&](const std::string &k) {
+             lease(k);
+             busy(k, true);
+         },
+         [&](const std::string &k) { busy(k, false); }},
+        {BMC_STAT_FILL_TOO_BIG, "fe", " 0 1380\r\n" + std::string(1380, 'b') + "\r\n", lease, [](auto &) {}},
+        {BMC_STAT_FILL_CAS, "ff", " 0 1 77\r\n1\r\n", lease, [](auto &) {}},
+        {BMC_STAT_FILL_MALFORMED, "fg", " 0 5\r\nab\r\n", lease, [](auto &) {}},
+    };
+    for (const Case &c : cases) {
+        SCOPED_TRACE(bmc_stat_names[c.want]);
+        for (const bool bpf : {true, false}) {
+            const std::string key = c.name + (bpf ? "-k" : "-u");
+            const Bytes reply = reply_frame("VALUE " + key + c.rest + "END\r\n");
+            c.before(key);
+            ring.reset();
+            cpp_trace.clear();
+            const std::uint64_t k0 = count(c.want), d0 = dp.counters()[c.want];
+            if (bpf)
+                EXPECT_EQ(tc(reply).retval, TC_ACT_OK);
+            else
+                dp.egress(reply, monotonic_ns());
+            c.after(key);
+            ring.consume();
+            EXPECT_EQ(bpf ? count(c.want) - k0 : dp.counters()[c.want] - d0, 1u)
+                << (bpf ? "BPF" : "C++") << ": the case makes its counter move";
+            const auto &tr = bpf ? ring.records : cpp_trace;
+            ASSERT_EQ(tr.size(), 1u) << (bpf ? "BPF" : "C++");
+            EXPECT_EQ(tr[0].reason, c.want) << (bpf ? "BPF: " : "C++: ") << bmc_stat_names[tr[0].reason];
+            EXPECT_EQ(std::string(reinterpret_cast<const char *>(tr[0].key), tr[0].key_len), key);
+        }
+    }
+    be->cache().global->trace_every = 0;
+}
+
 TEST_F(BpfPackets, FillWithoutAMissIsRejected) {
     tc(reply_frame("VALUE k 0 3\r\nabc\r\nEND\r\n"));
     EXPECT_EQ(count(BMC_STAT_FILL_NO_LEASE), 1u);
