@@ -183,6 +183,9 @@ TEST_F(BpfPackets, EveryMissIsCountedWithItsCause) {
 // packet moved, on BPF and on the C++ core alike.
 TEST_F(BpfPackets, EveryPassReasonIsTracedAsItsCounter) {
     warm("k", "VALUE k 0 1\r\n1\r\n");
+    // Two items that fit one reply each, not both (memcached's 1,400 bytes).
+    warm("big1", "VALUE big1 0 800\r\n" + std::string(800, '1') + "\r\n");
+    warm("big2", "VALUE big2 0 800\r\n" + std::string(800, '2') + "\r\n");
     Datapath dp(be->cache(), be->config(), Allowlist::everyone(), delivery);
     std::vector<bmc_trace> cpp_trace;
     dp.set_trace([&](const bmc_trace &t) { cpp_trace.push_back(t); });
@@ -216,6 +219,14 @@ TEST_F(BpfPackets, EveryPassReasonIsTracedAsItsCounter) {
     cases.push_back({BMC_STAT_PASS_MULTI_DGRAM, udp_frame(kClient, kServer, mc_udp("get k\r\n", 1, 0, 2))});
     cases.push_back({BMC_STAT_PASS_GETS, udp_frame(kClient, kServer, mc_udp("gets k\r\n"))});
     cases.push_back({BMC_STAT_PASS_MISS, udp_frame(kClient, kServer, mc_udp("get nothing\r\n"))});
+    cases.push_back({BMC_STAT_PASS_PARTIAL, udp_frame(kClient, kServer, mc_udp("get k nothing\r\n"))});
+    cases.push_back({BMC_STAT_PASS_MALFORMED, udp_frame(kClient, kServer, mc_udp("get\r\n"))});
+    {
+        std::string many = "get";
+        for (std::uint32_t i = 0; i <= BMC_MAX_KEYS; i++) many += " k";
+        cases.push_back({BMC_STAT_PASS_TOO_MANY_KEYS, udp_frame(kClient, kServer, mc_udp(many + "\r\n"))});
+    }
+    cases.push_back({BMC_STAT_PASS_TOO_BIG, udp_frame(kClient, kServer, mc_udp("get big1 big2\r\n"))});
     cases.push_back({BMC_STAT_HIT_REQS, get()});
     for (const auto &[want, frame] : cases) {
         SCOPED_TRACE(bmc_stat_names[want]);
@@ -241,6 +252,43 @@ TEST_F(BpfPackets, EveryPassReasonIsTracedAsItsCounter) {
 // socket check (memcached has no UDP socket for the get: pass_no_memcached_socket), and
 // a reply larger than the frame's room (the C++ core, given a buffer with none to spare:
 // pass_no_room).
+// The two limits an operator sets, as pass reasons traced like the others: a client
+// outside the allowlist, and a reply more than --max-amplification times its request.
+TEST_F(BpfPackets, TheOperatorsLimitsAreTracedAsTheirCounters) {
+    const std::string value(100, 'v');
+    struct Case {
+        bmc_stat want;
+        std::uint32_t max_amp;
+        Allowlist allow;
+    } cases[] = {
+        {BMC_STAT_PASS_NOT_ALLOWED, 1000, Allowlist({Prefix::parse("203.0.113.0/24")})},
+        {BMC_STAT_PASS_AMPLIFICATION, 2, Allowlist::everyone()},
+    };
+    for (const Case &c : cases) {
+        SCOPED_TRACE(bmc_stat_names[c.want]);
+        load(default_config().fill_guard_ns, c.max_amp, c.allow);
+        ASSERT_EQ(xdp(get_request("get k\r\n")).retval, XDP_PASS);
+        ASSERT_EQ(tc(reply_frame("VALUE k 0 100\r\n" + value + "\r\nEND\r\n")).retval, TC_ACT_OK);
+        Datapath dp(be->cache(), be->config(), c.allow, delivery);
+        std::vector<bmc_trace> cpp_trace;
+        dp.set_trace([&](const bmc_trace &t) { cpp_trace.push_back(t); });
+        TraceRing ring(be->trace_ring_fd(), {BMC_TRACE_GET});
+        be->cache().global->trace_every = 1;
+        const std::uint64_t before = count(c.want);
+        expect_passed(get_request("get k\r\n"));
+        Bytes f = get_request("get k\r\n");
+        EXPECT_EQ(dp.ingress(f, monotonic_ns()).action, Action::Pass);
+        ring.consume();
+        EXPECT_EQ(count(c.want), before + 1);
+        EXPECT_EQ(dp.counters()[c.want], 1u);
+        for (const auto *tr : {&ring.records, &cpp_trace}) {
+            ASSERT_EQ(tr->size(), 1u) << (tr == &cpp_trace ? "C++" : "BPF");
+            EXPECT_EQ(tr->front().reason, c.want) << bmc_stat_names[tr->front().reason];
+        }
+        be->cache().global->trace_every = 0;
+    }
+}
+
 TEST_F(BpfPackets, PassReasonsOfOneDatapathAreTracedAsTheirCounters) {
     // A wildcard-bound UDP socket stands for memcached's: no traffic, only the lookup.
     int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
