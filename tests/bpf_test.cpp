@@ -15,6 +15,7 @@
 #include "bpf_fixture.hpp"
 #include "inspect.hpp"
 #include "stream_cases.hpp"
+#include "writes.hpp"
 
 using namespace bmc;
 using namespace bmc::test;
@@ -500,41 +501,16 @@ TEST_P(BpfMutations, InvalidatesWhereMemcachedReadsIt) {
 }
 
 namespace {
+// Every write of tests/writes.hpp, over TCP and in a UDP datagram.
 std::vector<Mutation> all_mutations() {
     std::vector<Mutation> v;
-    const std::tuple<const char *, const char *, int> text[] = {
-        {"set", "set key 0 0 1\r\nx\r\n", 2},      {"add", "add key 0 0 1\r\nx\r\n", 2},
-        {"replace", "replace key 0 0 1\r\nx\r\n", 2}, {"append", "append key 0 0 1\r\nx\r\n", 2},
-        {"prepend", "prepend key 0 0 1\r\nx\r\n", 2}, {"cas", "cas key 0 0 1 5\r\nx\r\n", 2},
-        {"incr", "incr key 1\r\n", 1},             {"decr", "decr key 1\r\n", 1},
-        {"delete", "delete key\r\n", 1},           {"touch", "touch key 10\r\n", 1},
-        {"gat", "gat 10 key\r\n", 1},        {"gats", "gats 10 key\r\n", 1}};
-    const std::tuple<const char *, const char *, int> meta[] = {
-        {"ms", "ms key 1\r\nx\r\n", 2}, {"md", "md key\r\n", 1}, {"ma", "ma key\r\n", 1},
-        {"mg_T", "mg key T10 v\r\n", 1}};
-    const std::pair<const char *, int> binops[] = {
-        {"bset", 0x01}, {"badd", 0x02}, {"breplace", 0x03}, {"bdelete", 0x04}, {"bincr", 0x05},
-        {"bdecr", 0x06}, {"bappend", 0x0e}, {"bprepend", 0x0f}, {"bsetq", 0x11}, {"baddq", 0x12},
-        {"breplaceq", 0x13}, {"bdeleteq", 0x14}, {"bincrq", 0x15}, {"bdecrq", 0x16},
-        {"bappendq", 0x19}, {"bprependq", 0x1a}, {"btouch", 0x1c}, {"bgat", 0x1d}, {"bgatq", 0x1e},
-        {"bgatk", 0x23}, {"bgatkq", 0x24}};
-    auto over = [](bool tcp, const std::string &b) {
-        if (tcp) return b;
-        Bytes p = mc_udp(b);
-        return std::string(p.begin(), p.end());
-    };
-    for (bool tcp : {true, false}) {
-        std::string t = tcp ? "_tcp" : "_udp";
-        for (auto [n, s, c] : text)
-            v.push_back({strdup((n + t).c_str()), tcp, over(tcp, s), BMC_STAT_INVAL_TEXT, std::uint64_t(c)});
-        for (auto [n, s, c] : meta)
-            v.push_back({strdup((n + t).c_str()), tcp, over(tcp, s), BMC_STAT_INVAL_META, std::uint64_t(c)});
-        for (auto [n, op] : binops)
-            v.push_back({strdup((n + t).c_str()), tcp, over(tcp, bin(std::uint8_t(op), "key", "", "1")),
-                         BMC_STAT_INVAL_BINARY, 2});
-        v.push_back({strdup(("flush_all" + t).c_str()), tcp, over(tcp, "flush_all\r\n"), BMC_STAT_INVAL_FLUSH, 1});
-        v.push_back({strdup(("bflush" + t).c_str()), tcp, over(tcp, bin(0x08, "")), BMC_STAT_INVAL_FLUSH, 1});
-    }
+    for (bool tcp : {true, false})
+        for (const WriteFixture &w : write_fixtures()) {
+            const std::string req = w.make("key", "x", "5");
+            Bytes udp = mc_udp(req);
+            v.push_back({strdup((w.name + (tcp ? "_tcp" : "_udp")).c_str()), tcp,
+                         tcp ? req : std::string(udp.begin(), udp.end()), w.counter, w.count});
+        }
     return v;
 }
 }  // namespace

@@ -1,6 +1,7 @@
 // Unit tests of core/: hash, layout, command table, grammar and the C++ datapath.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -8,6 +9,7 @@
 #include "packet.hpp"
 #include "stream_cases.hpp"
 #include "test_util.hpp"
+#include "writes.hpp"
 
 using namespace bmc;
 using namespace bmc::test;
@@ -87,17 +89,20 @@ TEST(Layout, LargestReplyItemFitsLargeEntry) {
     EXPECT_GE(BMC_LARGE_DATA, BMC_MAX_PAYLOAD - BMC_FRAME_HDR_LEN - 5);
 }
 
-TEST(Commands, EveryTextMutationIsKeyed) {
-    for (std::string cmd : {"set", "add", "replace", "append", "prepend", "cas", "incr", "decr",
-                            "delete", "touch"}) {
+TEST(Commands, EveryKeyedTextCommandNamesItsKey) {
+    for (const auto &spec : bmc_cmd_specs) {
+        if (spec.kind != BMC_KIND_KEYED) continue;
+        const std::string cmd(spec.name);
         auto r = scan(cmd + " k1 0 0 1\r\n", false);
         EXPECT_EQ(keys_of(r), std::vector<std::string>{"k1"}) << cmd;
         EXPECT_EQ(r.events.at(0).family, BMC_FAM_TEXT) << cmd;
     }
 }
 
-TEST(Commands, GatAndGatsInvalidateEveryKey) {
-    for (std::string cmd : {"gat", "gats"}) {
+TEST(Commands, MultiKeyCommandsInvalidateEveryKey) {
+    for (const auto &spec : bmc_cmd_specs) {
+        if (spec.kind != BMC_KIND_MULTIKEY) continue;
+        const std::string cmd(spec.name);
         auto r = scan(cmd + " 100 a bb ccc\r\n", false);
         EXPECT_EQ(keys_of(r), (std::vector<std::string>{"a", "bb", "ccc"})) << cmd;
     }
@@ -222,6 +227,42 @@ TEST(ReplyGrammar, ValueLine) {
     EXPECT_TRUE(c.st.value_cas);
     EXPECT_FALSE(all_acts(scan("VALUE key 5 x1\r\n", false)) & BMC_ACT_VALUE);
     EXPECT_FALSE(all_acts(scan("VALUE key 5\r\n", false)) & BMC_ACT_VALUE);
+}
+
+// ---- every write: the fixtures of tests/writes.hpp against the command table -------------
+
+// A new mutating row in the command table needs its fixture; a fixture needs its row.
+TEST(Writes, EveryMutatingCommandHasAFixture) {
+    const std::vector<std::string> rows = mutating_commands();
+    for (const auto &name : rows)
+        EXPECT_NE(write_fixture(name), nullptr) << name << ": add its fixture to tests/writes.hpp";
+    for (const auto &w : write_fixtures())
+        EXPECT_NE(std::find(rows.begin(), rows.end(), w.name), rows.end())
+            << w.name << ": a fixture for no row of the command table";
+    EXPECT_EQ(write_fixtures().size(), rows.size());
+}
+
+// The C++ observer reads every fixture as the write it is, over TCP and in a datagram: its
+// counter moves by the fixture's count, and a keyed write moves its key's bucket.
+TEST(Writes, EveryFixtureIsObservedAsItsWrite) {
+    for (const WriteFixture &w : write_fixtures()) {
+        for (const bool tcp : {true, false}) {
+            SCOPED_TRACE(w.name + (tcp ? " over TCP" : " in a datagram"));
+            OwnedCache cache{1024, 16};
+            const bmc_config cfg = test_config(1024, 16);
+            Observer obs{cache.mem(), cfg};
+            const std::string req = w.make("wkey", "v1", "5");
+            if (tcp)
+                obs.chunk(1, bytes(req), 1000);
+            else
+                obs.datagram(mc_udp(req), 1000);
+            EXPECT_EQ(obs.counters()[w.counter], w.count);
+            if (w.effect == WriteFixture::Flushes)
+                EXPECT_NE(cache.global.epoch, 0u);
+            else
+                EXPECT_NE(cache.small[bmc_hash_bytes(reinterpret_cast<const __u8 *>("wkey"), 4) & cfg.small_mask].hdr.gen, 0u);
+        }
+    }
 }
 
 // ---- the C++ datapath over memory the test owns ------------------------------------------

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "bpf_fixture.hpp"
+#include "writes.hpp"
 
 using namespace bmc;
 using namespace bmc::test;
@@ -172,32 +173,44 @@ private:
         std::uint16_t total = pick(20) ? 1 : 2;
         return {udp_frame(kServer, kClient, mc_udp(t, std::uint16_t(rng_()), 0, total)), true, "reply"};
     }
+    // A text or meta command: a write of tests/writes.hpp (some in a variant the grammar
+    // must follow too: a base64 key, a delay, two keys), or one that writes nothing.
     std::string text_command() {
-        static const char *cmds[] = {"set", "add", "replace", "append", "prepend", "cas", "incr", "decr",
-                                     "delete", "touch", "gat", "gats", "flush_all", "ms", "md", "ma",
-                                     "mg", "get", "version", "verbosity"};
-        std::string c = cmds[pick(sizeof cmds / sizeof *cmds)];
+        static const std::vector<const WriteFixture *> writes = [] {
+            std::vector<const WriteFixture *> v;
+            for (const auto &w : write_fixtures())
+                if (w.proto != WriteFixture::Binary) v.push_back(&w);
+            return v;
+        }();
+        static const char *others[] = {"get", "version", "verbosity"};
+        const std::uint32_t i = pick(std::uint32_t(writes.size() + 3));
         std::string k = key();
-        if (c == "set" || c == "add" || c == "replace" || c == "append" || c == "prepend")
-            return c + " " + k + " 0 0 3\r\nabc\r\n";
-        if (c == "cas") return c + " " + k + " 0 0 1 77\r\nz\r\n";
+        if (i >= writes.size()) return std::string(others[i - writes.size()]) + " " + k + " 1\r\n";
+        std::string c = writes[i]->name;
         if (c == "gat" || c == "gats") return c + " 10 " + k + " " + key() + "\r\n";
         if (c == "ms") return c + " " + k + " 2" + (pick(5) ? "" : " b") + "\r\nhi\r\n";
         if (c == "mg") return c + " " + k + (pick(2) ? " v" : " T30 v") + "\r\n";
         if (c == "md" || c == "ma") return c + " " + k + (pick(6) ? "" : " b") + "\r\n";
-        if (c == "flush_all" && pick(4)) c = "delete";
+        if (c == "flush_all" && pick(4)) return "delete " + k + "\r\n";
         if (c == "flush_all") return pick(2) ? "flush_all\r\n" : "flush_all 5\r\n";
-        return c + " " + k + " 1\r\n";
+        return writes[i]->make(k, "abc", "77");
     }
     Packet mutation() {
         bool tcp = pick(3);
         Bytes payload;
         if (pick(4) == 0) {
             std::uint32_t n = 1 + pick(3);
+            // The binary writes of tests/writes.hpp, a get and a no-op.
+            static const std::vector<const WriteFixture *> writes = [] {
+                std::vector<const WriteFixture *> v;
+                for (const auto &w : write_fixtures())
+                    if (w.proto == WriteFixture::Binary) v.push_back(&w);
+                return v;
+            }();
             for (std::uint32_t i = 0; i < n; i++) {
-                static const int ops[] = {0x01, 0x04, 0x05, 0x08, 0x0e, 0x11, 0x1c, 0x00, 0x0a, 0x23};
                 std::string k = key().substr(0, 250);
-                Bytes b = bin_request(__u8(ops[pick(10)]), k, pick(2) ? std::string(8, '\0') : "", "v");
+                const std::uint32_t w = pick(std::uint32_t(writes.size() + 2));
+                Bytes b = w < writes.size() ? bytes(writes[w]->make(k, "v", "")) : bin_request(w == writes.size() ? 0x00 : 0x0a, k);
                 payload.insert(payload.end(), b.begin(), b.end());
             }
         } else {

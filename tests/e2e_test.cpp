@@ -31,6 +31,7 @@
 #include <arpa/inet.h>
 #include "test_util.hpp"
 #include "testbed.hpp"
+#include "writes.hpp"
 
 using namespace bmc::test;
 using namespace std::chrono_literals;
@@ -462,54 +463,26 @@ MutationCase text(const std::string &name, const std::string &initial, const std
             }};
 }
 
-MutationCase binary(const std::string &name, const std::string &initial, std::uint8_t op,
-                    std::string extras, std::string value) {
-    return {name, initial, [=](McTcp &, McUdp &u, Server &s, const std::string &key, bool via_udp) {
-                return send_binary(s, u, via_udp, bin_request(op, key, extras, value));
-            }};
-}
-
+// Every write of tests/writes.hpp, on an item holding a word (or, for arithmetic, a
+// number), and two writes in one packet.
 std::vector<MutationCase> mutation_cases() {
-    const std::string ext8(8, '\0'), incr_ext = std::string("\0\0\0\0\0\0\0\x05", 8) + std::string(8, '\0') +
-                                                   std::string(4, '\0');
-    return {
-        text("set", "old", "set {k} 0 0 3\r\nnew\r\n"),
-        text("delete_and_add_in_one_packet", "old", "delete {k}\r\nadd {k} 0 0 3\r\nnew\r\n"),
-        text("replace", "old", "replace {k} 0 0 3\r\nnew\r\n"),
-        text("append", "old", "append {k} 0 0 1\r\n!\r\n"),
-        text("prepend", "old", "prepend {k} 0 0 1\r\n!\r\n"),
-        {"cas", "old",
-         [](McTcp &t, McUdp &u, Server &, const std::string &key, bool via_udp) {
-             std::string g = t.call("gets " + key + "\r\n");
-             std::string cas = g.substr(0, g.find("\r\n"));
-             cas = cas.substr(cas.rfind(' ') + 1);
-             return send_text(t, u, via_udp, "cas " + key + " 0 0 3 " + cas + "\r\nnew\r\n");
-         }},
-        text("incr", "10", "incr {k} 5\r\n"),
-        text("decr", "10", "decr {k} 5\r\n"),
-        text("delete", "old", "delete {k}\r\n"),
-        text("touch", "old", "touch {k} 100\r\n"),
-        text("gat", "old", "gat 100 {k}\r\n"),
-        text("gats", "old", "gats 100 {k}\r\n"),
-        text("flush_all", "old", "flush_all\r\n"),
-        text("meta_set", "old", "ms {k} 3\r\nnew\r\n"),
-        text("meta_delete", "old", "md {k}\r\n"),
-        text("meta_arithmetic", "10", "ma {k}\r\n"),
-        text("meta_get_touch", "old", "mg {k} T100 v\r\n"),
-        binary("bin_set", "old", 0x01, ext8, "new"),
-        binary("bin_replace", "old", 0x03, ext8, "new"),
-        binary("bin_append", "old", 0x0e, "", "!"),
-        binary("bin_delete", "old", 0x04, "", ""),
-        binary("bin_incr", "10", 0x05, incr_ext, ""),
-        binary("bin_decr", "10", 0x06, incr_ext, ""),
-        binary("bin_touch", "old", 0x1c, std::string("\0\0\0\x64", 4), ""),
-        binary("bin_setq", "old", 0x11, ext8, "new"),
-        binary("bin_deleteq", "old", 0x14, "", ""),
-        {"bin_flush", "old",
-         [](McTcp &, McUdp &u, Server &s, const std::string &, bool via_udp) {
-             return send_binary(s, u, via_udp, bin_request(0x08, ""));
-         }},
-    };
+    std::vector<MutationCase> v;
+    for (const WriteFixture &w : write_fixtures()) {
+        v.push_back({w.name, w.effect == WriteFixture::Arithmetic ? "10" : "old",
+                     [&w](McTcp &t, McUdp &u, Server &s, const std::string &key, bool via_udp) {
+                         std::string cas;
+                         if (w.needs_cas()) {
+                             const std::string g = t.call("gets " + key + "\r\n");
+                             cas = g.substr(0, g.find("\r\n"));
+                             cas = cas.substr(cas.rfind(' ') + 1);
+                         }
+                         const std::string req = w.make(key, "new", cas);
+                         return w.proto == WriteFixture::Binary ? send_binary(s, u, via_udp, bytes(req))
+                                                                : send_text(t, u, via_udp, req);
+                     }});
+    }
+    v.push_back(text("delete_and_add_in_one_packet", "old", "delete {k}\r\nadd {k} 0 0 3\r\nnew\r\n"));
+    return v;
 }
 
 }  // namespace
@@ -519,13 +492,14 @@ TEST_P(E2EMutation, NextUdpGetSeesTheMutation) {
     const std::string key = c.name + (via_udp ? "_u" : "_t");
     ASSERT_TRUE(warm(key, c.initial));
     std::string reply = c.apply(*tcp, *udp, *server, key, via_udp);
-    const bool quiet = c.name.back() == 'q';
+    const WriteFixture *w = write_fixture(c.name);
+    const bool quiet = w && w->quiet;
     EXPECT_EQ(reply.empty(), quiet) << "memcached's reply: '" << reply << "'";
     std::string want = truth(key);
     auto r = udp->request("get " + key + "\r\n", true);
     EXPECT_TRUE(r.complete);
     EXPECT_EQ(r.text, want) << "after " << c.name << " replied " << reply;
-    const bool changes_value = c.name.find("touch") == std::string::npos && c.name != "gat" && c.name != "gats";
+    const bool changes_value = !w || w->effect != WriteFixture::Keeps;
     if (changes_value) {
         EXPECT_NE(want, item(key, c.initial) + "END\r\n") << "the mutation changed nothing: test is void";
     }
@@ -691,9 +665,18 @@ TEST_P(E2E, ConsistencyCheckerFindsNoStaleOrUnwrittenValue) {
     EXPECT_GE(j["operations"].get<std::uint64_t>(), 50000u);
     EXPECT_EQ(j["violations"].get<std::uint64_t>(), 0u) << j["examples"].dump();
     EXPECT_GT(j["key_reads_checked"].get<std::uint64_t>(), 50000u);
-    EXPECT_GT(j["writes_by_command"].size(), 40u);  // every command ran, over both transports
-    for (auto how : {"pipelined", "set_split", "delete_loopback"})
-        EXPECT_GT(j["writes_by_command"].value(how, 0u), 0u) << how << " never ran";
+    // Every write of tests/writes.hpp ran, and every way of sending one.
+    std::map<std::string, std::uint64_t> ran, how;
+    for (auto &[name, n] : j["writes_by_command"].items()) {
+        const auto cut = name.rfind('_');
+        const std::string way = cut == std::string::npos ? "" : name.substr(cut + 1);
+        const bool suffixed = way == "udp" || way == "split" || way == "loopback";
+        ran[suffixed ? name.substr(0, cut) : name] += n.get<std::uint64_t>();
+        how[suffixed ? way : "tcp"] += n.get<std::uint64_t>();
+    }
+    for (const WriteFixture &w : write_fixtures()) EXPECT_GT(ran[w.name], 0u) << w.name << " never ran";
+    for (auto way : {"pipelined", "tcp", "udp", "split", "loopback"})
+        EXPECT_GT(way == std::string("pipelined") ? ran["pipelined"] : how[way], 0u) << way << " never ran";
     const auto served = server->cache_hits() - hits_before;
     std::printf("consistency (%s): %llu gets answered by the cache\n", GetParam().c_str(), (unsigned long long)served);
     EXPECT_GT(served, 500u) << "the cache answered too little for the check to mean much";

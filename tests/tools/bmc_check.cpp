@@ -39,6 +39,7 @@
 
 #include "consistency.hpp"
 #include "datapath.hpp"
+#include "writes.hpp"
 
 namespace {
 
@@ -140,20 +141,9 @@ public:
             buf.append(tmp, std::size_t(n));
         }
     }
-    static std::string noop() { return bin(0x0a, "", "", ""); }
-    static std::string bin(std::uint8_t op, const std::string &key, const std::string &extras, const std::string &value) {
-        std::string b(24, '\0');
-        b[0] = char(0x80);
-        b[1] = char(op);
-        b[2] = char(key.size() >> 8);
-        b[3] = char(key.size());
-        b[4] = char(extras.size());
-        std::uint32_t body = std::uint32_t(extras.size() + key.size() + value.size());
-        b[8] = char(body >> 24);
-        b[9] = char(body >> 16);
-        b[10] = char(body >> 8);
-        b[11] = char(body);
-        return b + extras + key + value;
+    static std::string noop() {
+        const bmc::test::Bytes b = bmc::test::bin_request(0x0a, "");
+        return {b.begin(), b.end()};
     }
 
 private:
@@ -222,12 +212,11 @@ struct Writer {
     Udp udp;
     std::mt19937 rng;
     std::vector<std::vector<Version>> &history;
-    std::vector<bool> numeric;  // keys holding numbers, for incr/decr/ma
     std::uint64_t seq = 0, writes = 0, udp_lost = 0;
     std::map<std::string, std::uint64_t> by_command;
 
     Writer(const Options &o, std::vector<std::vector<Version>> &h)
-        : o(o), tcp(o), probe(o), btcp(o), udp(o), rng(o.seed), history(h), numeric(o.keys) {
+        : o(o), tcp(o), probe(o), btcp(o), udp(o), rng(o.seed), history(h) {
         if (!o.loopback_netns.empty()) local = std::make_unique<Tcp>(o, o.loopback_netns);
     }
 
@@ -242,10 +231,10 @@ struct Writer {
         for (unsigned k : keys) {
             const std::string key = key_name(k), v = fresh();
             switch (rng() % 3) {
-            case 0: req += "set " + key + " 0 0 " + std::to_string(v.size()) + "\r\n" + v + "\r\n"; numeric[k] = false; break;
+            case 0: req += "set " + key + " 0 0 " + std::to_string(v.size()) + "\r\n" + v + "\r\n"; break;
             case 1: req += "delete " + key + "\r\n"; break;
             default: req += "set " + key + " 0 0 2\r\n" + std::to_string(10 + rng() % 90) + "\r\nincr " + key + " 1\r\n";
-                     numeric[k] = true; break;
+                     break;
             }
         }
         const std::uint64_t sent = now();
@@ -277,42 +266,25 @@ struct Writer {
         std::string v = fresh(), name;
         std::string text;   // a text or meta command
         std::string bin;    // or a binary request
-        const unsigned pick = rng() % 23;
-        bool is_num = numeric[k];
-        switch (pick) {
-        case 0: name = "set"; text = "set " + key + " 0 0 " + std::to_string(v.size()) + "\r\n" + v + "\r\n"; is_num = false; break;
-        case 1: name = "add"; text = "add " + key + " 0 0 " + std::to_string(v.size()) + "\r\n" + v + "\r\n"; break;
-        case 2: name = "replace"; text = "replace " + key + " 0 0 " + std::to_string(v.size()) + "\r\n" + v + "\r\n"; is_num = false; break;
-        case 3: name = "append"; text = "append " + key + " 0 0 1\r\na\r\n"; is_num = false; break;
-        case 4: name = "prepend"; text = "prepend " + key + " 0 0 1\r\np\r\n"; is_num = false; break;
-        case 5: {
-            name = "cas";
-            std::string g = probe.text("gets " + key + "\r\n");
-            std::size_t eol = g.find("\r\n");
-            if (g.compare(0, 6, "VALUE ") != 0) return "cas-skipped";
-            std::string cas = g.substr(0, eol);
-            cas = cas.substr(cas.rfind(' ') + 1);
-            text = "cas " + key + " 0 0 " + std::to_string(v.size()) + " " + cas + "\r\n" + v + "\r\n";
-            is_num = false;
-            break;
-        }
-        case 6: name = "incr"; text = "incr " + key + " 3\r\n"; break;
-        case 7: name = "decr"; text = "decr " + key + " 2\r\n"; break;
-        case 8: name = "delete"; text = "delete " + key + "\r\n"; break;
-        case 9: name = "touch"; text = "touch " + key + " 0\r\n"; break;
-        case 10: name = "gat"; text = "gat 0 " + key + "\r\n"; break;
-        case 11: name = "gats"; text = "gats 0 " + key + "\r\n"; break;
-        case 12: name = "ms"; text = "ms " + key + " " + std::to_string(v.size()) + "\r\n" + v + "\r\n"; is_num = false; break;
-        case 13: name = "md"; text = "md " + key + "\r\n"; break;
-        case 14: name = "ma"; text = "ma " + key + "\r\n"; break;
-        case 15: name = "mg_touch"; text = "mg " + key + " T0 v\r\n"; break;
-        case 16: name = "set_number"; text = "set " + key + " 0 0 2\r\n" + std::to_string(10 + rng() % 90) + "\r\n"; is_num = true; break;
-        case 17: name = "bin_set"; bin = Tcp::bin(0x01, key, std::string(8, '\0'), v); is_num = false; break;
-        case 18: name = "bin_delete"; bin = Tcp::bin(0x04, key, "", ""); break;
-        case 19: name = "bin_append"; bin = Tcp::bin(0x0e, key, "", "b"); is_num = false; break;
-        case 20: name = "bin_incr"; bin = Tcp::bin(0x05, key, std::string("\0\0\0\0\0\0\0\x01", 8) + std::string(12, '\0'), ""); break;
-        case 21: name = "bin_touch"; bin = Tcp::bin(0x1c, key, std::string(4, '\0'), ""); break;
-        default: name = "flush_all"; text = "flush_all\r\n"; break;
+        // Every write of tests/writes.hpp, and a set of a number (for the arithmetic).
+        const auto &fixtures = bmc::test::write_fixtures();
+        const unsigned pick = rng() % unsigned(fixtures.size() + 1);
+        bool global = false;
+        if (pick == fixtures.size()) {
+            name = "set_number";
+            text = "set " + key + " 0 0 2\r\n" + std::to_string(10 + rng() % 90) + "\r\n";
+        } else {
+            const bmc::test::WriteFixture &w = fixtures[pick];
+            name = w.name;
+            global = w.effect == bmc::test::WriteFixture::Flushes;
+            std::string cas;
+            if (w.needs_cas()) {
+                std::string g = probe.text("gets " + key + "\r\n");
+                if (g.compare(0, 6, "VALUE ") != 0) return "cas-skipped";
+                cas = g.substr(0, g.find("\r\n"));
+                cas = cas.substr(cas.rfind(' ') + 1);
+            }
+            (w.proto == bmc::test::WriteFixture::Binary ? bin : text) = w.make(key, v, cas);
         }
         const std::uint64_t sent = now();
         const unsigned how = rng() % 8;
@@ -337,12 +309,11 @@ struct Writer {
             btcp.binary(bin);
         }
         const std::uint64_t acked = now();
-        if (pick == 22) {
+        if (global) {
             for (unsigned j = 0; j < o.keys; j++) record(j, sent, acked);
         } else {
             record(k, sent, acked);
         }
-        numeric[k] = is_num;
         writes++;
         by_command[name]++;
         return name;
