@@ -23,6 +23,7 @@
 #include "afxdp_backend.hpp"
 #include "bench_shared.h"
 #include "bmc_bench.skel.h"
+#include "percpu.hpp"
 #include "xsk.hpp"
 
 namespace {
@@ -129,12 +130,7 @@ int main(int argc, char **argv) {
     }
     auto echoed = [&]() -> std::uint64_t {
         if (kern) return afxdp_echoed.load(std::memory_order_relaxed);
-        std::vector<bench_counters> v(static_cast<std::size_t>(libbpf_num_possible_cpus()));
-        std::uint32_t key = 0;
-        std::uint64_t sum = 0;
-        if (bpf_map_lookup_elem(bpf_map__fd(skel->maps.bench_count), &key, v.data()) == 0)
-            for (auto &x : v) sum += x.echoed;
-        return sum;
+        return bmc::percpu_sum<bench_counters>(bpf_map__fd(skel->maps.bench_count), 0).echoed;
     };
     timespec tick{0, 200000000};
     for (;;) {

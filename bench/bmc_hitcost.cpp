@@ -26,15 +26,11 @@
 #include <vector>
 
 #include "kernel_backend.hpp"
+#include "wire.hpp"
 
 namespace {
 
 using Bytes = std::vector<std::uint8_t>;
-
-void put16(Bytes &b, std::size_t off, std::uint16_t v) {
-    b[off] = std::uint8_t(v >> 8);
-    b[off + 1] = std::uint8_t(v);
-}
 
 struct Shape {
     int vlan = -1;         // an 802.1Q tag with this id
@@ -66,7 +62,7 @@ Bytes frame(const std::array<std::uint8_t, 6> &dst_mac, std::uint32_t src, std::
     if (sh.ipv6) {
         f.resize(l3 + 40);
         f[l3] = 0x60;
-        put16(f, l3 + 4, std::uint16_t(udp_len));
+        bmc::put_be16(&f[l3 + 4], std::uint16_t(udp_len));
         f[l3 + 6] = 17;
         f[l3 + 7] = 64;
         std::copy(kClient6.begin(), kClient6.end(), f.begin() + long(l3) + 8);
@@ -80,20 +76,20 @@ Bytes frame(const std::array<std::uint8_t, 6> &dst_mac, std::uint32_t src, std::
         f.resize(l3 + ihl, 0x01);  // options: NOP
         f[l3] = std::uint8_t(0x40 | ihl / 4);
         f[l3 + 1] = 0;
-        put16(f, l3 + 2, std::uint16_t(ihl + udp_len));
-        put16(f, l3 + 4, 0);
-        put16(f, l3 + 6, 0);
+        bmc::put_be16(&f[l3 + 2], std::uint16_t(ihl + udp_len));
+        bmc::put_be16(&f[l3 + 4], 0);
+        bmc::put_be16(&f[l3 + 6], 0);
         f[l3 + 8] = 64;
         f[l3 + 9] = 17;
-        put16(f, l3 + 10, 0);
-        put16(f, l3 + 12, std::uint16_t(src >> 16)), put16(f, l3 + 14, std::uint16_t(src));
-        put16(f, l3 + 16, std::uint16_t(dst >> 16)), put16(f, l3 + 18, std::uint16_t(dst));
+        bmc::put_be16(&f[l3 + 10], 0);
+        bmc::put_be16(&f[l3 + 12], std::uint16_t(src >> 16)), bmc::put_be16(&f[l3 + 14], std::uint16_t(src));
+        bmc::put_be16(&f[l3 + 16], std::uint16_t(dst >> 16)), bmc::put_be16(&f[l3 + 18], std::uint16_t(dst));
         std::uint16_t c = bmc::ipv4_header_checksum(f.data() + l3, ihl);
         std::memcpy(f.data() + l3 + 10, &c, 2);
     }
     const std::size_t l4 = f.size();
     f.resize(l4 + 8);
-    put16(f, l4, sport), put16(f, l4 + 2, dport), put16(f, l4 + 4, std::uint16_t(udp_len));
+    bmc::put_be16(&f[l4], sport), bmc::put_be16(&f[l4 + 2], dport), bmc::put_be16(&f[l4 + 4], std::uint16_t(udp_len));
     const std::uint8_t hdr[8] = {0x12, 0x34, 0, 0, 0, 1, 0, 0};  // request id, sequence 0 of 1
     f.insert(f.end(), hdr, hdr + 8);
     f.insert(f.end(), text.begin(), text.end());
@@ -103,7 +99,7 @@ Bytes frame(const std::array<std::uint8_t, 6> &dst_mac, std::uint32_t src, std::
         for (std::size_t i = l4; i < f.size(); i += 2) sum += std::uint32_t(f[i] << 8 | (i + 1 < f.size() ? f[i + 1] : 0));
         while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
         const auto c = std::uint16_t(~sum);
-        put16(f, l4 + 6, c ? c : 0xffff);
+        bmc::put_be16(&f[l4 + 6], c ? c : 0xffff);
     }
     return f;
 }

@@ -16,6 +16,8 @@
 #include "bench_shared.h"
 #include "bmc_bench.skel.h"
 #include "datapath.hpp"
+#include "percpu.hpp"
+#include "wire.hpp"
 #include "workload.hpp"
 
 namespace bmc::bench {
@@ -155,39 +157,17 @@ public:
         if (bpf_map_update_elem(bpf_map__fd(skel_->maps.pace), &zero, v.data(), 0))
             throw std::runtime_error("setting the generator's pace failed");
     }
-    std::uint64_t lagged() const {
-        std::vector<bench_pace> v(static_cast<std::size_t>(libbpf_num_possible_cpus()));
-        std::uint32_t zero = 0;
-        std::uint64_t n = 0;
-        if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.pace), &zero, v.data()) == 0)
-            for (auto &p : v) n += p.lagged;
-        return n;
-    }
+    std::uint64_t lagged() const { return bmc::percpu_sum<bench_pace>(bpf_map__fd(skel_->maps.pace), 0).lagged; }
 
     ClientSnapshot snapshot() const {
         ClientSnapshot s;
-        const auto ncpu = std::size_t(libbpf_num_possible_cpus());
-        std::vector<bench_counters> per(ncpu);
-        std::uint32_t zero = 0;
-        if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.bench_count), &zero, per.data()) == 0)
-            for (auto &p : per) {
-                auto *a = reinterpret_cast<const std::uint64_t *>(&p);
-                auto *r = reinterpret_cast<std::uint64_t *>(&s.c);
-                for (std::size_t i = 0; i < sizeof p / 8; i++) r[i] += a[i];
-            }
-        std::vector<std::uint64_t> v(ncpu);
+        s.c = bmc::percpu_sum<bench_counters>(bpf_map__fd(skel_->maps.bench_count), 0);
         for (std::uint32_t b = 0; b < BENCH_HIST_BUCKETS; b++)
-            if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.latency), &b, v.data()) == 0)
-                for (auto x : v) s.hist[b] += x;
+            s.hist[b] = bmc::percpu_sum<std::uint64_t>(bpf_map__fd(skel_->maps.latency), b);
         return s;
     }
 
 private:
-    static void put16(std::uint8_t *p, std::uint16_t v) {
-        p[0] = std::uint8_t(v >> 8);
-        p[1] = std::uint8_t(v);
-    }
-
     void fill() {
         // The request template: Ethernet, IPv4, UDP, memcached frame header, get line.
         std::uint8_t *f = tmpl_.bytes;
@@ -195,19 +175,19 @@ private:
         if (len >= BENCH_MAX_FRAME) throw std::invalid_argument("request too large for the template");
         std::memcpy(f, cfg_.server_mac.data(), 6);
         std::memcpy(f + 6, cfg_.client_mac.data(), 6);
-        put16(f + 12, 0x0800);
+        bmc::put_be16(f + 12, 0x0800);
         f[14] = 0x45;
-        put16(f + 16, std::uint16_t(20 + 8 + request_.size()));
-        put16(f + 20, 0x4000);
+        bmc::put_be16(f + 16, std::uint16_t(20 + 8 + request_.size()));
+        bmc::put_be16(f + 20, 0x4000);
         f[22] = 64;
         f[23] = 17;
         std::memcpy(f + 26, &cfg_.client_ip, 4);
         std::memcpy(f + 30, &cfg_.server_ip, 4);
         std::uint16_t c = bmc::ipv4_header_checksum(f + 14, 20);
         std::memcpy(f + 24, &c, 2);
-        put16(f + l4, cfg_.gen_port);
-        put16(f + l4 + 2, cfg_.port);
-        put16(f + l4 + 4, std::uint16_t(8 + request_.size()));  // UDP checksum 0: none, valid over IPv4
+        bmc::put_be16(f + l4, cfg_.gen_port);
+        bmc::put_be16(f + l4 + 2, cfg_.port);
+        bmc::put_be16(f + l4 + 4, std::uint16_t(8 + request_.size()));  // UDP checksum 0: none, valid over IPv4
         std::memcpy(f + l4 + 8, request_.data(), request_.size());
         tmpl_.len = len;
         input_.assign(kMetaLen, 0);

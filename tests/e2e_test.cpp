@@ -31,6 +31,7 @@
 #include <arpa/inet.h>
 #include "test_util.hpp"
 #include "testbed.hpp"
+#include "wire.hpp"
 #include "writes.hpp"
 
 using namespace bmc::test;
@@ -1229,11 +1230,6 @@ struct RawClient {
     }
 };
 
-void put16(Bytes &f, std::size_t off, std::uint16_t v) {
-    f[off] = std::uint8_t(v >> 8);
-    f[off + 1] = std::uint8_t(v);
-}
-
 void fix_ipv4_checksum(Bytes &f) {
     const std::size_t ihl = (f[14] & 0xf) * 4u;
     f[24] = f[25] = 0;
@@ -1247,17 +1243,17 @@ Bytes ipv6_get(const RawClient &raw, const std::array<std::uint8_t, 16> &src, co
     Bytes f(14 + 40 + 8);
     std::copy(raw.server_mac.begin(), raw.server_mac.end(), f.begin());
     std::copy(raw.client_mac.begin(), raw.client_mac.end(), f.begin() + 6);
-    put16(f, 12, 0x86dd);
+    bmc::put_be16(&f[12], 0x86dd);
     f[14] = 0x60;
-    put16(f, 18, std::uint16_t(8 + payload.size()));
+    bmc::put_be16(&f[18], std::uint16_t(8 + payload.size()));
     f[20] = 17;
     f[21] = 64;
     std::copy(src.begin(), src.end(), f.begin() + 22);
     const std::uint8_t dst[16] = {0x20, 0x01, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
     std::copy(dst, dst + 16, f.begin() + 38);
-    put16(f, 54, 40001);
-    put16(f, 56, 11211);
-    put16(f, 58, std::uint16_t(8 + payload.size()));
+    bmc::put_be16(&f[54], 40001);
+    bmc::put_be16(&f[56], 11211);
+    bmc::put_be16(&f[58], std::uint16_t(8 + payload.size()));
     f.resize(14 + 40 + 8 + payload.size());
     std::copy(payload.begin(), payload.end(), f.begin() + 14 + 40 + 8);
     std::uint32_t sum = 17 + std::uint32_t(8 + payload.size());
@@ -1265,7 +1261,7 @@ Bytes ipv6_get(const RawClient &raw, const std::array<std::uint8_t, 16> &src, co
     for (std::size_t i = 54; i < f.size(); i += 2) sum += std::uint32_t(f[i] << 8 | (i + 1 < f.size() ? f[i + 1] : 0));
     while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
     std::uint16_t c = std::uint16_t(~sum);
-    put16(f, 60, zero_csum ? 0 : (c ? c : 0xffff));
+    bmc::put_be16(&f[60], zero_csum ? 0 : (c ? c : 0xffff));
     return f;
 }
 
@@ -1290,7 +1286,7 @@ TEST_P(E2E, PacketsTheStackWouldDropAreNeverAnswered) {
     f[24] ^= 0x55;  // IPv4 header checksum
     frames.push_back({"pass_bad_ip_checksum", f});
     f = get(client, srv);
-    put16(f, 40, 0x1234);  // a UDP checksum that does not verify
+    bmc::put_be16(&f[40], 0x1234);  // a UDP checksum that does not verify
     frames.push_back({"pass_bad_udp_checksum", f});
     std::array<std::uint8_t, 16> v6client{0x20, 0x01, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2};
     frames.push_back({"pass_bad_udp_checksum", ipv6_get(raw, v6client, "get sd\r\n", true)});

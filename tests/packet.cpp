@@ -1,4 +1,5 @@
 #include "packet.hpp"
+#include "wire.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -8,14 +9,6 @@
 namespace bmc::test {
 namespace {
 
-void put16(Bytes &b, std::size_t off, std::uint16_t v) {
-    b[off] = std::uint8_t(v >> 8);
-    b[off + 1] = std::uint8_t(v);
-}
-void put32(Bytes &b, std::size_t off, std::uint32_t v) {
-    put16(b, off, std::uint16_t(v >> 16));
-    put16(b, off + 2, std::uint16_t(v));
-}
 
 Bytes eth_header(std::uint16_t type, int vlan) {
     Bytes f(14);
@@ -23,12 +16,12 @@ Bytes eth_header(std::uint16_t type, int vlan) {
     std::copy(dmac, dmac + 6, f.begin());
     std::copy(smac, smac + 6, f.begin() + 6);
     if (vlan >= 0) {
-        put16(f, 12, 0x8100);
+        bmc::put_be16(&f[12], 0x8100);
         f.resize(18);
-        put16(f, 14, std::uint16_t(vlan));
-        put16(f, 16, type);
+        bmc::put_be16(&f[14], std::uint16_t(vlan));
+        bmc::put_be16(&f[16], type);
     } else {
-        put16(f, 12, type);
+        bmc::put_be16(&f[12], type);
     }
     return f;
 }
@@ -50,14 +43,14 @@ Bytes ip6_frame(Endpoint src, Endpoint dst, std::uint8_t proto, const Bytes &l4,
     }
     f.resize(ip + 40);
     f[ip] = 0x60;
-    put16(f, ip + 4, std::uint16_t(ext.size() + l4.size()));
+    bmc::put_be16(&f[ip + 4], std::uint16_t(ext.size() + l4.size()));
     f[ip + 6] = first;
     f[ip + 7] = 64;
     const std::uint8_t prefix[6] = {0x20, 0x01, 0x0d, 0xb8, 0, 0};
     std::copy(prefix, prefix + 6, f.begin() + long(ip + 8));
-    put32(f, ip + 20, src.ip);
+    bmc::put_be32(&f[ip + 20], src.ip);
     std::copy(prefix, prefix + 6, f.begin() + long(ip + 24));
-    put32(f, ip + 36, dst.ip);
+    bmc::put_be32(&f[ip + 36], dst.ip);
     f.insert(f.end(), ext.begin(), ext.end());
     const std::size_t l4_off = f.size();
     f.insert(f.end(), l4.begin(), l4.end());
@@ -71,7 +64,7 @@ Bytes ip6_frame(Endpoint src, Endpoint dst, std::uint8_t proto, const Bytes &l4,
         add(f.data() + l4_off, l4.size());
         while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
         std::uint16_t c = std::uint16_t(~sum);
-        put16(f, l4_off + 6, c ? c : 0xffff);
+        bmc::put_be16(&f[l4_off + 6], c ? c : 0xffff);
     }
     return f;
 }
@@ -83,13 +76,13 @@ Bytes ip_frame(Endpoint src, Endpoint dst, std::uint8_t proto, const Bytes &l4, 
     const std::size_t ip = f.size();
     f.resize(ip + ihl);
     f[ip] = std::uint8_t(0x40 | (ihl / 4));
-    put16(f, ip + 2, std::uint16_t(ihl + l4.size()));
-    put16(f, ip + 4, 0x4242);
-    put16(f, ip + 6, o.fragment ? 0x2000 : 0x4000);
+    bmc::put_be16(&f[ip + 2], std::uint16_t(ihl + l4.size()));
+    bmc::put_be16(&f[ip + 4], 0x4242);
+    bmc::put_be16(&f[ip + 6], o.fragment ? 0x2000 : 0x4000);
     f[ip + 8] = 64;
     f[ip + 9] = proto;
-    put32(f, ip + 12, src.ip);
-    put32(f, ip + 16, dst.ip);
+    bmc::put_be32(&f[ip + 12], src.ip);
+    bmc::put_be32(&f[ip + 16], dst.ip);
     for (std::size_t i = 0; i < o.ip_options; i++) f[ip + 20 + i] = 1;  // NOPs
     std::uint16_t c = ipv4_header_checksum(f.data() + ip, ihl);
     std::memcpy(f.data() + ip + 10, &c, 2);
@@ -103,31 +96,31 @@ Bytes bytes(std::string_view s) { return Bytes(s.begin(), s.end()); }
 
 Bytes udp_frame(Endpoint src, Endpoint dst, const Bytes &payload, FrameOptions o) {
     Bytes u(8);
-    put16(u, 0, src.port);
-    put16(u, 2, dst.port);
-    put16(u, 4, std::uint16_t(8 + payload.size()));
+    bmc::put_be16(&u[0], src.port);
+    bmc::put_be16(&u[2], dst.port);
+    bmc::put_be16(&u[4], std::uint16_t(8 + payload.size()));
     u.insert(u.end(), payload.begin(), payload.end());
     return ip_frame(src, dst, 17, u, o);
 }
 
 Bytes tcp_frame(Endpoint src, Endpoint dst, const Bytes &payload, FrameOptions o) {
     Bytes t(20);
-    put16(t, 0, src.port);
-    put16(t, 2, dst.port);
-    put32(t, 4, 1000);
-    put32(t, 8, 2000);
+    bmc::put_be16(&t[0], src.port);
+    bmc::put_be16(&t[2], dst.port);
+    bmc::put_be32(&t[4], 1000);
+    bmc::put_be32(&t[8], 2000);
     t[12] = 5 << 4;
     t[13] = 0x18;  // PSH ACK
-    put16(t, 14, 65535);
+    bmc::put_be16(&t[14], 65535);
     t.insert(t.end(), payload.begin(), payload.end());
     return ip_frame(src, dst, 6, t, o);
 }
 
 Bytes mc_udp(std::string_view text, std::uint16_t req_id, std::uint16_t seq, std::uint16_t total) {
     Bytes b(8);
-    put16(b, 0, req_id);
-    put16(b, 2, seq);
-    put16(b, 4, total);
+    bmc::put_be16(&b[0], req_id);
+    bmc::put_be16(&b[2], seq);
+    bmc::put_be16(&b[4], total);
     b.insert(b.end(), text.begin(), text.end());
     return b;
 }
@@ -137,9 +130,9 @@ Bytes bin_request(std::uint8_t opcode, std::string_view key, std::string_view ex
     Bytes b(24);
     b[0] = 0x80;
     b[1] = opcode;
-    put16(b, 2, std::uint16_t(key.size()));
+    bmc::put_be16(&b[2], std::uint16_t(key.size()));
     b[4] = std::uint8_t(extras.size());
-    put32(b, 8, std::uint32_t(extras.size() + key.size() + value.size()));
+    bmc::put_be32(&b[8], std::uint32_t(extras.size() + key.size() + value.size()));
     b.insert(b.end(), extras.begin(), extras.end());
     b.insert(b.end(), key.begin(), key.end());
     b.insert(b.end(), value.begin(), value.end());

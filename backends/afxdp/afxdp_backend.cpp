@@ -1,6 +1,7 @@
 #include "afxdp_backend.hpp"
 
 #include "miss_table.hpp"
+#include "wire.hpp"
 #include "xsk.hpp"
 
 #include <arpa/inet.h>
@@ -35,11 +36,6 @@ constexpr int kRelayRcvbuf = 8 << 20;  // bytes; the kernel doubles it for its b
 constexpr unsigned kRelayBatch = 32;   // datagrams per recvmmsg
 
 std::string err_text(int e) { return std::strerror(e < 0 ? -e : e); }
-
-void put16(std::uint8_t *p, std::uint16_t v) {
-    p[0] = std::uint8_t(v >> 8);
-    p[1] = std::uint8_t(v);
-}
 
 }  // namespace
 
@@ -162,7 +158,7 @@ struct AfxdpBackend::Poller {
         std::uint8_t buf[BMC_MAX_PAYLOAD];
         const std::uint32_t plen = std::min<std::uint32_t>(f.payload_len, sizeof buf);
         std::memcpy(buf, frame + off, plen);
-        put16(buf, t->id);
+        put_be16(buf, t->id);
         // memcached: the request's destination address and port.
         sockaddr_in6 to6{};
         sockaddr_in to4{};
@@ -382,7 +378,7 @@ void AfxdpBackend::relay_loop() {
                         late_.fetch_add(1, std::memory_order_relaxed);
                         continue;
                     }
-                    put16(buf, req.client_id);
+                    put_be16(buf, req.client_id);
                     frame = dp.relayed_reply(req.frame, {req.hdr.data(), req.hdr_len}, {buf, len});
                     if (frame.empty()) {
                         late_.fetch_add(1, std::memory_order_relaxed);

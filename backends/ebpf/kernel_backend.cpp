@@ -24,6 +24,7 @@
 
 #include "bmc_cache.h"
 #include "bmc_kern.skel.h"
+#include "percpu.hpp"
 
 namespace bmc {
 namespace {
@@ -594,12 +595,7 @@ Counters KernelBackend::read_counters() const { return read_stats_map(bpf_map__f
 
 Counters read_stats_map(int fd) {
     Counters total{};
-    int ncpu = libbpf_num_possible_cpus();
-    std::vector<std::uint64_t> values(ncpu > 0 ? ncpu : 1);
-    for (std::uint32_t i = 0; i < BMC_NUM_STATS; i++) {
-        if (bpf_map_lookup_elem(fd, &i, values.data()) != 0) continue;
-        for (auto v : values) total[i] += v;
-    }
+    for (std::uint32_t i = 0; i < BMC_NUM_STATS; i++) total[i] = percpu_sum<std::uint64_t>(fd, i);
     return total;
 }
 
