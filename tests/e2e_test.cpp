@@ -119,6 +119,18 @@ struct Server {
     }
 };
 
+// Polls cond every 10 ms until it holds or `limit` has passed; whether it held. Tests wait
+// on what they need this way, never on a fixed sleep (the waits left are time itself: the
+// fill guard, --max-age, a delayed flush, a fault held for a while).
+bool eventually(const std::function<bool()> &cond, std::chrono::milliseconds limit = 3000ms) {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while (!cond()) {
+        if (std::chrono::steady_clock::now() > until) return false;
+        std::this_thread::sleep_for(10ms);
+    }
+    return true;
+}
+
 // The backends every end-to-end test runs against.
 const std::vector<std::string> kBackends = {"kernel", "afxdp"};
 
@@ -350,10 +362,10 @@ TEST(E2ETwoQueues, BothBackendsAnswerOnEveryQueueAcrossSwitches) {
     EXPECT_GT(per_queue[0].get<std::uint64_t>(), 0u) << per_queue.dump();
     EXPECT_GT(per_queue[1].get<std::uint64_t>(), 0u) << per_queue.dump();
     kill(s.bmcd, SIGUSR2);
-    std::this_thread::sleep_for(300ms);
+    ASSERT_TRUE(eventually([&] { return s.stats()["backend"] == "kernel"; }));
     round("kernel again");
     kill(s.bmcd, SIGUSR1);
-    std::this_thread::sleep_for(300ms);
+    ASSERT_TRUE(eventually([&] { return s.stats()["backend"] == "afxdp"; }));
     round("afxdp again");
 }
 
@@ -385,7 +397,6 @@ TEST(E2EMultiIface, OneCacheAnswersOnEveryInterfaceOnBothBackends) {
     ASSERT_EQ(tcp->call("set mk 0 0 5\r\nfirst\r\n"), "STORED\r\n");
     std::this_thread::sleep_for(15ms);  // past the fill guard
     ASSERT_EQ(on_a->request("get mk\r\n", true).text, item("mk", "first") + "END\r\n");  // a miss fills
-    std::this_thread::sleep_for(20ms);
     const auto before = tcp->stat("cmd_get");
     for (int i = 0; i < 3; i++) ASSERT_EQ(on_b.request("get mk\r\n", true).text, item("mk", "first") + "END\r\n");
     EXPECT_EQ(tcp->stat("cmd_get"), before) << "the cache answered on the second interface what the first filled";
@@ -406,7 +417,6 @@ TEST(E2EMultiIface, OneCacheAnswersOnEveryInterfaceOnBothBackends) {
     ASSERT_EQ(s.stats()["backend"], "afxdp");
     std::this_thread::sleep_for(15ms);
     ASSERT_EQ(on_a->request("get mk\r\n", true).text, item("mk", "second") + "END\r\n");
-    std::this_thread::sleep_for(20ms);
     const auto before_afxdp = tcp->stat("cmd_get");
     for (int i = 0; i < 3; i++) ASSERT_EQ(on_b.request("get mk\r\n", true).text, item("mk", "second") + "END\r\n");
     for (int i = 0; i < 3; i++) ASSERT_EQ(on_a->request("get mk\r\n", true).text, item("mk", "second") + "END\r\n");
@@ -630,9 +640,10 @@ TEST(E2EFaults, SigkillLeavesNothingAttachedAndMemcachedAnswers) {
         std::this_thread::sleep_for(15ms);
         for (int i = 0; i < 3; i++) udp->request("get kk\r\n", true);
         EXPECT_EQ(s.tb->stop(s.bmcd, SIGKILL), 128 + SIGKILL);
-        std::this_thread::sleep_for(200ms);  // link teardown is asynchronous
         const std::string ns = s.tb->server_ns();
-        EXPECT_EQ(s.tb->run_in(ns, "ip link show dev bmcs0").find("xdp"), std::string::npos) << backend;
+        // Link teardown is asynchronous.
+        EXPECT_TRUE(eventually([&] { return s.tb->run_in(ns, "ip link show dev bmcs0").find("xdp") == std::string::npos; }))
+            << backend;
         EXPECT_EQ(s.tb->run_in(ns, "bpftool net show dev bmcs0").find("bmc_"), std::string::npos) << backend;
         EXPECT_EQ(s.tb->run_in(ns, "ss -H -a --xdp"), "") << backend;
         const auto before = tcp->stat("cmd_get");
@@ -732,8 +743,7 @@ TEST(E2EFaults, PinnedDeploymentOutlivesBmcdIsAdoptedAndDetached) {
         pid_t det = s.tb->spawn(ns, {BMC_BMCD_PATH, "--iface", Testbed::kServerIf, "--detach", "--pin-dir", dir},
                                 s.dir + "/detach.log");
         EXPECT_EQ(s.tb->stop(det, 0, 10), 0) << read_file(s.dir + "/detach.log");
-        std::this_thread::sleep_for(200ms);
-        EXPECT_EQ(s.tb->run_in(ns, "ip link show dev bmcs0").find("xdp"), std::string::npos);
+        EXPECT_TRUE(eventually([&] { return s.tb->run_in(ns, "ip link show dev bmcs0").find("xdp") == std::string::npos; }));
         EXPECT_EQ(s.tb->run_in(ns, "bpftool net show dev bmcs0").find("bmc_"), std::string::npos);
         before = tcp->stat("cmd_get");
         EXPECT_EQ(udp->request("get pk\r\n", true).text, item("pk", "kept") + "END\r\n");
@@ -948,8 +958,8 @@ TEST_P(E2E, ASetTooLargeDropsTheOldValueBeforeItsDataArrives) {
     ASSERT_TRUE(warm("tl", "old"));
     auto w = server->tcp();
     ASSERT_TRUE(w->send_raw("set tl 0 0 2000000\r\n" + std::string(1000, 'x')));
-    std::this_thread::sleep_for(20ms);
-    EXPECT_EQ(truth("tl"), "END\r\n") << "memcached unlinks the old item when it reads the line";
+    // memcached unlinks the old item when it reads the line.
+    EXPECT_TRUE(eventually([&] { return truth("tl") == "END\r\n"; }));
     EXPECT_TRUE(fresh(*this, *udp, *tcp, "tl"));
     ASSERT_TRUE(w->send_raw(std::string(2000000 - 1000, 'x') + "\r\n"));
     EXPECT_NE(w->call("").find("SERVER_ERROR"), std::string::npos);
@@ -1377,7 +1387,6 @@ TEST_P(E2E, GetsWithIpOptionsAndOverIpv6AreAnsweredOnThisBackendsPath) {
     std::this_thread::sleep_for(15ms);
     EXPECT_EQ(options_get("sho", 0x2345), mc_udp("VALUE sho 0 2\r\nop\r\nEND\r\n", 0x2345));
     EXPECT_EQ(udp6.request("get sh6\r\n", true).text, item("sh6", "sx") + "END\r\n");
-    std::this_thread::sleep_for(20ms);
     const auto before = tcp->stat("cmd_get");
     EXPECT_EQ(options_get("sho", 0x3456), mc_udp("VALUE sho 0 2\r\nop\r\nEND\r\n", 0x3456));
     EXPECT_EQ(udp6.request("get sh6\r\n", true).text, item("sh6", "sx") + "END\r\n");
@@ -1546,6 +1555,7 @@ TEST(E2ELifecycleBugs, AReaderGoingAwayDoesNotKillBmcd) {
     char c;
     ASSERT_EQ(read(fds[0], &c, 1), 1);  // started
     close(fds[0]);
+    // Five status lines (--interval 0.1) written into the pipe with no reader.
     std::this_thread::sleep_for(500ms);
     int st = 0;
     EXPECT_EQ(waitpid(pid, &st, WNOHANG), 0) << "bmcd died of SIGPIPE";
@@ -1617,8 +1627,12 @@ TEST(E2EControl, BmcctlReadsStatsSettingsAndSteersARunningBmcd) {
     ASSERT_EQ(tcp->call("set ck 0 0 2\r\nok\r\n"), "STORED\r\n");
     std::this_thread::sleep_for(15ms);
     for (int i = 0; i < 5; i++) udp->request("get ck\r\n", true);
-    std::this_thread::sleep_for(300ms);  // the control socket answers from the last tick
     int st = 0;
+    // The control socket answers from bmcd's last tick: wait for one that has the hits.
+    ASSERT_TRUE(eventually([&] {
+        auto j = nlohmann::json::parse(ctl("--json stats"), nullptr, false);
+        return j.is_object() && j.value("hit_requests", 0ull) >= 3;
+    }));
     // memcached's STAT format, every counter by name.
     std::string stats = ctl("stats", &st);
     EXPECT_EQ(st, 0) << stats;
@@ -1650,8 +1664,7 @@ TEST(E2EControl, BmcctlReadsStatsSettingsAndSteersARunningBmcd) {
     EXPECT_EQ(st, 2);
     // Steering: switch, and flush (what was cached is no longer served).
     EXPECT_EQ(ctl("switch afxdp", &st), "OK\n");
-    std::this_thread::sleep_for(500ms);
-    EXPECT_EQ(nlohmann::json::parse(ctl("--json stats"))["backend"], "afxdp");
+    EXPECT_TRUE(eventually([&] { return nlohmann::json::parse(ctl("--json stats"))["backend"] == "afxdp"; }));
     EXPECT_EQ(nlohmann::json::parse(ctl("--json status"))["afxdp_queues"].get<int>(), 1);
     EXPECT_EQ(ctl("switch kernel"), "OK\n");
     EXPECT_EQ(ctl("flush", &st), "OK\n");
@@ -1802,12 +1815,10 @@ TEST(E2ETrace, BmcctlTraceShowsEachDecisionWithItsReason) {
     ASSERT_EQ(tcp->call("set tk 0 0 2\r\nv1\r\n"), "STORED\r\n");
     std::this_thread::sleep_for(15ms);
     get("tk", "v1");  // not cached: memcached answers, its reply fills
-    std::this_thread::sleep_for(20ms);
     get("tk", "v1");  // a hit
     ASSERT_EQ(tcp->call("set tk 0 0 2\r\nv2\r\n"), "STORED\r\n");  // invalidates
     std::this_thread::sleep_for(15ms);  // past the fill guard, so that this miss fills
     get("tk", "v2");  // invalidated
-    std::this_thread::sleep_for(20ms);
     get("tk", "v2");  // a hit
     std::this_thread::sleep_for(400ms);
     get("tk", "v2");  // the fill is older than --max-age
@@ -1817,7 +1828,6 @@ TEST(E2ETrace, BmcctlTraceShowsEachDecisionWithItsReason) {
     ASSERT_EQ(tcp->call("set tk2 0 0 2\r\nw1\r\n"), "STORED\r\n");
     std::this_thread::sleep_for(15ms);
     get("tk2", "w1");
-    std::this_thread::sleep_for(20ms);
     get("tk2", "w1");
     std::string text;
     for (int i = 0; i < 100 && text.find("key=tk2 hit_requests") == std::string::npos; i++) {
@@ -1849,7 +1859,6 @@ TEST(E2EMultiIface, APinnedDeploymentOfTwoInterfacesIsAdoptedAndDetachedWhole) {
     ASSERT_EQ(tcp->call("set pk 0 0 2\r\nok\r\n"), "STORED\r\n");
     std::this_thread::sleep_for(15ms);
     ASSERT_EQ(on_a->request("get pk\r\n", true).text, item("pk", "ok") + "END\r\n");
-    std::this_thread::sleep_for(20ms);
     ASSERT_EQ(s.tb->stop(s.bmcd, SIGTERM), 0);
     s.bmcd = -1;
     EXPECT_EQ(bmc::KernelBackend::pinned_extra_ifaces(pins.dir), std::vector<std::string>{Testbed::kServerIf2});
