@@ -39,6 +39,7 @@
 
 #include "consistency.hpp"
 #include "datapath.hpp"
+#include "memcached_client.hpp"
 #include "writes.hpp"
 
 namespace {
@@ -62,126 +63,54 @@ struct Options {
 
 std::uint64_t now() { return bmc::monotonic_ns(); }
 
-sockaddr_in server_addr(const Options &o) {
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(std::uint16_t(o.port));
-    inet_pton(AF_INET, o.server.c_str(), &a.sin_addr);
-    return a;
-}
-
+// bmc's memcached client (core/memcached_client.hpp), failing loudly: a lost reply ends
+// the check. Reads wait 15 s, long enough for TCP's retransmission backoff over a lossy
+// link.
 class Tcp {
 public:
-    explicit Tcp(const Options &o) {
-        fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_in a = server_addr(o);
-        if (connect(fd_, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0) throw std::runtime_error("connect");
-        int one = 1;
-        setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    explicit Tcp(const Options &o) : c_(bmc::mc_connect_tcp(o.server, std::uint16_t(o.port)), std::chrono::seconds(15)) {
+        if (!c_.ok()) throw std::runtime_error("connect to " + o.server);
     }
     // A connection to 127.0.0.1 made inside the network namespace at netns_path.
-    Tcp(const Options &o, const std::string &netns_path) {
+    Tcp(const Options &o, const std::string &netns_path) : c_(in_netns(o, netns_path), std::chrono::seconds(15)) {}
+    // Sends bytes as they are (one piece of a write).
+    void send_raw(const std::string &bytes) { c_.send_raw(bytes); }
+    std::string text(const std::string &cmd) { return must(c_.text(cmd), cmd); }
+    // Binary requests: every response before the NOOP the client appends.
+    std::string binary(const std::string &req) { return must(c_.binary(req), "a binary request"); }
+
+private:
+    static int in_netns(const Options &o, const std::string &netns_path) {
         int self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC), target = open(netns_path.c_str(), O_RDONLY | O_CLOEXEC);
         if (self < 0 || target < 0 || setns(target, CLONE_NEWNET) != 0)
             throw std::runtime_error("cannot enter " + netns_path);
-        fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        const int fd = bmc::mc_connect_tcp("127.0.0.1", std::uint16_t(o.port));
         if (setns(self, CLONE_NEWNET) != 0) std::abort();  // never go on in the wrong namespace
         close(self);
         close(target);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_port = htons(std::uint16_t(o.port));
-        inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-        if (connect(fd_, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0)
-            throw std::runtime_error("connect to 127.0.0.1 in " + netns_path);
-        int one = 1;
-        setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (fd < 0) throw std::runtime_error("connect to 127.0.0.1 in " + netns_path);
+        return fd;
     }
-    // Sends bytes as they are (one piece of a write).
-    void send_raw(const std::string &bytes) { send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL); }
-    ~Tcp() { close(fd_); }
-    // Sends req and reads until the reply ends with `end`.
-    std::string call(const std::string &req, const std::string &end) {
-        send(fd_, req.data(), req.size(), MSG_NOSIGNAL);
-        std::string buf;
-        char tmp[4096];
-        while (buf.size() < end.size() || buf.compare(buf.size() - end.size(), end.size(), end) != 0) {
-            pollfd p{fd_, POLLIN, 0};
-            // Long enough for TCP's retransmission backoff over a lossy link.
-            if (poll(&p, 1, 15000) != 1) throw std::runtime_error("TCP reply timed out for " + req.substr(0, 40));
-            ssize_t n = recv(fd_, tmp, sizeof tmp, 0);
-            if (n <= 0) throw std::runtime_error("TCP connection closed");
-            buf.append(tmp, std::size_t(n));
-        }
-        return buf;
+    static std::string must(std::optional<std::string> r, const std::string &what) {
+        if (!r) throw std::runtime_error("TCP reply lost (timeout or close) for " + what.substr(0, 40));
+        return *r;
     }
-    std::string text(const std::string &cmd) {
-        std::string r = call(cmd + "mn\r\n", "MN\r\n");
-        return r.substr(0, r.size() - 4);
-    }
-    // Binary requests followed by a NOOP: every response up to the NOOP's.
-    std::string binary(std::string req) {
-        req += noop();
-        send(fd_, req.data(), req.size(), MSG_NOSIGNAL);
-        std::string buf;
-        char tmp[4096];
-        for (;;) {
-            for (std::size_t off = 0; off + 24 <= buf.size();) {
-                std::uint32_t body = std::uint32_t(std::uint8_t(buf[off + 8])) << 24 |
-                                     std::uint32_t(std::uint8_t(buf[off + 9])) << 16 |
-                                     std::uint32_t(std::uint8_t(buf[off + 10])) << 8 | std::uint8_t(buf[off + 11]);
-                if (off + 24 + body > buf.size()) break;
-                if (buf[off + 1] == 0x0a) return buf.substr(0, off);
-                off += 24 + body;
-            }
-            pollfd p{fd_, POLLIN, 0};
-            if (poll(&p, 1, 15000) != 1) throw std::runtime_error("binary reply timed out");
-            ssize_t n = recv(fd_, tmp, sizeof tmp, 0);
-            if (n <= 0) throw std::runtime_error("TCP connection closed");
-            buf.append(tmp, std::size_t(n));
-        }
-    }
-    static std::string noop() {
-        const bmc::test::Bytes b = bmc::test::bin_request(0x0a, "");
-        return {b.begin(), b.end()};
-    }
-
-private:
-    int fd_;
+    bmc::McConnection c_;
 };
 
 class Udp {
 public:
-    explicit Udp(const Options &o) {
-        fd_ = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        sockaddr_in a = server_addr(o);
-        connect(fd_, reinterpret_cast<sockaddr *>(&a), sizeof a);
-    }
-    ~Udp() { close(fd_); }
+    explicit Udp(const Options &o)
+        : d_(bmc::mc_connect_udp(o.server, std::uint16_t(o.port)), std::uint16_t(std::random_device{}())) {}
     // One request; joined payloads of the reply datagrams (until END if until_end).
     std::optional<std::string> call(const std::string &payload, bool until_end, int timeout_ms = 500) {
-        const std::uint16_t id = next_++;
-        std::string d = {char(id >> 8), char(id), 0, 0, 0, 1, 0, 0};
-        d += payload;
-        send(fd_, d.data(), d.size(), 0);
-        std::string text;
-        char buf[65536];
-        const std::uint64_t deadline = now() + std::uint64_t(timeout_ms) * 1000000;
-        for (;;) {
-            std::uint64_t t = now();
-            if (t >= deadline) return std::nullopt;
-            pollfd p{fd_, POLLIN, 0};
-            if (poll(&p, 1, int((deadline - t) / 1000000) + 1) != 1) continue;
-            ssize_t n = recv(fd_, buf, sizeof buf, 0);
-            if (n < 8 || std::uint16_t(std::uint8_t(buf[0]) << 8 | std::uint8_t(buf[1])) != id) continue;
-            text.append(buf + 8, std::size_t(n) - 8);
-            if (!until_end || (text.size() >= 5 && text.compare(text.size() - 5, 5, "END\r\n") == 0)) return text;
-        }
+        auto r = d_.request(payload, until_end, std::chrono::milliseconds(timeout_ms));
+        if (!r.complete) return std::nullopt;
+        return r.text;
     }
 
 private:
-    int fd_;
-    std::uint16_t next_ = std::uint16_t(std::random_device{}());
+    bmc::McDatagram d_;
 };
 
 std::string key_name(unsigned k) { return "ck" + std::to_string(k); }
