@@ -39,7 +39,6 @@ from contextlib import contextmanager
 
 SERVER_IP, CLIENT_IP, PORT = "198.18.0.1", "198.18.0.2", 11211
 SIF, CIF = "bmcs0", "bmcc0"
-CGROUP_MOUNT = "/tmp/bmct-cgroup2"  # the tests' testbed mounts the same
 
 
 def log(msg):
@@ -54,58 +53,29 @@ def sh(cmd):
 
 
 class Testbed:
-    """Two namespaces joined by a veth with the given queue count. The server end's
-    processes can be confined to a CPU set (1-queue runs give the generator CPU 0 and the
-    server's processes the other CPUs)."""
+    """The tests' namespace testbed (tests/testbed.hpp), made and removed with bmc-testbed:
+    two namespaces joined by a veth with the given queue count, the tests' addresses, an
+    XDP_PASS program on the client end and a cgroup of its own for memcached. The server
+    end's processes can be confined to a CPU set (1-queue runs give the generator CPU 0
+    and the server's processes the other CPUs)."""
 
     def __init__(self, build, queues):
         self.build = build
         self.queues = queues
-        self.srv = f"bmcb-{os.getpid()}-q{queues}-s"
-        self.cli = f"bmcb-{os.getpid()}-q{queues}-c"
         self.procs = []
-        self.remove_stale()
-        for ns in (self.srv, self.cli):
-            sh(f"ip netns add {ns}")
-        q = f"numrxqueues {queues} numtxqueues {queues}"
-        sh(f"ip link add {SIF} {q} netns {self.srv} type veth peer name {CIF} {q} netns {self.cli}")
-        sh(f"ip -n {self.srv} addr add {SERVER_IP}/30 dev {SIF}")
-        sh(f"ip -n {self.cli} addr add {CLIENT_IP}/30 dev {CIF}")
-        for ns, dev in ((self.srv, SIF), (self.cli, CIF)):
-            sh(f"ip -n {ns} link set lo up")
-            sh(f"ip -n {ns} link set {dev} up")
-        self.server_mac = sh(f"ip -n {self.srv} -br link show {SIF}").split()[2]
+        self.tool = f"{build}/tests/bmc-testbed"
+        if not os.access(self.tool, os.X_OK):
+            raise RuntimeError(f"{self.tool} is missing: build with the tests (cmake --build {build})")
+        subprocess.run([self.tool, "clean"], capture_output=True)
+        r = subprocess.run([self.tool, "up", "--tag", f"bench{queues}", "--queues", str(queues),
+                            "--owner", str(os.getpid())], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"bmc-testbed up: {r.stderr.strip()}")
+        t = json.loads(r.stdout)
+        self.srv, self.cli, self.cgroup, self.server_mac = t["server_ns"], t["client_ns"], t["cgroup"], t["server_mac"]
         self.xdp_pass = f"{build}/bpf/xdp_pass.bpf.o"
         ncpu = os.cpu_count() or 1
         self.server_cpus = ",".join(str(c) for c in range(1, ncpu)) if queues == 1 and ncpu > 1 else None
-        # memcached runs in a cgroup of this testbed's own, which bmcd's write observer
-        # watches; the cgroup2 hierarchy is mounted where `ip netns exec` still sees it.
-        if not self.is_cgroup2(CGROUP_MOUNT):
-            os.makedirs(CGROUP_MOUNT, exist_ok=True)
-            sh(f"mount -t cgroup2 none {CGROUP_MOUNT}")
-        self.cgroup = f"{CGROUP_MOUNT}/bmcb-{os.getpid()}-q{queues}"
-        os.makedirs(self.cgroup, exist_ok=True)
-
-    @staticmethod
-    def is_cgroup2(path):
-        with open("/proc/self/mounts") as f:
-            return any(l.split()[1] == path and l.split()[2] == "cgroup2" for l in f)
-
-    @staticmethod
-    def remove_stale():
-        for line in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.splitlines():
-            name = line.split()[0]
-            if name.startswith("bmcb-"):
-                pid = int(name.split("-")[1])
-                if not os.path.exists(f"/proc/{pid}"):
-                    subprocess.run(["ip", "netns", "del", name], capture_output=True)
-        if os.path.isdir(CGROUP_MOUNT):
-            for name in os.listdir(CGROUP_MOUNT):
-                if name.startswith("bmcb-") and not os.path.exists(f"/proc/{name.split('-')[1]}"):
-                    try:
-                        os.rmdir(f"{CGROUP_MOUNT}/{name}")
-                    except OSError:
-                        pass
 
     def spawn(self, ns, argv, logfile, in_cgroup=False, server_cpus=False):
         def setup():
@@ -142,16 +112,8 @@ class Testbed:
     def close(self):
         for p in self.procs:
             self.stop(p, 5)
-        for ns in (self.srv, self.cli):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-        for _ in range(100):
-            try:
-                os.rmdir(self.cgroup)
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                time.sleep(0.05)
+        subprocess.run([self.tool, "down", "--server-ns", self.srv, "--client-ns", self.cli, "--cgroup", self.cgroup],
+                       capture_output=True)
 
 
 def summary(values):

@@ -94,15 +94,16 @@ void Testbed::remove_stale() {
     while (std::getline(list, line)) {
         std::string name = line.substr(0, line.find(' '));
         if (name.rfind(kPrefix, 0) != 0) continue;
-        // bmct-<pid>-<n>-<tag>-{s,c}
+        // bmct-<owner pid>-<pid>-<n>-<tag>-{s,c}
         if (gone(owner_of(name))) sh("ip netns del " + name + " 2>/dev/null");
     }
 }
 
-Testbed::Testbed(const std::string &tag, int queues, int links) {
+Testbed::Testbed(const std::string &tag, int queues, int links, pid_t owner) {
     static std::atomic<int> seq{0};
     remove_stale();
-    std::string base = std::string(kPrefix) + std::to_string(getpid()) + "-" + std::to_string(seq++) + "-" + tag;
+    std::string base = std::string(kPrefix) + std::to_string(owner) + "-" + std::to_string(getpid()) + "-" +
+                       std::to_string(seq++) + "-" + tag;
     server_ns_ = base + "-s";
     client_ns_ = base + "-c";
     if (cgroup_base().empty()) throw std::runtime_error("testbed: no cgroup2 hierarchy is mounted");
@@ -143,10 +144,27 @@ Testbed::Testbed(const std::string &tag, int queues, int links) {
 Testbed::~Testbed() {
     for (pid_t p : children_)
         if (alive(p)) stop(p, SIGTERM, 3.0);
-    sh("ip netns del " + server_ns_ + " 2>/dev/null; ip netns del " + client_ns_ + " 2>/dev/null");
+    if (!keep_) remove(server_ns_, client_ns_, cgroup_);
+}
+
+void Testbed::remove(const std::string &server_ns, const std::string &client_ns, const std::string &cgroup) {
+    const auto ours = [](const std::string &name) {
+        return name.rfind(kPrefix, 0) == 0 && name.find_first_of(" ;'\"$`|&<>/") == std::string::npos;
+    };
+    if (!ours(server_ns) || !ours(client_ns) ||
+        (!cgroup.empty() && cgroup.rfind(std::string(kCgroupMount) + "/" + kPrefix, 0) != 0))
+        throw std::runtime_error("testbed: not a testbed's names: " + server_ns + " " + client_ns + " " + cgroup);
+    sh("ip netns del " + server_ns + " 2>/dev/null; ip netns del " + client_ns + " 2>/dev/null");
     // A cgroup can be removed once its processes are gone, which takes a moment after wait.
-    for (int i = 0; i < 100 && rmdir(cgroup_.c_str()) != 0 && errno == EBUSY; i++)
+    for (int i = 0; !cgroup.empty() && i < 100 && rmdir(cgroup.c_str()) != 0 && errno == EBUSY; i++)
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
+}
+
+std::string Testbed::server_mac() const {
+    std::istringstream f(sh("ip -n " + server_ns_ + " -br link show " + kServerIf));
+    std::string name, state, mac;
+    f >> name >> state >> mac;
+    return mac;
 }
 
 pid_t Testbed::spawn(const std::string &ns, const std::vector<std::string> &argv, const std::string &log,

@@ -1,4 +1,5 @@
-// Two network namespaces joined by a veth pair, made and removed by a test:
+// Two network namespaces joined by a veth pair, made and removed by a test (and, through
+// the bmc-testbed command, by the benchmark harness, the guide's labs and the demo):
 //   server ns: <if server_if> 198.18.0.1/30 and 2001:2::1/64, memcached, bmcd
 //   client ns: <if client_if> 198.18.0.2/30 and 2001:2::2/64, an XDP_PASS program (XDP_TX
 //              on a veth needs one on the peer), the test's sockets
@@ -7,6 +8,7 @@
 #pragma once
 
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <string>
 #include <vector>
@@ -26,9 +28,16 @@ public:
     static constexpr const char *kServerIf2 = "bmcs1";
     static constexpr const char *kClientIf2 = "bmcc1";
 
-    // queues: RX/TX queues of each veth end; links: veth pairs (1 or 2).
-    explicit Testbed(const std::string &tag, int queues = 1, int links = 1);
+    // queues: RX/TX queues of each veth end; links: veth pairs (1 or 2). The names carry
+    // owner's pid: once that process is gone, remove_stale() takes what it left.
+    explicit Testbed(const std::string &tag, int queues = 1, int links = 1, pid_t owner = getpid());
     ~Testbed();
+    // Leaves the namespaces and the cgroup in place when this object goes (bmc-testbed up).
+    void keep() { keep_ = true; }
+    // Removes a testbed's namespaces and cgroup, by name; only names a Testbed makes.
+    static void remove(const std::string &server_ns, const std::string &client_ns, const std::string &cgroup);
+    // The server end's MAC address.
+    std::string server_mac() const;
     Testbed(const Testbed &) = delete;
     Testbed &operator=(const Testbed &) = delete;
 
@@ -64,6 +73,7 @@ private:
 
     std::string server_ns_, client_ns_, cgroup_;
     std::vector<pid_t> children_;
+    bool keep_ = false;
 };
 
 std::string read_file(const std::string &path);

@@ -37,7 +37,7 @@ def main():
         lab.start_trace()
         lab.get_only("small")
         lab.get_only("large")
-        trace = lab.trace_lines()
+        trace = lab.trace_lines(want=("key=small hit_requests", "key=large pass_over_max_amplification"))
         print("trace:\n  " + "\n  ".join(trace))
         lab.stop_trace()
         ok &= labkit.check(any("key=small hit_requests" in l for l in trace) and

@@ -41,7 +41,7 @@ def main():
             rows.append((i, who, got.group(1) if got else "?", g))
             print(f"get {i:2}: {who:9} {rows[-1][2]}  ({us:.0f} us, generation {g})")
             ok &= labkit.check(rows[-1][2] == value, f"get {i} returns the latest value {value}") or False
-        trace = lab.trace_lines()
+        trace = lab.trace_lines(want=("key=lab miss_invalidated",))
         print("trace:\n  " + "\n  ".join(trace))
         ok &= labkit.check(gen_after == gen_before + 1 or gen_after == gen_before + 2,
                            "the write moved the bucket's generation on (once for its line, once for its data)")

@@ -52,7 +52,7 @@ def main():
         time.sleep(0.02)  # past the fill guard
         bed.start_trace()
         answers = [bed.get("lab") for _ in range(3)]
-        trace = bed.trace_lines()
+        trace = bed.trace_lines(want=("key=lab hit_requests",))
         bed.stop_trace()
         print("trace:\n  " + "\n  ".join(trace))
         n = 20 if a.quick else 200

@@ -162,10 +162,17 @@ class Lab:
                     return
                 time.sleep(0.02)
 
-    def trace_lines(self, settle=0.2):
-        time.sleep(settle)  # bmcd drains the ring every 50 ms
-        with open(self.trace_path) as f:
-            return [l.rstrip("\n") for l in f]
+    def trace_lines(self, settle=0.2, want=()):
+        """What bmcctl trace has printed: after `settle` seconds (bmcd drains the ring
+        every 50 ms), or, given `want`, as soon as a line holds each of those strings
+        (3 s at most)."""
+        deadline = time.monotonic() + (3.0 if want else settle)
+        while True:
+            with open(self.trace_path) as f:
+                lines = [l.rstrip("\n") for l in f]
+            if (want and all(any(w in l for l in lines) for w in want)) or time.monotonic() >= deadline:
+                return lines
+            time.sleep(0.02)
 
     def close(self):
         if self.tracer:
