@@ -14,6 +14,7 @@
 #include "bmc_cache.h"
 #include "bpf_fixture.hpp"
 #include "inspect.hpp"
+#include "scenarios.hpp"
 #include "stream_cases.hpp"
 #include "writes.hpp"
 
@@ -24,14 +25,6 @@ namespace {
 
 std::uint32_t fnv(const std::string &s) {
     return bmc_hash_bytes(reinterpret_cast<const __u8 *>(s.data()), std::uint32_t(s.size()));
-}
-
-// The reply memcached would send for `text`, as the cache must emit it: addresses,
-// ports and MACs swapped, TTL 64, UDP checksum 0.
-Bytes expected_reply(std::string_view text, std::uint16_t id) {
-    Bytes f = udp_frame(kServer, kClient, mc_udp(text, id));
-    std::swap_ranges(f.begin(), f.begin() + 6, f.begin() + 6);
-    return f;
 }
 
 class BpfPackets : public BpfFixture {
@@ -46,7 +39,7 @@ protected:
     void expect_served(const std::string &key, const std::string &item) {
         auto r = xdp(get_request("get " + key + "\r\n", 0x4321));
         EXPECT_EQ(r.retval, XDP_TX);
-        EXPECT_EQ(r.out, expected_reply(item + "END\r\n", 0x4321));
+        EXPECT_EQ(r.out, cache_reply(item + "END\r\n", 0x4321));
     }
     void expect_passed(const Bytes &req) {
         auto r = xdp(req);
@@ -57,12 +50,26 @@ protected:
 
 }  // namespace
 
-TEST_F(BpfPackets, HitIsAnsweredWithMemcachedsReplyBytes) {
-    warm("foo", "VALUE foo 3 5\r\nhello\r\n");
-    auto hits = count(BMC_STAT_HIT_REQS);
-    expect_served("foo", "VALUE foo 3 5\r\nhello\r\n");
-    EXPECT_EQ(count(BMC_STAT_HIT_REQS), hits + 1);
-}
+// The scenario table (tests/scenarios.hpp) on the BPF programs; core_test runs it on the
+// C++ core.
+class BpfScenarios : public BpfPackets, public ::testing::WithParamInterface<Scenario>, public ScenarioTarget {
+protected:
+    bool ingress(const Bytes &frame, Bytes &out) override {
+        auto r = xdp(frame);
+        EXPECT_TRUE(r.retval == XDP_TX || r.retval == XDP_PASS) << r.retval;
+        out = r.out;
+        return r.retval == XDP_TX;
+    }
+    void egress(const Bytes &frame) override { EXPECT_EQ(tc(frame).retval, TC_ACT_OK); }
+    void stream(std::uint64_t conn, const std::string &b) override { BpfPackets::stream(conn, b); }
+    void datagram(const Bytes &frame) override { EXPECT_EQ(sock_in(frame).retval, 1); }
+    std::uint64_t count(bmc_stat s) override { return BpfPackets::count(s); }
+};
+
+TEST_P(BpfScenarios, Runs) { run_scenario(GetParam(), *this); }
+
+INSTANTIATE_TEST_SUITE_P(Table, BpfScenarios, ::testing::ValuesIn(scenarios()),
+                         [](const auto &info) { return std::string(info.param.name); });
 
 TEST_F(BpfPackets, MissPassesUnchangedAndTakesALease) {
     Bytes req = get_request("get nothing\r\n");
@@ -340,40 +347,6 @@ TEST_F(BpfPackets, PassReasonsOfOneDatapathAreTracedAsTheirCounters) {
     be->cache().global->trace_every = 0;
 }
 
-TEST_F(BpfPackets, PartialMultiGetPassesUnchanged) {
-    warm("a", "VALUE a 0 1\r\n1\r\n");
-    expect_passed(get_request("get a b\r\n"));
-    EXPECT_EQ(count(BMC_STAT_PASS_PARTIAL), 1u);
-}
-
-TEST_F(BpfPackets, MultiGetWhereEveryKeyHitsIsOneReply) {
-    warm("a", "VALUE a 0 1\r\n1\r\n");
-    warm("b", "VALUE b 0 2\r\n22\r\n");
-    auto r = xdp(get_request("get a b\r\n", 9));
-    EXPECT_EQ(r.retval, XDP_TX);
-    EXPECT_EQ(r.out, expected_reply("VALUE a 0 1\r\n1\r\nVALUE b 0 2\r\n22\r\nEND\r\n", 9));
-}
-
-TEST_F(BpfPackets, OneReplyWithSeveralItemsFillsEveryKey) {
-    ASSERT_EQ(xdp(get_request("get a bb ccc\r\n", 3)).retval, XDP_PASS);
-    const std::string items = "VALUE a 0 1\r\n1\r\nVALUE bb 3 2\r\n22\r\nVALUE ccc 0 3\r\n333\r\n";
-    ASSERT_EQ(tc(reply_frame(items + "END\r\n")).retval, TC_ACT_OK);
-    EXPECT_EQ(count(BMC_STAT_FILL_OK), 3u);
-    auto r = xdp(get_request("get a bb ccc\r\n", 4));
-    EXPECT_EQ(r.retval, XDP_TX);
-    EXPECT_EQ(r.out, expected_reply(items + "END\r\n", 4));
-}
-
-TEST_F(BpfPackets, ValueLargerThanTheRequestGrowsThePacket) {
-    std::string item = "VALUE big 0 1200\r\n" + std::string(1200, 'x') + "\r\n";
-    warm("big", item);
-    Bytes req = get_request("get big\r\n", 0x4321);
-    auto r = xdp(req);
-    EXPECT_EQ(r.retval, XDP_TX);
-    EXPECT_GT(r.out.size(), req.size() + 1200);
-    EXPECT_EQ(r.out, expected_reply(item + "END\r\n", 0x4321));
-}
-
 TEST_F(BpfPackets, FillIsAcceptedAfterAMiss) {
     warm("k", "VALUE k 0 3\r\nabc\r\n");
     EXPECT_EQ(count(BMC_STAT_FILL_OK), 1u);
@@ -382,21 +355,6 @@ TEST_F(BpfPackets, FillIsAcceptedAfterAMiss) {
     for (auto &w : b.way)
         stored |= std::string(reinterpret_cast<char *>(w.data), w.h.item_len) == "VALUE k 0 3\r\nabc\r\n";
     EXPECT_TRUE(stored);
-}
-
-TEST_F(BpfPackets, FillIsRejectedAfterAnInvalidation) {
-    ASSERT_EQ(xdp(get_request("get k\r\n")).retval, XDP_PASS);
-    stream(1, "set k 0 0 3\r\nnew\r\n");
-    tc(reply_frame("VALUE k 0 3\r\nold\r\nEND\r\n"));
-    EXPECT_EQ(count(BMC_STAT_FILL_OK), 0u);
-    EXPECT_EQ(count(BMC_STAT_FILL_NO_LEASE), 1u);
-    expect_passed(get_request("get k\r\n"));
-}
-
-TEST_F(BpfPackets, FillIsRejectedWithinTheGuardAfterAWrite) {
-    stream(1, "set k 0 0 3\r\nnew\r\n");
-    warm("k", "VALUE k 0 3\r\nold\r\n");
-    EXPECT_EQ(count(BMC_STAT_FILL_GUARD), 1u);
 }
 
 // Every outcome of a fill, traced as the counter it moved, with the item's key, on BPF
@@ -464,11 +422,6 @@ TEST_F(BpfPackets, EveryFillOutcomeIsTracedAsItsCounter) {
         }
     }
     be->cache().global->trace_every = 0;
-}
-
-TEST_F(BpfPackets, FillWithoutAMissIsRejected) {
-    tc(reply_frame("VALUE k 0 3\r\nabc\r\nEND\r\n"));
-    EXPECT_EQ(count(BMC_STAT_FILL_NO_LEASE), 1u);
 }
 
 // A write as memcached's socket receives it: TCP bytes (through the stream wrapper) or a
@@ -732,15 +685,6 @@ TEST_F(BpfPackets, AfxdpModeHandsGetsToTheQueueSocket) {
     expect_served("k", "VALUE k 0 1\r\n1\r\n");
 }
 
-TEST_F(BpfPackets, RequestsTheCacheCannotAnswerPassUnchanged) {
-    warm("k", "VALUE k 0 1\r\n1\r\n");
-    expect_passed(udp_frame(kClient, kServer, mc_udp("get k\r\n", 1, 0, 2)));
-    expect_passed(udp_frame(kClient, kServer, mc_udp("get k\r\n"), {.fragment = true}));
-    expect_passed(get_request("gets k\r\n"));
-    expect_passed(get_request("get k\x01\r\n"));
-    expect_passed(get_request("get " + std::string(251, 'k') + "\r\n"));
-}
-
 // The host's addresses are decided in front of the bmc_local map (a filter, then the
 // first BMC_LOCAL_FAST unicast addresses); what those cannot decide, the map does, with
 // the same outcome: a destination beyond the short list, a client whose filter bit is a
@@ -809,7 +753,7 @@ TEST_F(BpfPackets, RepliesOverTheAmplificationLimitPass) {
     EXPECT_EQ(count(BMC_STAT_PASS_AMPLIFICATION), 1u);
     auto r = xdp(get_request("get k" + std::string(20, ' ') + "\r\n", 0x4321));
     EXPECT_EQ(r.retval, XDP_TX);
-    EXPECT_EQ(r.out, expected_reply(item + "END\r\n", 0x4321));
+    EXPECT_EQ(r.out, cache_reply(item + "END\r\n", 0x4321));
 }
 
 // ---- verifier budget, for every clang the build uses ------------------------------------

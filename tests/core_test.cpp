@@ -8,6 +8,7 @@
 #include "bmc_binary.h"
 #include "packet.hpp"
 #include "stream_cases.hpp"
+#include "scenarios.hpp"
 #include "test_util.hpp"
 #include "writes.hpp"
 
@@ -288,153 +289,34 @@ protected:
     }
 };
 
-TEST_F(CoreDatapath, MissLeasesThenFillThenHit) {
-    warm("foo", "VALUE foo 0 5\r\nhello\r\n");
-    EXPECT_EQ(count(BMC_STAT_FILL_OK), 1u);
-    Bytes req = get_request("get foo\r\n", 0x7777);
-    ASSERT_EQ(rx(req), Action::Tx);
-    EXPECT_EQ(payload_text(req), "VALUE foo 0 5\r\nhello\r\nEND\r\n");
-    EXPECT_EQ(req[42], 0x77);  // request id echoed
-    EXPECT_EQ(req[43], 0x77);
-}
+// The scenario table (tests/scenarios.hpp) on the C++ core; bpf_test runs it on BPF.
+class CoreScenarios : public ::testing::TestWithParam<Scenario>, public ScenarioTarget {
+protected:
+    OwnedCache cache{64, 16};
+    Datapath dp{cache.mem(), test_config(64, 16), Allowlist::everyone(), test_delivery()};
+    Observer obs{cache.mem(), test_config(64, 16)};
+    std::uint64_t now = 1000000000000ULL;
 
-TEST_F(CoreDatapath, FillWithoutLeaseIsRejected) {
-    tx(reply_frame("VALUE foo 0 5\r\nhello\r\nEND\r\n"));
-    EXPECT_EQ(count(BMC_STAT_FILL_NO_LEASE), 1u);
-    Bytes req = get_request("get foo\r\n");
-    EXPECT_EQ(rx(req), Action::Pass);
-}
-
-TEST_F(CoreDatapath, InvalidationBetweenMissAndFillRejectsFill) {
-    Bytes req = get_request("get foo\r\n");
-    ASSERT_EQ(rx(req), Action::Pass);
-    write("set foo 0 0 3\r\nnew\r\n");
-    tx(reply_frame("VALUE foo 0 5\r\nhello\r\nEND\r\n"));
-    EXPECT_EQ(count(BMC_STAT_FILL_NO_LEASE), 1u);
-    EXPECT_EQ(count(BMC_STAT_FILL_OK), 0u);
-}
-
-TEST_F(CoreDatapath, MissSoonAfterWriteCannotFill) {
-    write("set foo 0 0 3\r\nnew\r\n");
-    warm("foo", "VALUE foo 0 3\r\nold\r\n");  // within the 10 ms guard
-    EXPECT_EQ(count(BMC_STAT_FILL_GUARD), 1u);
-}
-
-TEST_F(CoreDatapath, WriteMakesEntryUnservable) {
-    warm("foo", "VALUE foo 0 5\r\nhello\r\n");
-    write("append foo 0 0 1\r\n!\r\n");
-    Bytes req = get_request("get foo\r\n");
-    EXPECT_EQ(rx(req), Action::Pass);
-    EXPECT_EQ(count(BMC_STAT_INVAL_TEXT), 2u);  // its line, then its data
-}
-
-TEST_F(CoreDatapath, FlushAllMakesEverythingUnservable) {
-    warm("a", "VALUE a 0 1\r\n1\r\n");
-    warm("b", "VALUE b 0 1\r\n2\r\n");
-    write_udp("flush_all\r\n");
-    for (auto k : {"a", "b"}) {
-        Bytes req = get_request(std::string("get ") + k + "\r\n");
-        EXPECT_EQ(rx(req), Action::Pass) << k;
+    bool ingress(const Bytes &frame, Bytes &out) override {
+        out = frame;
+        return dp.ingress(out, now += 1000).action == Action::Tx;
     }
-}
+    void egress(const Bytes &frame) override { dp.egress(frame, now += 1000); }
+    void stream(std::uint64_t conn, const std::string &b) override { obs.chunk(conn, bytes(b), now += 1000); }
+    void datagram(const Bytes &frame) override { obs.delivered(frame, now += 1000); }
+    std::uint64_t count(bmc_stat s) override { return dp.counters()[s] + obs.counters()[s]; }
+};
 
-TEST_F(CoreDatapath, PartialMultiGetPassesUntouched) {
-    warm("a", "VALUE a 0 1\r\n1\r\n");
-    Bytes req = get_request("get a b\r\n");
-    Bytes orig = req;
-    EXPECT_EQ(rx(req), Action::Pass);
-    EXPECT_EQ(req, orig);
-    EXPECT_EQ(count(BMC_STAT_PASS_PARTIAL), 1u);
-}
+TEST_P(CoreScenarios, Runs) { run_scenario(GetParam(), *this); }
 
-TEST_F(CoreDatapath, MultiGetAllHitsOneDatagram) {
-    warm("a", "VALUE a 0 1\r\n1\r\n");
-    warm("b", "VALUE b 7 2\r\n22\r\n");
-    Bytes req = get_request("get a b a\r\n");
-    ASSERT_EQ(rx(req), Action::Tx);
-    EXPECT_EQ(payload_text(req), "VALUE a 0 1\r\n1\r\nVALUE b 7 2\r\n22\r\nVALUE a 0 1\r\n1\r\nEND\r\n");
-}
-
-// One reply datagram with several items (memcached before 1.6 sent a multi-get's items
-// together) fills every key with its own item: each item starts where the data block
-// before it ended.
-TEST_F(CoreDatapath, OneReplyWithSeveralItemsFillsEveryKey) {
-    Bytes miss = get_request("get a bb ccc\r\n");
-    ASSERT_EQ(rx(miss), Action::Pass);
-    const std::string items = "VALUE a 0 1\r\n1\r\nVALUE bb 3 2\r\n22\r\nVALUE ccc 0 3\r\n333\r\n";
-    tx(reply_frame(items + "END\r\n"));
-    EXPECT_EQ(count(BMC_STAT_FILL_OK), 3u);
-    Bytes req = get_request("get a bb ccc\r\n");
-    ASSERT_EQ(rx(req), Action::Tx);
-    EXPECT_EQ(payload_text(req), items + "END\r\n");
-}
-
-TEST_F(CoreDatapath, LargeValueGrowsReply) {
-    std::string v(1300, 'v');
-    warm("big", "VALUE big 0 1300\r\n" + v + "\r\n");
-    Bytes req = get_request("get big\r\n");
-    ASSERT_EQ(rx(req), Action::Tx);
-    EXPECT_EQ(payload_text(req), "VALUE big 0 1300\r\n" + v + "\r\nEND\r\n");
-    EXPECT_EQ(req.size(), 14u + 20 + 8 + 8 + payload_text(req).size());
-}
-
-TEST_F(CoreDatapath, ReplyOverOneDatagramPasses) {
-    std::string v(800, 'v');
-    warm("a", "VALUE a 0 800\r\n" + v + "\r\n");
-    warm("b", "VALUE b 0 800\r\n" + v + "\r\n");
-    EXPECT_EQ(count(BMC_STAT_FILL_OK), 2u);
-    Bytes req = get_request("get a b\r\n");
-    EXPECT_EQ(rx(req), Action::Pass);
-    EXPECT_EQ(count(BMC_STAT_PASS_TOO_BIG), 1u);
-}
-
-TEST_F(CoreDatapath, ReplyLargerThanADatagramIsNotCached) {
-    std::string v(1440, 'v');  // memcached splits this reply into several datagrams
-    warm("huge", "VALUE huge 0 1440\r\n" + v + "\r\n");
-    EXPECT_EQ(count(BMC_STAT_FILL_OK), 0u);
-    Bytes req = get_request("get huge\r\n");
-    EXPECT_EQ(rx(req), Action::Pass);
-}
-
-TEST_F(CoreDatapath, CasRepliesAreNotCachedAndGetsPasses) {
-    warm("c", "VALUE c 0 1 99\r\nx\r\n");
-    EXPECT_EQ(count(BMC_STAT_FILL_CAS), 1u);
-    Bytes req = get_request("gets c\r\n");
-    EXPECT_EQ(rx(req), Action::Pass);
-    EXPECT_EQ(count(BMC_STAT_PASS_GETS), 1u);
-}
-
-TEST_F(CoreDatapath, BinaryMutationInvalidates) {
-    warm("bk", "VALUE bk 0 1\r\n1\r\n");
-    Bytes b = bin_request(0x01, "bk", std::string(8, '\0'), "2");
-    obs.chunk(2, b, now += 1000);
-    EXPECT_EQ(count(BMC_STAT_INVAL_BINARY), 2u);  // its key, then its whole body
-    Bytes req = get_request("get bk\r\n");
-    EXPECT_EQ(rx(req), Action::Pass);
-}
+INSTANTIATE_TEST_SUITE_P(Table, CoreScenarios, ::testing::ValuesIn(scenarios()),
+                         [](const auto &info) { return std::string(info.param.name); });
 
 TEST_F(CoreDatapath, OldEntriesAreNotServed) {
     warm("old", "VALUE old 0 1\r\n1\r\n");
     now += dp.config().max_age_ns + 1;
     Bytes req = get_request("get old\r\n");
     EXPECT_EQ(rx(req), Action::Pass);
-}
-
-TEST_F(CoreDatapath, RequestsTheCacheDoesNotAnswerPassUnchanged) {
-    warm("k", "VALUE k 0 1\r\n1\r\n");
-    std::vector<Bytes> frames = {
-        udp_frame(kClient, kServer, mc_udp("get k\r\n", 1, 0, 2)),          // multi-datagram
-        udp_frame(kClient, kServer, mc_udp("get k\r\n"), {.ipv6 = true, .hop_by_hop = true}),
-        udp_frame(kClient, kServer, mc_udp("get k\r\n"), {.fragment = true}),
-        udp_frame(kClient, {kServer.ip, 11212}, mc_udp("get k\r\n")),        // other port
-        get_request("get k"),                                                 // no line end
-        get_request("get k\r\nversion\r\n"),                                  // more commands
-    };
-    for (auto &f : frames) {
-        Bytes orig = f;
-        EXPECT_EQ(rx(f), Action::Pass);
-        EXPECT_EQ(f, orig);
-    }
 }
 
 // ---- allowlist and amplification -----------------------------------------------------------
