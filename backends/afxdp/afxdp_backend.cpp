@@ -322,9 +322,10 @@ static bool ends_reply(const std::uint8_t *p, std::size_t len) {
 void AfxdpBackend::relay_loop() {
     Datapath dp(kernel_.cache(), kernel_.config(), kernel_.allowlist(), kernel_.delivery());
     dp.set_trace([q = trace_.get()](const bmc_trace &t) { q->q.enqueue(t); });
-    // One batch of datagrams: each with room for the largest memcached sends (one per
-    // item, so a large value's) and for the SO_RXQ_OVFL count.
-    static constexpr std::size_t kDatagram = 65536;
+    // One batch of datagrams, each with room for the largest a client's frame can carry
+    // back (anything longer arrives cut, MSG_TRUNC, and is dropped as late), and for the
+    // SO_RXQ_OVFL count.
+    static constexpr std::size_t kDatagram = BMC_MTU - 28;
     std::vector<std::uint8_t> bufs(kRelayBatch * kDatagram);
     std::array<mmsghdr, kRelayBatch> msgs{};
     std::array<iovec, kRelayBatch> iovs{};
@@ -366,7 +367,7 @@ void AfxdpBackend::relay_loop() {
                         }
                     std::uint8_t *buf = bufs.data() + std::size_t(i) * kDatagram;
                     const std::size_t len = msgs[i].msg_len;
-                    if (len < BMC_FRAME_HDR_LEN || len > BMC_MTU - 28) {
+                    if (len < BMC_FRAME_HDR_LEN || (msgs[i].msg_hdr.msg_flags & MSG_TRUNC)) {
                         late_.fetch_add(1, std::memory_order_relaxed);
                         continue;
                     }
