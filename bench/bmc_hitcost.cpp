@@ -129,7 +129,12 @@ int main(int argc, char **argv) {
     app.add_option("--rounds", rounds, "interleaved rounds");
     app.add_option("--json", json_path, "write results here");
     std::string only;
-    app.add_option("--only", only, "measure only the configurations whose name contains this (to profile one)");
+    app.add_option("--only", only,
+                   "measure only the configurations whose name contains one of these '|'-separated words (to profile one)");
+    std::string variant_object;
+    app.add_option("--variant", variant_object,
+                   "also measure this build of bmc.bpf.c as 'variant' (the fast-path configuration), to compare a change "
+                   "in one run");
     std::string no_trace_object =
         (std::filesystem::read_symlink("/proc/self/exe").parent_path().parent_path() / "bpf" / "bmc_kern_no_trace.bpf.o")
             .string();
@@ -218,7 +223,18 @@ int main(int argc, char **argv) {
     // trace costs when nobody listens.
     add("trace compiled out", true, false, false, get_of(1, {}), fill_of(1));
     cfgs.back().object_file = no_trace_object;
-    std::erase_if(cfgs, [&](const Config &c) { return c.name.find(only) == std::string::npos; });
+    if (!variant_object.empty()) {
+        add("variant", true, false, false, get_of(1, {}), fill_of(1));
+        cfgs.back().object_file = variant_object;
+    }
+    std::erase_if(cfgs, [&](const Config &c) {
+        for (std::size_t from = 0;;) {
+            const std::size_t bar = only.find('|', from);
+            if (c.name.find(only.substr(from, bar - from)) != std::string::npos) return false;
+            if (bar == std::string::npos) return true;
+            from = bar + 1;
+        }
+    });
     if (cfgs.empty()) {
         std::fprintf(stderr, "bmc-hitcost: no configuration's name contains '%s'\n", only.c_str());
         return 2;

@@ -191,6 +191,12 @@ static __always_inline void bmc_env_stat(struct bmc_env *env, __u32 stat)
         *v += 1;
 }
 
+/* bmc_rx reads the coarse clock; a lease is dated by the exact one (misses only). */
+static __always_inline __u64 bmc_env_exact_now(struct bmc_env *env, __u64 now)
+{
+    return bpf_ktime_get_ns();
+}
+
 static __always_inline __u64 bmc_env_tai_ns(struct bmc_env *env)
 {
     return bpf_ktime_get_tai_ns();
@@ -319,13 +325,94 @@ static long tx_text_cb(__u32 i, void *unused)
     return p ? loop_result(bmc_tx_byte(&env, &p->sc, &p->tx)) : 1;
 }
 
+/* Direct packet access for the common linear frame, in place of the copy helpers: a
+ * word at a time, the last word ending at len (it may overlap the one before; the bytes
+ * are the same). Global subprograms, so that the verifier walks each loop once. 0 on
+ * success, -1 if the frame does not hold the bytes linearly (the caller then uses the
+ * helper), or if len is over BMC_PKT_DIRECT_MAX (a longer loop would cost the verifier
+ * more than the helper costs such a packet). bmc_pkt_load copies len (>= 8) bytes at
+ * packet offset off into scratch->hdr (hdr) or scratch->in. */
+#define BMC_PKT_DIRECT_MAX 256
+
+__attribute__((noinline)) int bmc_pkt_load(struct xdp_md *ctx, struct bmc_scratch *sc, __u32 off, __u32 len, int hdr)
+{
+    void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
+    const __u8 *src;
+    __u8 *dst, *p;
+    __u32 i, last;
+
+    if (!sc || len < 8 || len > BMC_PKT_DIRECT_MAX || off > BMC_HDR_MAX)
+        return -1;
+    dst = hdr ? sc->hdr : sc->in;
+    src = (const __u8 *)data + off;
+    for (i = 0; i < BMC_PKT_DIRECT_MAX / 8; i++) {
+        if (i * 8 + 8 > len)
+            break;
+        p = (__u8 *)src + i * 8;
+        asm volatile("" : "+r"(p));  /* clang 19 would drop the check as implied by others */
+        if ((void *)(p + 8) > data_end)
+            return -1;
+        *(__u64 *)(dst + i * 8) = *(const __u64 *)p;
+    }
+    last = len - 8;
+    asm volatile("" : "+r"(last));  /* bounded on the very register added */
+    if (last > BMC_PKT_DIRECT_MAX - 8)
+        return -1;
+    src += last;
+    asm volatile("" : "+r"(src));  /* checked below as the very pointer read */
+    if ((void *)(src + 8) > data_end)
+        return -1;
+    *(__u64 *)(dst + last) = *(const __u64 *)src;
+    return 0;
+}
+
+/* The other way: len (8 <= len) bytes of scratch->hdr (hdr) or scratch->out into the
+ * packet at off. */
+__attribute__((noinline)) int bmc_pkt_store(struct xdp_md *ctx, const struct bmc_scratch *sc, __u32 off, __u32 len,
+                                            int hdr)
+{
+    void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
+    const __u8 *src;
+    __u8 *dst, *p;
+    __u32 i, last;
+
+    if (!sc || len < 8 || len > BMC_PKT_DIRECT_MAX || off > BMC_HDR_MAX)
+        return -1;
+    src = hdr ? sc->hdr : sc->out;
+    dst = (__u8 *)data + off;
+    for (i = 0; i < BMC_PKT_DIRECT_MAX / 8; i++) {
+        if (i * 8 + 8 > len)
+            break;
+        p = dst + i * 8;
+        asm volatile("" : "+r"(p));  /* clang 19 would drop the check as implied by others */
+        if ((void *)(p + 8) > data_end)
+            return -1;
+        *(__u64 *)p = *(const __u64 *)(src + i * 8);
+    }
+    last = len - 8;
+    asm volatile("" : "+r"(last));  /* bounded on the very register added */
+    if (last > BMC_PKT_DIRECT_MAX - 8)
+        return -1;
+    dst += last;
+    asm volatile("" : "+r"(dst));  /* checked below as the very pointer written */
+    if ((void *)(dst + 8) > data_end)
+        return -1;
+    *(__u64 *)dst = *(const __u64 *)(src + last);
+    return 0;
+}
+
 /* ---- I/O for the shared driver (core/bmc_driver.h) ----------------------------------- */
 struct bmc_io {
     struct xdp_md *ctx;
 };
 
+/* The driver loads only payloads, into scratch->in. */
 static __always_inline int bmc_io_load(struct bmc_io *io, __u32 off, __u8 *dst, __u32 len)
 {
+    struct bmc_percpu *p = percpu();
+
+    if (p && dst == p->sc.in && !bmc_pkt_load(io->ctx, &p->sc, off, len, 0))
+        return 0;
     return bpf_xdp_load_bytes(io->ctx, off, dst, len) ? -1 : 0;
 }
 
@@ -380,7 +467,8 @@ static __always_inline int bmc_io_socket(struct bmc_io *io, const struct bmc_scr
 }
 
 /* The frame grows at the tail where the driver left room, else at the head: veth frames
- * made from socket buffers have little tailroom but always XDP_PACKET_HEADROOM in front. */
+ * made from socket buffers have little tailroom but always XDP_PACKET_HEADROOM in front.
+ * A linear frame (every small one) is written directly, others through the helper. */
 static __always_inline int bmc_io_reply(struct bmc_io *io, const struct bmc_scratch *sc, __u32 hdr_len,
                                         __u32 payload_len)
 {
@@ -388,6 +476,8 @@ static __always_inline int bmc_io_reply(struct bmc_io *io, const struct bmc_scra
 
     if (bpf_xdp_adjust_tail(io->ctx, delta) && (delta < 0 || bpf_xdp_adjust_head(io->ctx, -delta)))
         return -1;
+    if (!bmc_pkt_store(io->ctx, sc, 0, hdr_len, 1) && !bmc_pkt_store(io->ctx, sc, hdr_len, payload_len, 0))
+        return 0;
     if (bpf_xdp_store_bytes(io->ctx, 0, (void *)sc->hdr, hdr_len))
         return -1;
     return bpf_xdp_store_bytes(io->ctx, hdr_len, (void *)sc->out, payload_len) ? -1 : 0;
@@ -496,7 +586,7 @@ int bmc_rx(struct xdp_md *ctx)
 
     if (!p || hlen < BMC_ETH_HLEN || hlen > BMC_HDR_MAX)
         return XDP_PASS;
-    f = parse(p, pkt_len, bpf_xdp_load_bytes(ctx, 0, p->sc.hdr, hlen));
+    f = parse(p, pkt_len, bmc_pkt_load(ctx, &p->sc, 0, hlen, 1) && bpf_xdp_load_bytes(ctx, 0, p->sc.hdr, hlen));
     if (!f || !f->to_server)
         return XDP_PASS;
     if (f->proto == BMC_IPPROTO_UDP) {
@@ -509,7 +599,9 @@ int bmc_rx(struct xdp_md *ctx)
             return XDP_PASS;
         }
         struct bmc_io io = {.ctx = ctx};
-        return bmc_drive_rx_udp(&env, &io, &p->sc, &p->rx, f, client_allowed(p, f), bpf_ktime_get_ns()) ==
+        /* The coarse clock: exact within the configured margin (bmc_rx_live_now), and
+         * far cheaper than the exact one under kvm-clock. */
+        return bmc_drive_rx_udp(&env, &io, &p->sc, &p->rx, f, client_allowed(p, f), bpf_ktime_get_coarse_ns()) ==
                        BMC_RX_TX
                    ? XDP_TX
                    : XDP_PASS;

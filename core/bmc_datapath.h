@@ -11,6 +11,8 @@
  *                                                or into an entry's data (BPF; C++ has them
  *                                                from bmc_cache.h)
  *   bmc_env_tai_ns(env)                          CLOCK_TAI now (flush_all with a Unix time)
+ *   bmc_env_exact_now(env, now)                  CLOCK_MONOTONIC now, exactly (now: the
+ *                                                caller's reading, which may lag)
  *   bmc_env_local(env, addr16)                   BMC_LOCAL_* of a host address, else 0
  *   bmc_env_vlan(env, vid)                       whether the host has this VLAN configured
  *   bmc_env_trace_reserve(env)                   a zeroed trace record to fill, or NULL
@@ -29,19 +31,42 @@
 
 #define BMC_END_LEN 5 /* "END\r\n" */
 
+/* The time a hit judges an entry's age and a delayed flush by: an upper bound of real
+ * time. rx->now is a reading of a clock that may lag real time by up to
+ * clock_margin_ns (bmc_rx reads the kernel's coarse clock, which is a tick behind at
+ * most while its CPU runs; bmcd sets the margin to two ticks), so an entry expires up to
+ * the margin early, never late. A miss dates its lease by the exact clock
+ * (bmc_env_exact_now), as fills and writes are dated: the fill guard stays exact. */
+BMC_INLINE __u64 bmc_rx_live_now(const struct bmc_config *cfg, const struct bmc_rx *rx)
+{
+    return rx->now + cfg->clock_margin_ns;
+}
+
+/* Whether the first len bytes of a and b agree, compared a word at a time: whole words,
+ * then the word that ends at len (it may overlap the one before); a key shorter than a
+ * word is masked (little-endian: its bytes are the word's low ones). Both arrays have
+ * 256 bytes. */
 BMC_SUBPROG int bmc_key_equal(const struct bmc_keybytes *a, const struct bmc_keybytes *b,
                               __u32 len)
 {
-    __u32 i;
-    if (!a || !b)
+    __u64 diff;
+    __u32 i, last;
+
+    if (!a || !b || len == 0 || len > BMC_MAX_KEY_LEN)
         return 0;
-    for (i = 0; i < BMC_MAX_KEY_LEN; i++) {
-        if (i >= len)
-            return 1;
-        if (a->b[i] != b->b[i])
-            return 0;
+    if (len < 8)
+        return ((bmc_load64(a->b) ^ bmc_load64(b->b)) & ((1ULL << (len * 8)) - 1)) == 0;
+    last = len - 8;
+    BMC_OPAQUE(last);  /* bounded on the register that indexes */
+    if (last > BMC_MAX_KEY_LEN - 8)
+        return 0;
+    diff = bmc_load64(a->b + last) ^ bmc_load64(b->b + last);
+    for (i = 0; i < BMC_MAX_KEY_LEN; i += 8) {
+        if (i + 8 > len)
+            break;
+        diff |= bmc_load64(a->b + i) ^ bmc_load64(b->b + i);
     }
-    return 1;
+    return diff == 0;
 }
 
 /* Why bmc_find found nothing servable for the key of rx: the counter of the first way
@@ -60,7 +85,7 @@ BMC_SUBPROG __u32 bmc_rx_miss_reason(struct bmc_env *env, const struct bmc_small
         return BMC_STAT_MISS_ABSENT;
     hash = rx->st.key_hash;
     key_len = rx->st.key_len;
-    now = rx->now;
+    now = bmc_rx_live_now(cfg, rx);
     gen = BMC_READ_ONCE(sb->hdr.gen);
     epoch = BMC_READ_ONCE(g->epoch);
     flush_at = BMC_LOAD_ACQUIRE(g->flush_at_ns);
@@ -96,7 +121,7 @@ BMC_SUBPROG int bmc_rx_get_key(struct bmc_env *env, struct bmc_scratch *sc, stru
     if (!sb || !lb || !g)
         return 0;
     bmc_env_stat(env, BMC_STAT_GET_KEYS);
-    if (!bmc_find(sb, lb, g, cfg, hash, rx->st.key_len, rx->now, &f)) {
+    if (!bmc_find(sb, lb, g, cfg, hash, rx->st.key_len, bmc_rx_live_now(cfg, rx), &f)) {
         why = bmc_rx_miss_reason(env, sb, lb, rx);
         bmc_env_stat(env, why);
         goto miss;
@@ -133,7 +158,7 @@ miss:
         rx->miss_reason = (__u8)why;
     rx->misses++;
     bmc_env_stat(env, BMC_STAT_MISS_KEYS);
-    bmc_lease_take(sb, hash, rx->now);
+    bmc_lease_take(sb, hash, bmc_env_exact_now(env, rx->now));
     return 0;
 }
 
@@ -494,7 +519,7 @@ BMC_SUBPROG int bmc_ipv4_header_check(const struct bmc_scratch *sc, __u32 l3, __
     for (i = 0; i < 60; i += 2) {
         if (i >= ihl)
             break;
-        sum += bmc_h16(sc, l3 + i);
+        sum += bmc_w16(sc, l3 + i);
     }
     if (bmc_fold16(sum) != 0xffff)
         return BMC_STAT_PASS_IP_CSUM;
@@ -599,73 +624,55 @@ BMC_SUBPROG int bmc_rx_deliverable(struct bmc_env *env, const struct bmc_scratch
  * payload of payload_len bytes (already in scratch->out), TTL or hop limit 64. IPv4: the
  * header checksum recomputed and the UDP checksum zero (optional there; the payload
  * changed entirely). IPv6: the UDP checksum, which IPv6 requires, over the pseudo-header,
- * the UDP header and the payload. Returns the headers' length, 0 if it cannot. */
+ * the UDP header and the payload. Word by word (bmc_w16: every field is a 16-bit word at
+ * an even offset). Returns the headers' length, 0 if it cannot. */
 BMC_INLINE __u32 bmc_reply_headers(struct bmc_scratch *sc, const struct bmc_frame *f, __u32 payload_len)
 {
-    const __u32 m = BMC_HDR_MAX - 1, l3 = f->l3_off, l4 = f->l4_off, ihl = l4 - l3;
+    const __u32 l3 = f->l3_off, l4 = f->l4_off, ihl = l4 - l3;
     const int v6 = f->answerable == 6;
+    const __u32 addr = l3 + (v6 ? 8 : 12), addr_len = v6 ? 16 : 4;
     __u32 i, sum = 0, v;
-    __u8 t;
 
     /* Ethernet with at most one tag, then 20 to 60 bytes of IPv4 or 40 of IPv6: every
-     * index below stays under 18 + 60 + 8, which the verifier then sees without relying
-     * on the mask. */
+     * offset below stays under 18 + 60 + 8. */
     if (l3 > BMC_ETH_HLEN + 4 || l4 < l3 + 20 || l4 > l3 + 60 || (v6 && ihl != 40) ||
         payload_len > BMC_MAX_PAYLOAD)
         return 0;
-    for (i = 0; i < 6; i++) {
-        t = sc->hdr[i];
-        sc->hdr[i] = sc->hdr[i + 6];
-        sc->hdr[i + 6] = t;
-    }
-    for (i = 0; i < 16; i++) {  /* IPv4: 4 bytes at 12 and 16; IPv6: 16 at 8 and 24 */
-        if (!v6 && i >= 4)
+    for (i = 0; i < 6; i += 2)
+        bmc_w16_swap(sc, i, i + 6);
+    for (i = 0; i < 16; i += 2) {  /* IPv4: 4 bytes at 12 and 16; IPv6: 16 at 8 and 24 */
+        if (i >= addr_len)
             break;
-        t = sc->hdr[(l3 + (v6 ? 8 : 12) + i) & m];
-        sc->hdr[(l3 + (v6 ? 8 : 12) + i) & m] = sc->hdr[(l3 + (v6 ? 24 : 16) + i) & m];
-        sc->hdr[(l3 + (v6 ? 24 : 16) + i) & m] = t;
+        bmc_w16_swap(sc, addr + i, addr + addr_len + i);
     }
-    for (i = 0; i < 2; i++) {
-        t = sc->hdr[(l4 + i) & m];
-        sc->hdr[(l4 + i) & m] = sc->hdr[(l4 + 2 + i) & m];
-        sc->hdr[(l4 + 2 + i) & m] = t;
-    }
+    bmc_w16_swap(sc, l4, l4 + 2);
     v = 8 + payload_len;
-    sc->hdr[(l4 + 4) & m] = (__u8)(v >> 8);
-    sc->hdr[(l4 + 5) & m] = (__u8)v;
-    sc->hdr[(l4 + 6) & m] = 0;
-    sc->hdr[(l4 + 7) & m] = 0;
+    bmc_w16_set(sc, l4 + 4, bmc_wire16(v));
+    bmc_w16_set(sc, l4 + 6, 0);
     if (v6) {
-        sc->hdr[(l3 + 4) & m] = (__u8)(v >> 8);
-        sc->hdr[(l3 + 5) & m] = (__u8)v;
-        sc->hdr[(l3 + 7) & m] = 64;
+        bmc_w16_set(sc, l3 + 4, bmc_wire16(v));
+        sc->hdr[(l3 + 7) & (BMC_HDR_MAX - 1)] = 64;
         for (i = 0; i < 32; i += 2)  /* pseudo-header: addresses, length, next header */
-            sum += (__u32)sc->hdr[(l3 + 8 + i) & m] << 8 | sc->hdr[(l3 + 9 + i) & m];
-        sum += v + BMC_IPPROTO_UDP;
+            sum += bmc_w16(sc, l3 + 8 + i);
+        sum += bmc_wire16(v) + bmc_wire16(BMC_IPPROTO_UDP);
         for (i = 0; i < 8; i += 2)
-            sum += (__u32)sc->hdr[(l4 + i) & m] << 8 | sc->hdr[(l4 + i + 1) & m];
-        sum = bmc_fold16(sum + ((__u32)bmc_sum_scratch(sc, payload_len, 0) & 0xffff));
-        sum = ~sum & 0xffff;
+            sum += bmc_w16(sc, l4 + i);
+        sum += bmc_wire16((__u32)bmc_sum_scratch(sc, payload_len, 0) & 0xffff);
+        sum = ~bmc_fold16(sum) & 0xffff;
         if (sum == 0)
             sum = 0xffff;  /* zero means "no checksum" */
-        sc->hdr[(l4 + 6) & m] = (__u8)(sum >> 8);
-        sc->hdr[(l4 + 7) & m] = (__u8)sum;
+        bmc_w16_set(sc, l4 + 6, sum);
         return l4 + 8;
     }
-    v = ihl + 8 + payload_len;
-    sc->hdr[(l3 + 2) & m] = (__u8)(v >> 8);
-    sc->hdr[(l3 + 3) & m] = (__u8)v;
-    sc->hdr[(l3 + 8) & m] = 64;
-    sc->hdr[(l3 + 10) & m] = 0;
-    sc->hdr[(l3 + 11) & m] = 0;
+    bmc_w16_set(sc, l3 + 2, bmc_wire16(ihl + v));
+    sc->hdr[(l3 + 8) & (BMC_HDR_MAX - 1)] = 64;
+    bmc_w16_set(sc, l3 + 10, 0);
     for (i = 0; i < 60; i += 2) {
         if (i >= ihl)
             break;
-        sum += (__u32)sc->hdr[(l3 + i) & m] << 8 | sc->hdr[(l3 + i + 1) & m];
+        sum += bmc_w16(sc, l3 + i);
     }
-    sum = ~bmc_fold16(sum) & 0xffff;
-    sc->hdr[(l3 + 10) & m] = (__u8)(sum >> 8);
-    sc->hdr[(l3 + 11) & m] = (__u8)sum;
+    bmc_w16_set(sc, l3 + 10, ~bmc_fold16(sum) & 0xffff);
     return l4 + 8;
 }
 

@@ -31,6 +31,39 @@ BMC_INLINE __u32 bmc_h16(const struct bmc_scratch *sc, __u32 off)
     return bmc_h8(sc, off) << 8 | bmc_h8(sc, off + 1);
 }
 
+/* A 16-bit word of the headers at an even offset, as it lies in memory. Every header
+ * field the reply rewrites is such a word (the IP header starts at 14 or 18 and is a
+ * multiple of 4 long), and a one's-complement sum is the same in either byte order (RFC
+ * 1071), so checksums are summed, folded and stored in memory order. */
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "bmc's header words assume a little-endian target"
+#endif
+BMC_INLINE __u32 bmc_w16(const struct bmc_scratch *sc, __u32 off)
+{
+    BMC_OPAQUE(off);
+    return bmc_load16(sc->hdr + (off & (BMC_HDR_MAX - 2)));
+}
+
+BMC_INLINE void bmc_w16_set(struct bmc_scratch *sc, __u32 off, __u32 v)
+{
+    BMC_OPAQUE(off);
+    bmc_store16(sc->hdr + (off & (BMC_HDR_MAX - 2)), (__u16)v);
+}
+
+BMC_INLINE void bmc_w16_swap(struct bmc_scratch *sc, __u32 a, __u32 b)
+{
+    __u32 t = bmc_w16(sc, a);
+
+    bmc_w16_set(sc, a, bmc_w16(sc, b));
+    bmc_w16_set(sc, b, t);
+}
+
+/* A number as the 16-bit big-endian word it is on the wire, read in memory order. */
+BMC_INLINE __u32 bmc_wire16(__u32 v)
+{
+    return (v >> 8 & 0xff) | (v & 0xff) << 8;
+}
+
 /* The IP version of a parsed frame (4 or 6): whose allowlist prefixes apply. */
 BMC_INLINE __u8 bmc_frame_family(const struct bmc_scratch *sc, const struct bmc_frame *f)
 {

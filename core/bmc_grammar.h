@@ -11,10 +11,25 @@
 #define BMC_GRAMMAR_H
 
 #ifdef __cplusplus
+#include <cstring>
+
 #include "bmc_layout.hpp"
 #define BMC_INLINE static inline
 #define BMC_SUBPROG static inline
 #define BMC_OPAQUE(x) ((void)0)
+#endif
+
+/* Unaligned 16- and 64-bit loads and stores in memory order: plain accesses in BPF (x86-64
+ * allows them, and the verifier checks alignment only under BPF_F_STRICT_ALIGNMENT),
+ * memcpy in C++ (which compiles to the same single access). */
+#ifdef __cplusplus
+static inline __u16 bmc_load16(const __u8 *p) { __u16 v; std::memcpy(&v, p, 2); return v; }
+static inline void bmc_store16(__u8 *p, __u16 v) { std::memcpy(p, &v, 2); }
+static inline __u64 bmc_load64(const __u8 *p) { __u64 v; std::memcpy(&v, p, 8); return v; }
+#else
+#define bmc_load16(p) (*(const __u16 *)(p))
+#define bmc_store16(p, v) (*(__u16 *)(p) = (v))
+#define bmc_load64(p) (*(const __u64 *)(p))
 #endif
 
 /* BMC_SUBPROG marks steps that the BPF build turns into global functions: the verifier

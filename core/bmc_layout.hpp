@@ -141,7 +141,8 @@ BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
     F(__u8, check_socket)     /* answer only if memcached has a UDP socket for the destination */\
     F(__u8, check_delivery)   /* the stack-delivery checks (off only to measure their cost) */  \
     F(__u8, general_only)     /* no fast path for "get <key>" (to compare and measure the two) */\
-    A(__u8, pad1, 6)
+    A(__u8, pad1, 6)                                                                            \
+    F(__u64, clock_margin_ns) /* how far the receive side's clock may lag (see bmc_rx_live_now) */
 
 // Command table row: a name packed little-endian into two words, what it does and
 // which argument holds its key.

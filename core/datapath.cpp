@@ -16,6 +16,8 @@ static inline void bmc_env_stat(bmc_env *env, __u32 stat) {
     if (stat < BMC_NUM_STATS) (*env->counters)[stat]++;
 }
 static inline __u64 bmc_env_tai_ns(bmc_env *env) { return env->tai_ns ? env->tai_ns() : 0; }
+// The callers' clock is the exact one (monotonic_ns()): nothing to read again.
+static inline __u64 bmc_env_exact_now(bmc_env *, __u64 now) { return now; }
 static inline int bmc_env_local(bmc_env *env, const __u8 *addr16) {
     return env->delivery ? env->delivery->local_kind(addr16) : 0;
 }
@@ -103,6 +105,12 @@ std::uint64_t monotonic_ns() {
     timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return std::uint64_t(ts.tv_sec) * 1000000000ULL + std::uint64_t(ts.tv_nsec);
+}
+
+std::uint64_t coarse_clock_margin_ns() {
+    timespec res{};
+    if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) != 0) return 20000000;  // HZ=100's two ticks
+    return 2 * (std::uint64_t(res.tv_sec) * 1000000000ULL + std::uint64_t(res.tv_nsec));
 }
 
 std::uint16_t ipv4_header_checksum(const std::uint8_t *hdr, std::size_t len) {

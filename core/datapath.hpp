@@ -52,6 +52,9 @@ bmc_config default_config();
 // The clock of every timestamp in the cache: CLOCK_MONOTONIC, which is what
 // bpf_ktime_get_ns() reads in the BPF programs.
 std::uint64_t monotonic_ns();
+// Two ticks of the kernel's coarse clock (CLOCK_MONOTONIC_COARSE), which bmc_rx reads:
+// the lag bmc_rx_live_now allows for.
+std::uint64_t coarse_clock_margin_ns();
 
 enum class Action { Pass, Tx };
 

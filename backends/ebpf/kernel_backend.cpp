@@ -302,6 +302,7 @@ KernelBackend::KernelBackend(const KernelOptions &opts) : opts_(opts) {
         cfg.large_mask = opts_.large_buckets - 1;
         cfg.max_age_ns = opts_.max_age_ns;
         cfg.fill_guard_ns = opts_.fill_guard_ns;
+        cfg.clock_margin_ns = coarse_clock_margin_ns();
         cfg.max_amp = opts_.max_amp;
         cfg.netns_cookie = netns_cookie();
         if (opts_.attach && !opts_.observer_only) opts_.delivery = Delivery::of_interface(opts_.iface);
