@@ -416,16 +416,19 @@ BMC_INLINE int bmc_rx_byte(struct bmc_env *env, struct bmc_scratch *sc, struct b
  * request's payload is left to memcached: the cache must not be a better reflector. */
 BMC_INLINE __u32 bmc_rx_verdict(const struct bmc_rx *rx, __u32 max_amp)
 {
-    __u8 first = rx->st.first_cmd;
+    __u8 cmd = rx->st.first_cmd;
+    const struct bmc_cmd *first;
 
-    if (first >= BMC_NUM_CMDS ||
-        (bmc_cmd_table[first].kind != BMC_KIND_GET && bmc_cmd_table[first].kind != BMC_KIND_GETS))
+    if (cmd >= BMC_NUM_CMDS)
+        return BMC_STAT_PASS_NOT_GET;
+    first = &bmc_cmd_table[cmd];
+    if (first->rule != BMC_RULE_GET_KEYS)
         return BMC_STAT_PASS_NOT_GET;
     if (rx->st.bad_reason)
         return rx->st.bad_reason;
     if (!rx->get_done)
         return BMC_STAT_PASS_MALFORMED;
-    if (bmc_cmd_table[first].kind == BMC_KIND_GETS)
+    if (!(first->kflags & BMC_KF_ANSWERED))
         return BMC_STAT_PASS_GETS;
     if (rx->trailing)
         return BMC_STAT_PASS_NOT_GET;

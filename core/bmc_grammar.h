@@ -138,10 +138,16 @@ BMC_INLINE int bmc_is_key_byte(__u8 c)
     return c > 0x20 && c != 0x7f;
 }
 
-BMC_INLINE int bmc_kind_mutates(__u8 kind)
+/* The command table row of cmd, or NULL (BMC_NO_CMD). The bound is checked on the very
+ * register that indexes, and the index is computed after the check: clang would
+ * otherwise check a copy or hoist the index, which the verifier cannot connect. */
+BMC_INLINE const struct bmc_cmd *bmc_cmd_row(__u32 cmd)
 {
-    return kind == BMC_KIND_KEYED || kind == BMC_KIND_MULTIKEY || kind == BMC_KIND_META ||
-           kind == BMC_KIND_META_GET || kind == BMC_KIND_FLUSH;
+    BMC_OPAQUE(cmd);
+    if (cmd >= BMC_NUM_CMDS)
+        return 0;
+    BMC_OPAQUE(cmd);
+    return &bmc_cmd_table[cmd];
 }
 
 BMC_SUBPROG int bmc_cmd_lookup(__u64 w0, __u64 w1, __u32 len)
@@ -214,11 +220,15 @@ BMC_INLINE void bmc_storage_token(struct bmc_scan *st, __u32 arg, __u32 key_arg,
         st->data_len = (__u32)v + 2;
 }
 
-BMC_INLINE __u32 bmc_token_end(struct bmc_scan *st)
+BMC_SUBPROG __u32 bmc_token_end(struct bmc_scan *st)
 {
-    __u32 arg = st->arg, act;
-    __u8 kind, key_arg, family, cmd;
+    __u32 arg, act;
+    __u8 rule, kflags, key_arg, family, cmd;
+    const struct bmc_cmd *row;
 
+    if (!st)
+        return 0;
+    arg = st->arg;
     if (st->arg < 0xff)
         st->arg++;
     if (arg == 0) {
@@ -227,29 +237,31 @@ BMC_INLINE __u32 bmc_token_end(struct bmc_scan *st)
         st->flush_delay = 0; /* kept past the line end for BMC_ACT_FLUSH_AT */
         if (st->lines == 0)
             st->first_cmd = cmd;
-        if (cmd == BMC_NO_CMD) {
+        row = bmc_cmd_row(cmd);
+        if (!row) {
             if (st->get_line)
                 return bmc_bad_get(st, BMC_STAT_PASS_NOT_GET);
             return 0;
         }
-        kind = bmc_cmd_table[cmd].kind;
         act = 0;
-        if (st->get_line && kind != BMC_KIND_GET && kind != BMC_KIND_GETS)
+        if (st->get_line && row->rule != BMC_RULE_GET_KEYS)
             act = bmc_bad_get(st, BMC_STAT_PASS_NOT_GET);
-        if (kind == BMC_KIND_FLUSH)
-            st->family = BMC_FAM_FLUSH;
+        if (row->kflags & BMC_KF_FAMILY_AT_CMD)
+            st->family = row->family;
         return act;
     }
     cmd = st->cmd;
     if (cmd >= BMC_NUM_CMDS)
         return 0;
-    kind = bmc_cmd_table[cmd].kind;
-    key_arg = bmc_cmd_table[cmd].key_arg;
-    family = bmc_cmd_table[cmd].family;
-    if (bmc_cmd_table[cmd].data_arg)
-        bmc_storage_token(st, arg, key_arg, bmc_cmd_table[cmd].data_arg, bmc_cmd_table[cmd].num_mask);
+    row = &bmc_cmd_table[cmd];
+    rule = row->rule;
+    kflags = row->kflags;
+    key_arg = row->key_arg;
+    family = row->family;
+    if (row->data_arg)
+        bmc_storage_token(st, arg, key_arg, row->data_arg, row->num_mask);
 
-    if (kind == BMC_KIND_GET || kind == BMC_KIND_GETS) {
+    if (rule == BMC_RULE_GET_KEYS) {
         if (!st->get_line)
             return 0;
         st->nkeys++;
@@ -257,15 +269,14 @@ BMC_INLINE __u32 bmc_token_end(struct bmc_scan *st)
             return bmc_bad_get(st, BMC_STAT_PASS_TOO_MANY_KEYS);
         if (st->tok_len > BMC_MAX_KEY_LEN || st->tok_ctl)
             return bmc_bad_get(st, BMC_STAT_PASS_MALFORMED);
-        if (kind == BMC_KIND_GETS)
+        if (!(kflags & BMC_KF_ANSWERED))
             return 0;
         return bmc_set_key(st, BMC_FAM_NONE);
-    }
-    if (kind == BMC_KIND_KEYED)
+    } else if (rule == BMC_RULE_KEY_AT) {
         return arg == key_arg ? bmc_set_key(st, family) : 0;
-    if (kind == BMC_KIND_MULTIKEY)
+    } else if (rule == BMC_RULE_KEYS_FROM) {
         return arg >= key_arg ? bmc_set_key(st, family) : 0;
-    if (kind == BMC_KIND_META || kind == BMC_KIND_META_GET) {
+    } else if (rule == BMC_RULE_META_KEY) {
         if (arg == key_arg) {
             st->key_pending = 1;
             bmc_set_key(st, family);
@@ -277,13 +288,11 @@ BMC_INLINE __u32 bmc_token_end(struct bmc_scan *st)
                 st->meta_mod = 1;
         }
         return 0;
-    }
-    if (kind == BMC_KIND_FLUSH) {
+    } else if (rule == BMC_RULE_FLUSH) {
         if (arg == 1 && st->tok_digits && st->tok_len <= 9)
             st->flush_delay = (__u32)st->num;
         return 0;
-    }
-    if (kind == BMC_KIND_VALUE) {
+    } else if (rule == BMC_RULE_VALUE) {
         if (arg == 1) {
             bmc_set_key(st, BMC_FAM_NONE);
         } else if (arg == 3) {
@@ -302,23 +311,25 @@ BMC_INLINE __u32 bmc_token_end(struct bmc_scan *st)
 BMC_INLINE __u32 bmc_line_end(struct bmc_scan *st)
 {
     __u32 act = 0;
-    __u8 cmd = st->cmd, kind;
+    __u8 cmd = st->cmd, rule;
+    const struct bmc_cmd *row;
 
     if (cmd < BMC_NUM_CMDS) {
-        kind = bmc_cmd_table[cmd].kind;
-        if ((kind == BMC_KIND_META || (kind == BMC_KIND_META_GET && st->meta_mod)) &&
-            st->key_pending)
+        row = &bmc_cmd_table[cmd];
+        rule = row->rule;
+        if (rule == BMC_RULE_META_KEY && st->key_pending &&
+            (st->meta_mod || !(row->kflags & BMC_KF_NEEDS_FLAG)))
             act |= st->meta_b ? BMC_ACT_GLOBAL : BMC_ACT_KEY;
-        if ((kind == BMC_KIND_GET || kind == BMC_KIND_GETS) && st->get_line)
+        if (rule == BMC_RULE_GET_KEYS && st->get_line)
             act |= st->nkeys ? BMC_ACT_GET_END : bmc_bad_get(st, BMC_STAT_PASS_MALFORMED);
-        if (kind == BMC_KIND_VALUE && st->arg >= 4 && st->value_bytes != 0xffffffffu &&
+        if (rule == BMC_RULE_VALUE && st->arg >= 4 && st->value_bytes != 0xffffffffu &&
             st->key_len <= BMC_MAX_KEY_LEN)
             act |= BMC_ACT_VALUE;
         /* at the line end, when memcached runs it */
-        if (kind == BMC_KIND_FLUSH)
+        if (rule == BMC_RULE_FLUSH)
             act |= st->flush_delay ? BMC_ACT_FLUSH | BMC_ACT_FLUSH_AT : BMC_ACT_FLUSH;
-        if (bmc_cmd_table[cmd].data_arg && st->arg >= bmc_cmd_table[cmd].min_args &&
-            st->arg <= bmc_cmd_table[cmd].max_args && !st->key_long && !st->num_bad)
+        if (row->data_arg && st->arg >= row->min_args && st->arg <= row->max_args && !st->key_long &&
+            !st->num_bad)
             act |= st->num_unsure ? BMC_ACT_LOST : BMC_ACT_DATA;
     } else if (st->get_line) {
         act |= bmc_bad_get(st, BMC_STAT_PASS_MALFORMED);

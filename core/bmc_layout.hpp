@@ -144,8 +144,9 @@ BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
     A(__u8, pad1, 6)                                                                            \
     F(__u64, clock_margin_ns) /* how far the receive side's clock may lag (see bmc_rx_live_now) */
 
-// Command table row: a name packed little-endian into two words, what it does and
-// which argument holds its key.
+// Command table row: a name packed little-endian into two words, what it does (its
+// kind, and the kind's rule and flags from bmc_kind_specs) and which argument holds its
+// key.
 #define BMC_CMD_FIELDS(F, A)                                                                    \
     F(__u64, w0)                                                                                \
     F(__u64, w1)                                                                                \
@@ -156,7 +157,10 @@ BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
     F(__u8, data_arg)         /* storage command: the token giving the data block's length */   \
     F(__u8, min_args)         /* tokens a storage line needs for memcached to read its data */  \
     F(__u8, max_args)                                                                           \
-    F(__u8, num_mask)         /* tokens memcached parses as numbers before reading the data */
+    F(__u8, num_mask)         /* tokens memcached parses as numbers before reading the data */\
+    F(__u8, rule)             /* bmc_kind_specs[kind].rule: how the grammar reads its tokens */ \
+    F(__u8, kflags)           /* bmc_kind_specs[kind].flags (BMC_KF_*) */                       \
+    A(__u8, pad0, 6)
 
 // Per-CPU scratch: the L4 payload being parsed, and the reply being built. Offsets into
 // both are masked with BMC_SCRATCH_MASK, which keeps every access provably in bounds.
@@ -291,6 +295,17 @@ static_assert(BMC_SCRATCH_OUT >= BMC_SCRATCH_MASK + 7 + 256);
     X(BMC_KIND_FLUSH)       /* flush_all */                                                     \
     X(BMC_KIND_VALUE)       /* VALUE reply line (egress) */
 
+// How the grammar reads a command's tokens after the first, and what it does at the
+// line's end: every kind has one rule (bmc_kind_specs), and the grammar branches on the
+// rule alone, so a kind that reads like an existing one is a table row, not code.
+#define BMC_RULES(X)                                                                            \
+    X(BMC_RULE_GET_KEYS)    /* every token a key of an answerable get line */                   \
+    X(BMC_RULE_KEY_AT)      /* the token at key_arg is the key */                               \
+    X(BMC_RULE_KEYS_FROM)   /* every token from key_arg on is a key */                          \
+    X(BMC_RULE_META_KEY)    /* key at key_arg, known at the line's end with the flags after it */\
+    X(BMC_RULE_FLUSH)       /* an optional delay at 1; flushes at the line's end */             \
+    X(BMC_RULE_VALUE)       /* a reply's VALUE line: key at 1, length at 3, CAS at 4 */
+
 // Invalidation families, counted separately.
 #define BMC_FAMILIES(X)                                                                         \
     X(BMC_FAM_NONE)                                                                             \
@@ -355,7 +370,8 @@ static_assert(BMC_SCRATCH_OUT >= BMC_SCRATCH_MASK + 7 + 256);
 
 #define BMC_ENUM_ITEM(name) name,
 #define BMC_ENUM_ITEM2(name, text) name,
-enum bmc_cmd_kind : __u8 { BMC_CMD_KINDS(BMC_ENUM_ITEM) };
+enum bmc_cmd_kind : __u8 { BMC_CMD_KINDS(BMC_ENUM_ITEM) BMC_NUM_KINDS };
+enum bmc_rule : __u8 { BMC_RULES(BMC_ENUM_ITEM) };
 enum bmc_family : __u8 { BMC_FAMILIES(BMC_ENUM_ITEM) };
 enum bmc_stat : __u32 { BMC_STATS(BMC_ENUM_ITEM2) BMC_NUM_STATS };
 #undef BMC_ENUM_ITEM
@@ -366,6 +382,43 @@ inline constexpr std::array<std::string_view, BMC_NUM_STATS> bmc_stat_names = {
     BMC_STATS(BMC_STAT_NAME)
 #undef BMC_STAT_NAME
 };
+
+// ---- command kinds ------------------------------------------------------------------------
+// Flags of a kind (bmc_kind_spec.flags, copied into each command row as kflags).
+#define BMC_KIND_FLAGS(X)                                                                       \
+    X(BMC_KF_MUTATES, 1)    /* memcached changes or drops items for it */                       \
+    X(BMC_KF_ANSWERED, 2)   /* a get line of it is answered from the cache */                  \
+    X(BMC_KF_NEEDS_FLAG, 4) /* mutates only with meta flag N (vivify) or T (touch) */           \
+    X(BMC_KF_FAMILY_AT_CMD, 8) /* the line's family is set by the command itself */
+
+#define BMC_DECLARE_KF(name, value) inline constexpr __u8 name = value;
+BMC_KIND_FLAGS(BMC_DECLARE_KF)
+#undef BMC_DECLARE_KF
+
+struct bmc_kind_spec {
+    bmc_cmd_kind kind;
+    bmc_rule rule;
+    __u8 flags;
+};
+
+// What each kind means to the grammar, one row per kind in enum order (asserted below).
+inline constexpr bmc_kind_spec bmc_kind_specs[] = {
+    {BMC_KIND_GET, BMC_RULE_GET_KEYS, BMC_KF_ANSWERED},
+    {BMC_KIND_GETS, BMC_RULE_GET_KEYS, 0},
+    {BMC_KIND_KEYED, BMC_RULE_KEY_AT, BMC_KF_MUTATES},
+    {BMC_KIND_MULTIKEY, BMC_RULE_KEYS_FROM, BMC_KF_MUTATES},
+    {BMC_KIND_META, BMC_RULE_META_KEY, BMC_KF_MUTATES},
+    {BMC_KIND_META_GET, BMC_RULE_META_KEY, BMC_KF_MUTATES | BMC_KF_NEEDS_FLAG},
+    {BMC_KIND_FLUSH, BMC_RULE_FLUSH, BMC_KF_MUTATES | BMC_KF_FAMILY_AT_CMD},
+    {BMC_KIND_VALUE, BMC_RULE_VALUE, 0},
+};
+static_assert(sizeof(bmc_kind_specs) / sizeof(bmc_kind_specs[0]) == BMC_NUM_KINDS, "a row for every command kind");
+constexpr bool bmc_kind_specs_in_order() {
+    for (std::uint32_t i = 0; i < BMC_NUM_KINDS; i++)
+        if (bmc_kind_specs[i].kind != i) return false;
+    return true;
+}
+static_assert(bmc_kind_specs_in_order(), "bmc_kind_specs rows in bmc_cmd_kind order");
 
 // ---- command table -----------------------------------------------------------------------
 struct bmc_cmd_spec {
@@ -428,7 +481,8 @@ constexpr std::array<bmc_cmd, BMC_NUM_CMDS> bmc_make_cmd_table() {
         const auto &s = bmc_cmd_specs[i];
         t[i] = bmc_cmd{bmc_pack_word(s.name, 0), bmc_pack_word(s.name, 8),
                        static_cast<__u8>(s.name.size()), s.kind, s.key_arg, s.family,
-                       s.data_arg, s.min_args, s.max_args, s.num_mask};
+                       s.data_arg, s.min_args, s.max_args, s.num_mask,
+                       static_cast<__u8>(bmc_kind_specs[s.kind].rule), bmc_kind_specs[s.kind].flags, {}};
     }
     return t;
 }

@@ -121,7 +121,7 @@ BMC_INLINE void bmc_obs_text_act(struct bmc_env *env, struct bmc_obs *o, __u32 a
 
     /* gat/gats only touch: their keys go at once. Any other write goes when complete. */
     if ((act & BMC_ACT_KEY) && c->st.family != BMC_FAM_NONE) {
-        if (c->st.cmd < BMC_NUM_CMDS && bmc_cmd_table[c->st.cmd].kind == BMC_KIND_MULTIKEY) {
+        if (c->st.cmd < BMC_NUM_CMDS && bmc_cmd_table[c->st.cmd].rule == BMC_RULE_KEYS_FROM) {
             bmc_rx_invalidate(env, c->st.key_hash, c->st.family, bmc_obs_via(o, bmc_obs_text_cmd(c)), o->now);
         } else {
             c->pending = BMC_PENDING_KEY;

@@ -146,8 +146,7 @@ inline const WriteFixture *write_fixture(std::string_view name) {
 inline std::vector<std::string> mutating_commands() {
     std::vector<std::string> names;
     for (const auto &s : bmc_cmd_specs)
-        if (s.kind == BMC_KIND_KEYED || s.kind == BMC_KIND_MULTIKEY || s.kind == BMC_KIND_META ||
-            s.kind == BMC_KIND_META_GET || s.kind == BMC_KIND_FLUSH)
+        if (bmc_kind_specs[s.kind].flags & BMC_KF_MUTATES)
             names.emplace_back(s.name);
     for (__u8 op : bmc_binary_mutating_ops) names.push_back("bin_" + std::string(bmc_binary_op_name(op)));
     for (__u8 op : bmc_binary_flush_ops) names.push_back("bin_" + std::string(bmc_binary_op_name(op)));

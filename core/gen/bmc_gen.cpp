@@ -58,11 +58,17 @@ void emit_enums() {
 #define EMIT_ITEM2(name, text) out << "\t" #name ",\n";
     out << "enum bmc_cmd_kind {\n";
     BMC_CMD_KINDS(EMIT_ITEM)
+    out << "\tBMC_NUM_KINDS,\n};\n\nenum bmc_rule {\n";
+    BMC_RULES(EMIT_ITEM)
     out << "};\n\nenum bmc_family {\n";
     BMC_FAMILIES(EMIT_ITEM)
     out << "};\n\nenum bmc_stat {\n";
     BMC_STATS(EMIT_ITEM2)
     out << "\tBMC_NUM_STATS,\n};\n\n";
+#define EMIT_FLAG(name, value) out << "#define " #name " " << (value) << "\n";
+    BMC_KIND_FLAGS(EMIT_FLAG)
+#undef EMIT_FLAG
+    out << "\n";
 #undef EMIT_ITEM
 #undef EMIT_ITEM2
 }
@@ -72,9 +78,9 @@ void emit_tables() {
     out << "const struct bmc_cmd bmc_cmd_table[BMC_NUM_CMDS] = {\n";
     for (std::uint32_t i = 0; i < BMC_NUM_CMDS; i++) {
         const bmc_cmd &c = bmc_cmd_table_arr[i];
-        std::snprintf(buf, sizeof buf, "\t{ 0x%016llxULL, 0x%016llxULL, %u, %u, %u, %u, %u, %u, %u, %u }, /* %s */\n",
+        std::snprintf(buf, sizeof buf, "\t{ 0x%016llxULL, 0x%016llxULL, %u, %u, %u, %u, %u, %u, %u, %u, %u, %u }, /* %s */\n",
                       static_cast<unsigned long long>(c.w0), static_cast<unsigned long long>(c.w1),
-                      c.len, c.kind, c.key_arg, c.family, c.data_arg, c.min_args, c.max_args, c.num_mask,
+                      c.len, c.kind, c.key_arg, c.family, c.data_arg, c.min_args, c.max_args, c.num_mask, c.rule, c.kflags,
                       std::string(bmc_cmd_specs[i].name).c_str());
         out << buf;
     }
