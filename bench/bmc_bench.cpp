@@ -3,7 +3,6 @@
 // SETs over TCP, timeouts and losses counted, latency percentiles, JSON results.
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -16,6 +15,7 @@
 #include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <memory>
 #include <random>
 #include <string>
 #include <thread>
@@ -23,6 +23,7 @@
 
 #include "datapath.hpp"
 #include "histogram.hpp"
+#include "memcached_client.hpp"
 #include "tracker.hpp"
 #include "workload.hpp"
 #include "zipf.hpp"
@@ -62,55 +63,25 @@ struct Shared {
     std::atomic<bool> stop{false};
 };
 
-int connect_tcp(const Options &o) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(std::uint16_t(o.port));
-    inet_pton(AF_INET, o.server.c_str(), &a.sin_addr);
-    if (fd < 0 || connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0) {
-        if (fd >= 0) close(fd);
-        return -1;
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    return fd;
-}
-
-bool tcp_roundtrip(int fd, const std::string &req, const std::string &end) {
-    for (std::size_t off = 0; off < req.size();) {
-        ssize_t n = send(fd, req.data() + off, req.size() - off, MSG_NOSIGNAL);
-        if (n <= 0) return false;
-        off += std::size_t(n);
-    }
-    std::string buf;
-    char tmp[4096];
-    while (buf.size() < end.size() || buf.compare(buf.size() - end.size(), end.size(), end) != 0) {
-        pollfd p{fd, POLLIN, 0};
-        if (poll(&p, 1, 5000) != 1) return false;
-        ssize_t n = recv(fd, tmp, sizeof tmp, 0);
-        if (n <= 0) return false;
-        buf.append(tmp, std::size_t(n));
-    }
-    return true;
+// memcached's TCP connection (bmc's client library), or nothing.
+std::unique_ptr<bmc::McConnection> connect_tcp(const Options &o) {
+    const int fd = bmc::mc_connect_tcp(o.server, std::uint16_t(o.port), 2000);
+    if (fd < 0) return nullptr;
+    return std::make_unique<bmc::McConnection>(fd, std::chrono::seconds(5));
 }
 
 // Stores every key over TCP, pipelined with noreply and synchronised by "mn".
 bool preload(const Options &o) {
-    int fd = connect_tcp(o);
-    if (fd < 0) return false;
+    auto mc = connect_tcp(o);
+    if (!mc) return false;
     std::string batch;
     for (std::uint64_t k = 1; k <= o.w.keys; k++) {
         batch += set_command(o.w, k, true);
         if (batch.size() > 60000 || k == o.w.keys) {
-            if (!tcp_roundtrip(fd, batch + "mn\r\n", "MN\r\n")) {
-                close(fd);
-                return false;
-            }
+            if (!mc->call_until(batch + "mn\r\n", "MN\r\n")) return false;
             batch.clear();
         }
     }
-    close(fd);
     return true;
 }
 
@@ -125,7 +96,7 @@ void run_thread(const Options &o, unsigned index, Shared &shared, ThreadResult &
     a.sin_port = htons(std::uint16_t(o.port));
     inet_pton(AF_INET, o.server.c_str(), &a.sin_addr);
     connect(udp, reinterpret_cast<sockaddr *>(&a), sizeof a);
-    int tcp = o.set_ratio > 0 ? connect_tcp(o) : -1;
+    auto tcp = o.set_ratio > 0 ? connect_tcp(o) : nullptr;
     std::uniform_real_distribution<double> uni(0, 1);
 
     // The keys of each outstanding request, by request id, to check its reply.
@@ -143,9 +114,9 @@ void run_thread(const Options &o, unsigned index, Shared &shared, ThreadResult &
     auto send_one = [&](std::uint64_t intended) {
         // SETs go over TCP, as real clients send them, synchronously and between gets; a
         // closed loop keeps its window of gets in flight.
-        for (int n = 0; tcp >= 0 && n < 1000 && uni(rng) < o.set_ratio; n++) {
+        for (int n = 0; tcp && n < 1000 && uni(rng) < o.set_ratio; n++) {
             std::uint64_t k = zipf(rng);
-            if (tcp_roundtrip(tcp, set_command(o.w, k, false), "\r\n")) r.sets++;
+            if (tcp->call_until(set_command(o.w, k, false), "\r\n")) r.sets++;
             else r.set_errors++;
         }
         for (auto &k : keys) k = zipf(rng);
@@ -207,7 +178,6 @@ void run_thread(const Options &o, unsigned index, Shared &shared, ThreadResult &
     r.duplicates = tracker.duplicates();
     r.unknown = tracker.unknown();
     close(udp);
-    if (tcp >= 0) close(tcp);
 }
 
 }  // namespace

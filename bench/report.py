@@ -150,12 +150,17 @@ plot """ + ", ".join(plots) + "\n")
               + ("Replies that were not right:" if bad else "No reply was wrong or incomplete."), ""]
     lines += [f"- {b}" for b in bad] + ([""] if bad else [])
     if r.get("ratios"):
-        lines += ["## Goals", "", "| goal | measured | target | met |", "| --- | ---: | ---: | --- |"]
+        lines += ["## Goals", "", "Where a target is missed, `met` says by what factor the measured figure would have "
+                  "to improve to reach it.", "",
+                  "| goal | measured | target | met |", "| --- | ---: | ---: | --- |"]
         for name, g in r["ratios"].items():
-            v = "n/a" if g["value"] is None else f"{g['value']:.2f}"
+            v = "n/a" if g["value"] is None else (f"{g['value']:.0f}" if g["value"] >= 100 else f"{g['value']:.2f}")
             if g.get("detail"):
                 v += f" ({g['detail']})"
             met = "" if g["met"] is None else ("yes" if g["met"] else "no")
+            if g["met"] is False and g["value"]:
+                lower = "lower is better" in name
+                met += f", missed by {g['value'] / g['goal'] if lower else g['goal'] / g['value']:.2f}x"
             lines.append(f"| {name} | {v} | {'' if g['goal'] is None else g['goal']} | {met} |")
         lines.append("")
     lines += ["## Capacity", "",
@@ -235,6 +240,19 @@ plot """ + ", ".join(plots) + "\n")
     if r.get("profile"):
         lines += ["## Where the time goes (perf, cpu-clock, kernel backend under the in-kernel generator)", "",
                   "```", r["profile"], "```", ""]
+    if r.get("profile_lines"):
+        pl = r["profile_lines"]
+        lines += ["### bmc_rx by source line", "",
+                  f"The same profile's {pl['samples']:,} samples in bmc_rx's own code (its subprograms included, the "
+                  "kernel helpers it calls not), charged to source lines through the JIT's line table "
+                  f"(bench/bmc_jitlines.cpp). The largest share of one line is {100 * pl['lines'][0]['share']:.1f} %; "
+                  f"the {len(pl['lines'])} largest lines below hold "
+                  f"{100 * sum(l['share'] for l in pl['lines']):.0f} % together.", "",
+                  "| share | line | source |", "| ---: | --- | --- |"]
+        for l in pl["lines"]:
+            text = l["text"].replace("|", "\\|")
+            lines.append(f"| {100 * l['share']:.1f} % | {l['where']} | `{text}` |")
+        lines.append("")
     if r.get("elapsed_s"):
         lines += [f"The run took {r['elapsed_s'] / 60:.1f} minutes.", ""]
     with open(os.path.join(out, "report.md"), "w") as f:

@@ -404,14 +404,13 @@ __attribute__((noinline)) int bmc_pkt_store(struct xdp_md *ctx, const struct bmc
 /* ---- I/O for the shared driver (core/bmc_driver.h) ----------------------------------- */
 struct bmc_io {
     struct xdp_md *ctx;
+    struct bmc_scratch *sc;  /* the per-CPU scratch the driver works in */
 };
 
 /* The driver loads only payloads, into scratch->in. */
 static __always_inline int bmc_io_load(struct bmc_io *io, __u32 off, __u8 *dst, __u32 len)
 {
-    struct bmc_percpu *p = percpu();
-
-    if (p && dst == p->sc.in && !bmc_pkt_load(io->ctx, &p->sc, off, len, 0))
+    if (dst == io->sc->in && !bmc_pkt_load(io->ctx, io->sc, off, len, 0))
         return 0;
     return bpf_xdp_load_bytes(io->ctx, off, dst, len) ? -1 : 0;
 }
@@ -572,7 +571,7 @@ static __always_inline int afxdp_get(struct xdp_md *ctx, struct bmc_percpu *p, s
           (head[11] == ' ' || (head[11] == 's' && head[12] == ' '))))
         return 0;
     struct bmc_env env = {};
-    struct bmc_io io = {.ctx = ctx};
+    struct bmc_io io = {.ctx = ctx, .sc = &p->sc};
     return bmc_drive_deliverable(&env, &io, &p->sc, f, len) == 0;
 }
 
@@ -598,7 +597,7 @@ int bmc_rx(struct xdp_md *ctx)
             bmc_env_stat(&env, BMC_STAT_PASS_MALFORMED);
             return XDP_PASS;
         }
-        struct bmc_io io = {.ctx = ctx};
+        struct bmc_io io = {.ctx = ctx, .sc = &p->sc};
         /* The coarse clock: exact within the configured margin (bmc_rx_live_now), and
          * far cheaper than the exact one under kvm-clock. */
         return bmc_drive_rx_udp(&env, &io, &p->sc, &p->rx, f, client_allowed(p, f), bpf_ktime_get_coarse_ns()) ==
