@@ -45,8 +45,9 @@ BMC_INLINE __u64 bmc_rx_live_now(const struct bmc_config *cfg, const struct bmc_
 /* Whether the first len bytes of a and b agree, compared a word at a time: whole words,
  * then the word that ends at len (it may overlap the one before); a key shorter than a
  * word is masked (little-endian: its bytes are the word's low ones). Both arrays have
- * 256 bytes. */
-BMC_SUBPROG int bmc_key_equal(const struct bmc_keybytes *a, const struct bmc_keybytes *b,
+ * 256 bytes. Inlined into its one caller: as a global subprogram it cost a hit about
+ * 14 ns more, inlined the verifier about 7,000 instructions more (clang 19). */
+BMC_INLINE int bmc_key_equal(const struct bmc_keybytes *a, const struct bmc_keybytes *b,
                               __u32 len)
 {
     __u64 diff;
