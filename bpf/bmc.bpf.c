@@ -331,75 +331,59 @@ static long tx_text_cb(__u32 i, void *unused)
  * hit about 50 ns more; inlined, the verifier walks each loop at each of the four call
  * sites. 0 on success, -1 if the frame does not hold the bytes linearly (the caller then
  * uses the helper), or if len is over BMC_PKT_DIRECT_MAX (a longer loop would cost the
- * verifier more than the helper costs such a packet). bmc_pkt_load copies len (>= 8) bytes at
- * packet offset off into scratch->hdr (hdr) or scratch->in. */
+ * verifier more than the helper costs such a packet). */
 #define BMC_PKT_DIRECT_MAX 256
 
-static __always_inline int bmc_pkt_load(struct xdp_md *ctx, struct bmc_scratch *sc, __u32 off, __u32 len, int hdr)
+/* The copy both ways: len bytes between the packet at off and mem (a scratch buffer of
+ * at least BMC_PKT_DIRECT_MAX bytes), into the packet if to_packet. Every call passes a
+ * constant direction, which clang folds. */
+static __always_inline int bmc_pkt_copy(struct xdp_md *ctx, __u32 off, __u8 *mem, __u32 len, int to_packet)
 {
     void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
-    const __u8 *src;
-    __u8 *dst, *p;
+    __u8 *pkt, *p;
     __u32 i, last;
 
-    if (!sc || len < 8 || len > BMC_PKT_DIRECT_MAX || off > BMC_HDR_MAX)
+    if (len < 8 || len > BMC_PKT_DIRECT_MAX || off > BMC_HDR_MAX)
         return -1;
-    dst = hdr ? sc->hdr : sc->in;
-    src = (const __u8 *)data + off;
+    pkt = (__u8 *)data + off;
     for (i = 0; i < BMC_PKT_DIRECT_MAX / 8; i++) {
         if (i * 8 + 8 > len)
             break;
-        p = (__u8 *)src + i * 8;
+        p = pkt + i * 8;
         asm volatile("" : "+r"(p));  /* clang 19 would drop the check as implied by others */
         if ((void *)(p + 8) > data_end)
             return -1;
-        *(__u64 *)(dst + i * 8) = *(const __u64 *)p;
+        if (to_packet)
+            *(__u64 *)p = *(const __u64 *)(mem + i * 8);
+        else
+            *(__u64 *)(mem + i * 8) = *(const __u64 *)p;
     }
     last = len - 8;
     asm volatile("" : "+r"(last));  /* bounded on the very register added */
     if (last > BMC_PKT_DIRECT_MAX - 8)
         return -1;
-    src += last;
-    asm volatile("" : "+r"(src));  /* checked below as the very pointer read */
-    if ((void *)(src + 8) > data_end)
+    pkt += last;
+    asm volatile("" : "+r"(pkt));  /* checked below as the very pointer accessed */
+    if ((void *)(pkt + 8) > data_end)
         return -1;
-    *(__u64 *)(dst + last) = *(const __u64 *)src;
+    if (to_packet)
+        *(__u64 *)pkt = *(const __u64 *)(mem + last);
+    else
+        *(__u64 *)(mem + last) = *(const __u64 *)pkt;
     return 0;
 }
 
-/* The other way: len (8 <= len) bytes of scratch->hdr (hdr) or scratch->out into the
- * packet at off. */
-static __always_inline int bmc_pkt_store(struct xdp_md *ctx, const struct bmc_scratch *sc, __u32 off, __u32 len,
-                                            int hdr)
+/* len (>= 8) bytes at packet offset off into scratch->hdr (hdr) or scratch->in. */
+static __always_inline int bmc_pkt_load(struct xdp_md *ctx, struct bmc_scratch *sc, __u32 off, __u32 len, int hdr)
 {
-    void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
-    const __u8 *src;
-    __u8 *dst, *p;
-    __u32 i, last;
+    return bmc_pkt_copy(ctx, off, hdr ? sc->hdr : sc->in, len, 0);
+}
 
-    if (!sc || len < 8 || len > BMC_PKT_DIRECT_MAX || off > BMC_HDR_MAX)
-        return -1;
-    src = hdr ? sc->hdr : sc->out;
-    dst = (__u8 *)data + off;
-    for (i = 0; i < BMC_PKT_DIRECT_MAX / 8; i++) {
-        if (i * 8 + 8 > len)
-            break;
-        p = dst + i * 8;
-        asm volatile("" : "+r"(p));  /* clang 19 would drop the check as implied by others */
-        if ((void *)(p + 8) > data_end)
-            return -1;
-        *(__u64 *)p = *(const __u64 *)(src + i * 8);
-    }
-    last = len - 8;
-    asm volatile("" : "+r"(last));  /* bounded on the very register added */
-    if (last > BMC_PKT_DIRECT_MAX - 8)
-        return -1;
-    dst += last;
-    asm volatile("" : "+r"(dst));  /* checked below as the very pointer written */
-    if ((void *)(dst + 8) > data_end)
-        return -1;
-    *(__u64 *)dst = *(const __u64 *)(src + last);
-    return 0;
+/* len (>= 8) bytes of scratch->hdr (hdr) or scratch->out into the packet at off. */
+static __always_inline int bmc_pkt_store(struct xdp_md *ctx, const struct bmc_scratch *sc, __u32 off, __u32 len,
+                                         int hdr)
+{
+    return bmc_pkt_copy(ctx, off, (__u8 *)(hdr ? sc->hdr : sc->out), len, 1);  /* only read */
 }
 
 /* ---- I/O for the shared driver (core/bmc_driver.h) ----------------------------------- */
