@@ -223,23 +223,15 @@ BMC_INLINE int bmc_find(struct bmc_small_bucket *sb, struct bmc_large_bucket *lb
     __u64 flush_at = BMC_LOAD_ACQUIRE(g->flush_at_ns), cutoff = BMC_READ_ONCE(g->flush_cutoff_ns);
     struct bmc_entry_hdr *e;
 
-    for (i = 0; i < BMC_SMALL_WAYS; i++) {
-        e = &sb->way[i].h;
+    for (i = 0; i < BMC_SMALL_WAYS + BMC_LARGE_WAYS; i++) {  /* the small ways, then the large */
+        e = i < BMC_SMALL_WAYS ? &sb->way[i & (BMC_SMALL_WAYS - 1)].h
+                               : &lb->way[(i - BMC_SMALL_WAYS) & (BMC_LARGE_WAYS - 1)].h;
         s = bmc_seq_begin(e);
-        if (bmc_way_match(e, s, hash, key_len, BMC_SMALL_DATA, gen, epoch, flush_at, cutoff, now, cfg->max_age_ns)) {
+        if (bmc_way_match(e, s, hash, key_len, i < BMC_SMALL_WAYS ? BMC_SMALL_DATA : BMC_LARGE_DATA, gen, epoch,
+                          flush_at, cutoff, now, cfg->max_age_ns)) {
             f->e = e;
             f->seq = s;
-            f->large = 0;
-            return 1;
-        }
-    }
-    for (i = 0; i < BMC_LARGE_WAYS; i++) {
-        e = &lb->way[i].h;
-        s = bmc_seq_begin(e);
-        if (bmc_way_match(e, s, hash, key_len, BMC_LARGE_DATA, gen, epoch, flush_at, cutoff, now, cfg->max_age_ns)) {
-            f->e = e;
-            f->seq = s;
-            f->large = 1;
+            f->large = i >= BMC_SMALL_WAYS;
             return 1;
         }
     }

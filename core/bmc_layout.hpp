@@ -489,6 +489,8 @@ constexpr std::array<bmc_cmd, BMC_NUM_CMDS> bmc_make_cmd_table() {
 inline constexpr std::array<bmc_cmd, BMC_NUM_CMDS> bmc_cmd_table_arr = bmc_make_cmd_table();
 // bmc_pick_way bounds its loop by the small table's ways.
 static_assert(BMC_SMALL_WAYS >= BMC_LARGE_WAYS);
+// bmc_find masks way indexes with ways - 1.
+static_assert((BMC_SMALL_WAYS & (BMC_SMALL_WAYS - 1)) == 0 && (BMC_LARGE_WAYS & (BMC_LARGE_WAYS - 1)) == 0);
 static_assert(bmc_cmd_specs[BMC_CMD_GET].name == "get" && bmc_cmd_specs[BMC_CMD_GET].kind == BMC_KIND_GET);
 inline constexpr const bmc_cmd *bmc_cmd_table = bmc_cmd_table_arr.data();
 
