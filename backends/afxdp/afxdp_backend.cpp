@@ -252,13 +252,13 @@ AfxdpBackend::AfxdpBackend(KernelBackend &kernel, const AfxdpOptions &opts)
     : kernel_(kernel), opts_(opts), trace_(std::make_unique<TraceQueue>()) {
     if (interface_is_loopback(kernel.iface())) throw Error(kAfxdpLoopbackRefusal);
     const unsigned n = rx_queue_count(kernel.iface());
-    epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
-    relay_wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (epoll_fd_ < 0 || relay_wake_fd_ < 0) throw Error("epoll/eventfd: " + err_text(errno));
-    epoll_event wev{EPOLLIN, {.u64 = ~0ULL}};
-    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, relay_wake_fd_, &wev);
-
     try {
+        epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+        if (epoll_fd_ < 0) throw Error("epoll: " + err_text(errno));
+        relay_wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (relay_wake_fd_ < 0) throw Error("eventfd: " + err_text(errno));
+        epoll_event wev{EPOLLIN, {.u64 = ~0ULL}};
+        epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, relay_wake_fd_, &wev);
         for (unsigned q = 0; q < n; q++) {
             auto p = std::make_unique<Poller>();
             p->queue = q;
@@ -280,30 +280,28 @@ AfxdpBackend::AfxdpBackend(KernelBackend &kernel, const AfxdpOptions &opts)
         for (auto &p : pollers_) p->thread = std::thread([this, raw = p.get()] { raw->run(stop_); });
         relay_ = std::thread([this] { relay_loop(); });
     } catch (...) {
-        stop_ = true;
-        for (auto &p : pollers_) {
-            if (p->thread.joinable()) p->thread.join();
-            bpf_map_delete_elem(kernel.xsks_map_fd(), &p->queue);
-        }
-        pollers_.clear();
-        close(epoll_fd_);
-        close(relay_wake_fd_);
+        stop_all();
         throw;
     }
 }
 
-AfxdpBackend::~AfxdpBackend() {
+AfxdpBackend::~AfxdpBackend() { stop_all(); }
+
+void AfxdpBackend::stop_all() {
     stop_ = true;
-    std::uint64_t one = 1;
-    [[maybe_unused]] auto r = write(relay_wake_fd_, &one, sizeof one);
+    if (relay_wake_fd_ >= 0) {
+        std::uint64_t one = 1;
+        [[maybe_unused]] auto r = write(relay_wake_fd_, &one, sizeof one);
+    }
     if (relay_.joinable()) relay_.join();
     for (auto &p : pollers_) {
         if (p->thread.joinable()) p->thread.join();
         bpf_map_delete_elem(kernel_.xsks_map_fd(), &p->queue);
     }
     pollers_.clear();
-    close(epoll_fd_);
-    close(relay_wake_fd_);
+    if (epoll_fd_ >= 0) close(epoll_fd_);
+    if (relay_wake_fd_ >= 0) close(relay_wake_fd_);
+    epoll_fd_ = relay_wake_fd_ = -1;
 }
 
 // A reply datagram that ends memcached's answer to a get: END, or an error line.

@@ -65,6 +65,9 @@ public:
 
 private:
     void relay_loop();
+    // Stops and joins every thread, unregisters the sockets and closes the descriptors:
+    // the destructor, and a constructor that failed half-way.
+    void stop_all();
 
     KernelBackend &kernel_;
     AfxdpOptions opts_;
