@@ -1,5 +1,6 @@
 #include "afxdp_backend.hpp"
 
+#include "miss_channels.hpp"
 #include "miss_table.hpp"
 #include "wire.hpp"
 #include "xsk.hpp"
@@ -32,7 +33,6 @@ namespace bmc {
 namespace {
 
 constexpr std::uint32_t kBatch = 64;
-constexpr int kRelayRcvbuf = 8 << 20;  // bytes; the kernel doubles it for its bookkeeping
 constexpr unsigned kRelayBatch = 32;   // datagrams per recvmmsg
 
 std::string err_text(int e) { return std::strerror(e < 0 ? -e : e); }
@@ -63,13 +63,9 @@ struct AfxdpBackend::Poller {
     int wake_fd = -1;                        // relay -> poller: frames queued
     moodycamel::ConcurrentQueue<std::vector<std::uint8_t>> to_send;
     std::unique_ptr<Datapath> dp;
-    // Forwarded misses: their ids, channel by channel (a UDP socket to memcached each).
+    // Forwarded misses: their ids, channel by channel, and each channel's socket.
     std::unique_ptr<MissTable> misses;
-    std::mutex channels_mu;                          // channel_fds: rotation and expiry
-    std::vector<std::pair<std::uint32_t, int>> channel_fds;  // channel number -> socket
-    int send_fd = -1;                                // the current channel's socket (poller)
-    bool send_v6 = false;                            // it is dual-stack: IPv4 as v4-mapped
-    int epoll_fd = -1;                               // the relay's
+    std::unique_ptr<MissChannels> channels;
     std::thread thread;
     // Published by the poller for readers on other threads.
     std::array<std::atomic<std::uint64_t>, BMC_NUM_STATS> counters{};
@@ -77,61 +73,13 @@ struct AfxdpBackend::Poller {
     bool busy_poll = false;
 
     ~Poller() {
-        for (auto &[ch, fd] : channel_fds) close(fd);
         if (wake_fd >= 0) close(wake_fd);
     }
 
-    // A fresh channel: a new UDP socket (a new source port), watched by the relay. One
-    // dual-stack socket reaches memcached over IPv6 and, v4-mapped, over IPv4; a host
-    // without IPv6 gets an IPv4 one.
-    void open_channel(std::uint64_t now) {
-        int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), off = 0;
-        bool v6 = fd >= 0 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off) == 0;
-        if (!v6) {
-            if (fd >= 0) close(fd);
-            fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        }
-        if (fd < 0) throw Error("socket to memcached: " + err_text(errno));
-        // memcached answers a get of n keys with n + 1 datagrams (one per item, then END),
-        // as fast as it can write them; the relay reads them on another CPU. A default
-        // receive buffer (about 300 small datagrams) overflows within a burst of wide
-        // misses, and each loss leaves a client a reply with an item missing. The drops
-        // that still happen are counted (SO_RXQ_OVFL), never silent.
-        const int rcvbuf = kRelayRcvbuf, on = 1;
-        if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0)
-            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-        setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &on, sizeof on);
-        const std::uint32_t ch = misses->rotate(now);
-        {
-            std::lock_guard<std::mutex> g(channels_mu);
-            channel_fds.emplace_back(ch, fd);
-        }
-        epoll_event ev{EPOLLIN, {.u64 = std::uint64_t(queue) << 32 | ch}};
-        epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev);
-        send_fd = fd;
-        send_v6 = v6;
-    }
-
-    int channel_fd(std::uint32_t ch) {
-        std::lock_guard<std::mutex> g(channels_mu);
-        for (auto &[c, fd] : channel_fds)
-            if (c == ch) return fd;
-        return -1;
-    }
+    void open_channel(std::uint64_t now) { channels->open(misses->rotate(now)); }
 
     // Relay: close the channels retired longer than grace ago.
-    void expire_channels(std::uint64_t now, std::uint64_t grace) {
-        for (std::uint32_t ch : misses->expire(now, grace)) {
-            std::lock_guard<std::mutex> g(channels_mu);
-            for (auto it = channel_fds.begin(); it != channel_fds.end(); ++it)
-                if (it->first == ch) {
-                    epoll_ctl(epoll_fd, EPOLL_CTL_DEL, it->second, nullptr);
-                    close(it->second);
-                    channel_fds.erase(it);
-                    break;
-                }
-        }
-    }
+    void expire_channels(std::uint64_t now, std::uint64_t grace) { channels->close_channels(misses->expire(now, grace)); }
 
     // A get the cache did not answer (f: its parse, of any shape the XDP program hands
     // over): send its datagram to memcached under an id of ours, and keep its headers to
@@ -142,7 +90,7 @@ struct AfxdpBackend::Poller {
             off + BMC_FRAME_HDR_LEN > len || f.payload_len < BMC_FRAME_HDR_LEN || off + f.payload_len > len)
             return;
         const bool v6 = f.answerable == 6;
-        if (v6 && !send_v6) return;  // no IPv6 here: the client times out as on a loss
+        if (v6 && !channels->dual_stack()) return;  // no IPv6 here: the client times out as on a loss
         MissTable::Request r;
         std::memcpy(r.hdr.data(), frame, off);
         r.hdr_len = off;
@@ -164,7 +112,7 @@ struct AfxdpBackend::Poller {
         sockaddr_in to4{};
         sockaddr *to;
         socklen_t to_len;
-        if (send_v6) {
+        if (channels->dual_stack()) {
             to6.sin6_family = AF_INET6;
             if (v6) {
                 std::memcpy(&to6.sin6_addr, frame + f.l3_off + 24, 16);
@@ -182,7 +130,7 @@ struct AfxdpBackend::Poller {
             to = reinterpret_cast<sockaddr *>(&to4);
             to_len = sizeof to4;
         }
-        if (sendto(send_fd, buf, plen, MSG_DONTWAIT, to, to_len) == ssize_t(plen))
+        if (sendto(channels->send_fd(), buf, plen, MSG_DONTWAIT, to, to_len) == ssize_t(plen))
             forwarded.fetch_add(1, std::memory_order_relaxed);
     }
 
@@ -270,8 +218,8 @@ AfxdpBackend::AfxdpBackend(KernelBackend &kernel, const AfxdpOptions &opts)
             bind_mode_ = p->q->zero_copy() ? "zero-copy" : "copy";
             p->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
             if (p->wake_fd < 0) throw Error("eventfd: " + err_text(errno));
-            p->epoll_fd = epoll_fd_;
             p->misses = std::make_unique<MissTable>(std::uint64_t(opts.relay_timeout.count()) * 1000000ULL);
+            p->channels = std::make_unique<MissChannels>(epoll_fd_, q);
             p->open_channel(bmc::monotonic_ns());
             if (int e = xsk_socket__update_xskmap(p->q->socket(), kernel.xsks_map_fd()))
                 throw Error("registering the AF_XDP socket of queue " + std::to_string(q) + ": " + err_text(e));
@@ -340,7 +288,7 @@ void AfxdpBackend::relay_loop() {
             if (evs[e].data.u64 == ~0ULL) continue;
             Poller &p = *pollers_[evs[e].data.u64 >> 32];
             const auto channel = std::uint32_t(evs[e].data.u64);
-            const int fd = p.channel_fd(channel);
+            const int fd = p.channels->fd(channel);
             if (fd < 0) continue;
             for (;;) {
                 for (unsigned i = 0; i < kRelayBatch; i++) {
