@@ -191,7 +191,9 @@ BMC_INLINE __u32 bmc_entry_dead_reason(const struct bmc_entry_hdr *e, __u32 gen,
         return BMC_STAT_MISS_INVALIDATED;
     if (BMC_READ_ONCE(e->epoch) != epoch)
         return BMC_STAT_MISS_FLUSHED;
-    if (now - fill_ns > max_age)
+    /* A fill dated after now: now is a hit's reading of the coarse clock, which lagged
+     * more than its margin (bmc_rx_live_now). The entry is that fresh, not expired. */
+    if (now > fill_ns && now - fill_ns > max_age)
         return BMC_STAT_MISS_EXPIRED;
     if (flush_at && now >= flush_at && fill_ns <= flush_cutoff)
         return BMC_STAT_MISS_DELAYED_FLUSH;

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "bmc_cache.h"
 #include "kernel_backend.hpp"
 #include "packet.hpp"
 #include "test_util.hpp"
@@ -94,6 +95,15 @@ protected:
     void SetUp() override {
         BMC_REQUIRE_ROOT();
         load();
+    }
+    // The small-table entry holding key, or nullptr.
+    bmc_entry_hdr *entry_of(const std::string &key) const {
+        const CacheMemory mem = be->cache();
+        const bmc_config cfg = be->config();
+        const __u32 h = bmc_hash_bytes(reinterpret_cast<const __u8 *>(key.data()), __u32(key.size()));
+        for (auto &w : mem.small[bmc_small_index(&cfg, h)].way)
+            if (w.h.hash == h && w.h.item_len) return &w.h;
+        return nullptr;
     }
     ProgRun xdp(const Bytes &in) { return test_run(be->xdp_prog_fd(), in); }
     ProgRun tc(const Bytes &in) { return test_run(be->tc_prog_fd(), in); }
