@@ -373,29 +373,15 @@ static __always_inline int bmc_pkt_copy(struct xdp_md *ctx, __u32 off, __u8 *mem
     return 0;
 }
 
-/* len (>= 8) bytes at packet offset off into scratch->hdr (hdr) or scratch->in. */
-static __always_inline int bmc_pkt_load(struct xdp_md *ctx, struct bmc_scratch *sc, __u32 off, __u32 len, int hdr)
-{
-    return bmc_pkt_copy(ctx, off, hdr ? sc->hdr : sc->in, len, 0);
-}
-
-/* len (>= 8) bytes of scratch->hdr (hdr) or scratch->out into the packet at off. */
-static __always_inline int bmc_pkt_store(struct xdp_md *ctx, const struct bmc_scratch *sc, __u32 off, __u32 len,
-                                         int hdr)
-{
-    return bmc_pkt_copy(ctx, off, (__u8 *)(hdr ? sc->hdr : sc->out), len, 1);  /* only read */
-}
-
 /* ---- I/O for the shared driver (core/bmc_driver.h) ----------------------------------- */
 struct bmc_io {
     struct xdp_md *ctx;
-    struct bmc_scratch *sc;  /* the per-CPU scratch the driver works in */
 };
 
-/* The driver loads only payloads, into scratch->in. */
+/* dst: scratch->in, where the driver loads payloads. */
 static __always_inline int bmc_io_load(struct bmc_io *io, __u32 off, __u8 *dst, __u32 len)
 {
-    if (dst == io->sc->in && !bmc_pkt_load(io->ctx, io->sc, off, len, 0))
+    if (!bmc_pkt_copy(io->ctx, off, dst, len, 0))
         return 0;
     return bpf_xdp_load_bytes(io->ctx, off, dst, len) ? -1 : 0;
 }
@@ -460,7 +446,8 @@ static __always_inline int bmc_io_reply(struct bmc_io *io, const struct bmc_scra
 
     if (bpf_xdp_adjust_tail(io->ctx, delta) && (delta < 0 || bpf_xdp_adjust_head(io->ctx, -delta)))
         return -1;
-    if (!bmc_pkt_store(io->ctx, sc, 0, hdr_len, 1) && !bmc_pkt_store(io->ctx, sc, hdr_len, payload_len, 0))
+    if (!bmc_pkt_copy(io->ctx, 0, (__u8 *)sc->hdr, hdr_len, 1) &&
+        !bmc_pkt_copy(io->ctx, hdr_len, (__u8 *)sc->out, payload_len, 1))  /* only read */
         return 0;
     if (bpf_xdp_store_bytes(io->ctx, 0, (void *)sc->hdr, hdr_len))
         return -1;
@@ -545,18 +532,18 @@ static __always_inline int afxdp_get(struct xdp_md *ctx, struct bmc_percpu *p, s
     struct bmc_global *g = bmc_env_global(NULL);
     const __u8 *head = p->sc.in;
     __u32 len = opaque(f->payload_len);
+    struct bmc_io io = {.ctx = ctx};
 
     if (!g || BMC_READ_ONCE(g->mode) != BMC_MODE_AFXDP || !f->answerable || f->malformed ||
         !client_allowed(p, f))
         return 0;
-    if (len < BMC_FRAME_HDR_LEN + 5 || len > BMC_MAX_PAYLOAD || bpf_xdp_load_bytes(ctx, f->payload_off, p->sc.in, len) ||
+    if (len < BMC_FRAME_HDR_LEN + 5 || len > BMC_MAX_PAYLOAD || bmc_io_load(&io, f->payload_off, p->sc.in, len) ||
         !bmc_frame_single(head))
         return 0;
     if (!(head[8] == 'g' && head[9] == 'e' && head[10] == 't' &&
           (head[11] == ' ' || (head[11] == 's' && head[12] == ' '))))
         return 0;
     struct bmc_env env = {};
-    struct bmc_io io = {.ctx = ctx, .sc = &p->sc};
     return bmc_drive_deliverable(&env, &io, &p->sc, f, len) == 0;
 }
 
@@ -570,7 +557,7 @@ int bmc_rx(struct xdp_md *ctx)
 
     if (!p || hlen < BMC_ETH_HLEN || hlen > BMC_HDR_MAX)
         return XDP_PASS;
-    f = parse(p, pkt_len, bmc_pkt_load(ctx, &p->sc, 0, hlen, 1) && bpf_xdp_load_bytes(ctx, 0, p->sc.hdr, hlen));
+    f = parse(p, pkt_len, bmc_pkt_copy(ctx, 0, p->sc.hdr, hlen, 0) && bpf_xdp_load_bytes(ctx, 0, p->sc.hdr, hlen));
     if (!f || !f->to_server)
         return XDP_PASS;
     if (f->proto == BMC_IPPROTO_UDP) {
@@ -582,7 +569,7 @@ int bmc_rx(struct xdp_md *ctx)
             bmc_env_stat(&env, BMC_STAT_PASS_MALFORMED);
             return XDP_PASS;
         }
-        struct bmc_io io = {.ctx = ctx, .sc = &p->sc};
+        struct bmc_io io = {.ctx = ctx};
         /* The coarse clock: exact within the configured margin (bmc_rx_live_now), and
          * far cheaper than the exact one under kvm-clock. */
         return bmc_drive_rx_udp(&env, &io, &p->sc, &p->rx, f, client_allowed(p, f), bpf_ktime_get_coarse_ns()) ==
