@@ -108,6 +108,7 @@ std::string answer_pinned(bmc::PinnedDeployment &d, const std::string &line) {
                stat("small_buckets", std::to_string(std::uint64_t(cfg.small_mask) + 1)) +
                stat("large_buckets", std::to_string(std::uint64_t(cfg.large_mask) + 1)) +
                stat("max_age_ns", std::to_string(cfg.max_age_ns)) + stat("fill_guard_ns", std::to_string(cfg.fill_guard_ns)) +
+               stat("socket_memo_ns", std::to_string(cfg.sock_memo_ns)) +
                stat("max_amplification", std::to_string(cfg.max_amp)) + stat("pinned", d.dir()) + "END\r\n";
     if (line.rfind("dump ", 0) == 0) return bmc::dump_key(cfg, d.cache(), line.substr(5));
     if (line == "flush_all") {

@@ -184,7 +184,8 @@ int main(int argc, char **argv) {
     app.option_defaults()->always_capture_default();
     bmc::KernelOptions opts;
     std::string backend = "kernel", xdp_mode = "auto", tc_attach = "auto", stats_file;
-    double max_age_s = double(opts.max_age_ns) / 1e9, fill_guard_ms = double(opts.fill_guard_ns) / 1e6;
+    double max_age_s = double(opts.max_age_ns) / 1e9, fill_guard_ms = double(opts.fill_guard_ns) / 1e6,
+           socket_memo_ms = double(opts.sock_memo_ns) / 1e6;
     double interval_s = 1.0;
     std::uint64_t small_buckets = opts.small_buckets, large_buckets = opts.large_buckets;
     std::vector<std::string> ifaces;
@@ -207,6 +208,11 @@ int main(int argc, char **argv) {
     app.add_option("--fill-guard-ms", fill_guard_ms,
                    "a miss this soon after a write to its bucket cannot fill the cache")
         ->check(finite_in(0, 10000))
+        ->capture_default_str();
+    app.add_option("--socket-memo-ms", socket_memo_ms,
+                   "how long each CPU may reuse its lookup of memcached's UDP socket for a destination "
+                   "address (memcached's own binds and releases end it at once; 0: look up for every hit)")
+        ->check(finite_in(0, 1000))
         ->capture_default_str();
     app.add_option("--small-buckets", small_buckets, "4-way buckets of 128-byte entries (power of two)");
     app.add_option("--large-buckets", large_buckets, "2-way buckets of 1536-byte entries (power of two)");
@@ -410,6 +416,7 @@ int main(int argc, char **argv) {
     xopts.zero_copy = zero_copy == "on" ? bmc::ZeroCopy::On : zero_copy == "off" ? bmc::ZeroCopy::Off : bmc::ZeroCopy::Auto;
     opts.max_age_ns = std::uint64_t(std::llround(max_age_s * 1e9));
     opts.fill_guard_ns = std::uint64_t(std::llround(fill_guard_ms * 1e6));
+    opts.sock_memo_ns = std::uint64_t(std::llround(socket_memo_ms * 1e6));
     opts.xdp_mode = xdp_mode == "native"    ? bmc::XdpMode::Native
                     : xdp_mode == "generic" ? bmc::XdpMode::Generic
                                             : bmc::XdpMode::Auto;
@@ -507,6 +514,7 @@ int main(int argc, char **argv) {
                     {"max_connections", opts.max_conns},
                     {"max_age_ns", opts.max_age_ns},
                     {"fill_guard_ns", opts.fill_guard_ns},
+                    {"socket_memo_ns", opts.sock_memo_ns},
                     {"max_amplification", opts.max_amp},
                     {"allow", allowed},
                     {"xdp_mode", be.xdp_mode()},

@@ -170,6 +170,7 @@ int main(int argc, char **argv) {
         Bytes fill;
         std::uint32_t trace_every = 0;  // the decision trace on: 1 get in this many recorded
         std::string object_file;        // a build variant instead of bmcd's object
+        std::uint64_t sock_memo_ns = bmc::default_config().sock_memo_ns;
     };
     bmc::Delivery d = bmc::Delivery::of_interface(iface);
     d.vlans.push_back(10);
@@ -202,6 +203,8 @@ int main(int argc, char **argv) {
         cfgs.push_back(std::move(c));
     };
     add("checks and socket lookup", true, true, false, get_of(1, {}), fill_of(1));
+    add("socket lookup on every hit (no memo)", true, true, false, get_of(1, {}), fill_of(1));
+    cfgs.back().sock_memo_ns = 0;
     add("checks without socket lookup", true, false, false, get_of(1, {}), fill_of(1));
     add("no checks", false, false, false, get_of(1, {}), fill_of(1));
     add("general scanner, checks and socket", true, true, true, get_of(1, {}), fill_of(1));
@@ -246,6 +249,7 @@ int main(int argc, char **argv) {
             o.delivery = d;
             o.check_socket_unattached = true;
             o.check_socket = c.socket;
+            o.sock_memo_ns = c.sock_memo_ns;
             o.check_delivery = c.delivery;
             o.general_only = c.general;
             o.object_file = c.object_file;

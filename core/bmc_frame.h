@@ -178,4 +178,64 @@ BMC_SUBPROG int bmc_parse_frame(const struct bmc_scratch *sc, __u32 pkt_len, __u
     return 0;
 }
 
+/* The socket lookup's answer, remembered per CPU for the destinations of recent hits
+ * (the BPF side's bmc_io_socket, which the driver, core/bmc_driver.h, calls). Sound because memcached's sockets starting and ending
+ * start a new epoch (bmc_bind4/6 after the socket is hashed, bmc_release), and an answer
+ * only counts in the epoch it was looked up in, which its caller read before the lookup:
+ *  - a bind after the lookup starts a new epoch, so a "no" goes with it;
+ *  - a release starts one before the socket is unhashed, so a lookup in between may
+ *    remember a "yes" for the new epoch; but that epoch has no entries to serve until
+ *    memcached's replies fill them, and a memcached that answers has its sockets.
+ * Sockets the epoch does not follow (bound outside the observed cgroup, or before bmcd
+ * started) are followed by the expiry: an answer is used until cfg->sock_memo_ns after
+ * the reading that looked it up, by the same clock, which may lag real time by up to
+ * cfg->clock_margin_ns (bmc_rx_live_now). */
+
+/* A parsed frame's destination address, IPv4 as ::ffff:a.b.c.d, in 32-bit words in
+ * memory order (as bmc_frame.src). The addresses lie at even offsets. */
+BMC_INLINE void bmc_frame_dst(const struct bmc_scratch *sc, const struct bmc_frame *f, __u32 dst[4])
+{
+    __u32 i, a = f->l3_off + (f->answerable == 6 ? 24 : 16);
+
+    if (f->answerable == 6) {
+        for (i = 0; i < 4; i++)
+            dst[i] = bmc_w16(sc, a + 4 * i) | bmc_w16(sc, a + 4 * i + 2) << 16;
+        return;
+    }
+    dst[0] = 0;
+    dst[1] = 0;
+    dst[2] = 0xffff0000u;  /* bytes 00 00 ff ff */
+    dst[3] = bmc_w16(sc, a) | bmc_w16(sc, a + 2) << 16;
+}
+
+BMC_INLINE __u32 bmc_sock_memo_slot(const __u32 dst[4])
+{
+    __u32 h = dst[0] ^ dst[1] ^ dst[2] ^ dst[3];
+
+    return (h ^ h >> 8 ^ h >> 16 ^ h >> 24) & (BMC_SOCK_MEMOS - 1);
+}
+
+/* 1 or 0: the remembered answer for dst in this epoch at clock reading now; -1: none. */
+BMC_INLINE int bmc_sock_memo_find(const struct bmc_sock_memo *m, const __u32 dst[4], __u8 family, __u32 epoch,
+                                  __u64 now)
+{
+    if (m->family != family || m->epoch != epoch || now >= m->until_ns ||
+        ((m->addr[0] ^ dst[0]) | (m->addr[1] ^ dst[1]) | (m->addr[2] ^ dst[2]) | (m->addr[3] ^ dst[3])))
+        return -1;
+    return m->deliverable;
+}
+
+BMC_INLINE void bmc_sock_memo_put(struct bmc_sock_memo *m, const __u32 dst[4], __u8 family, __u32 epoch,
+                                  __u64 until_ns, int deliverable)
+{
+    __u32 i;
+
+    for (i = 0; i < 4; i++)
+        m->addr[i] = dst[i];
+    m->family = family;
+    m->epoch = epoch;
+    m->until_ns = until_ns;
+    m->deliverable = deliverable ? 1 : 0;
+}
+
 #endif /* BMC_FRAME_H */

@@ -54,6 +54,8 @@
     X(BMC_LOCAL_UNICAST, 1)         /* bmc_local value: an address of this host */              \
     X(BMC_LOCAL_BROADCAST, 2)       /* bmc_local value: a broadcast address of this host */     \
     X(BMC_LOCAL_FAST, 4)            /* host unicast addresses matched without a map lookup */   \
+    X(BMC_SOCK_MEMOS, 4)            /* destinations whose socket lookup is remembered, per CPU */\
+    X(BMC_DEFAULT_SOCK_MEMO_MS, 10) /* --socket-memo-ms */                                      \
     X(BMC_ALLOW_FAST, 4)            /* allowlists this short are matched without the trie */    \
     X(BMC_TRACE_KEY, 48)            /* key bytes a trace record keeps */                        \
     X(BMC_TRACE_GET, 1)             /* trace record kinds: a get datagram's decision, */        \
@@ -142,7 +144,8 @@ BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
     F(__u8, check_delivery)   /* the stack-delivery checks (off only to measure their cost) */  \
     F(__u8, general_only)     /* no fast path for "get <key>" (to compare and measure the two) */\
     A(__u8, pad1, 6)                                                                            \
-    F(__u64, clock_margin_ns) /* how far the receive side's clock may lag (see bmc_rx_live_now) */
+    F(__u64, clock_margin_ns) /* how far the receive side's clock may lag (see bmc_rx_live_now) */\
+    F(__u64, sock_memo_ns)    /* how long a socket lookup's answer is remembered (0: never) */
 
 // Command table row: a name packed little-endian into two words, what it does (its
 // kind, and the kind's rule and flags from bmc_kind_specs) and which argument holds its
@@ -234,6 +237,16 @@ BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
     F(__u32, n)                                                                                 \
     A(struct bmc_allow_entry, p, BMC_ALLOW_FAST)
 
+// The socket lookup's answer for one destination address (bmc_sock_memo_find): valid
+// while the global epoch is the one it was looked up in and the clock is before until_ns.
+#define BMC_SOCK_MEMO_FIELDS(F, A)                                                              \
+    A(__u32, addr, 4)         /* the destination, IPv4 as ::ffff:a.b.c.d (as bmc_frame.src) */  \
+    F(__u64, until_ns)                                                                          \
+    F(__u32, epoch)                                                                             \
+    F(__u8, family)           /* 4 or 6; 0: empty */                                            \
+    F(__u8, deliverable)                                                                        \
+    A(__u8, pad0, 2)
+
 #define BMC_LOCAL_FAST_FIELDS(F, A)                                                             \
     A(__u64, filter, 4)                                                                         \
     A(struct bmc_keybytes16, unicast, BMC_LOCAL_FAST)                                           \
@@ -257,6 +270,7 @@ BMC_CONSTANTS(BMC_DECLARE_CONSTANT)
     X(bmc_keybytes, BMC_KEYBYTES_FIELDS, 1)                                                     \
     X(bmc_keybytes16, BMC_KEYBYTES16_FIELDS, 1)                                                 \
     X(bmc_local_fast, BMC_LOCAL_FAST_FIELDS, 8)                                                 \
+    X(bmc_sock_memo, BMC_SOCK_MEMO_FIELDS, 8)                                                   \
     X(bmc_allow_entry, BMC_ALLOW_ENTRY_FIELDS, 4)                                               \
     X(bmc_allow_fast, BMC_ALLOW_FAST_FIELDS, 4)                                                 \
     X(bmc_allow_key, BMC_ALLOW_KEY_FIELDS, 4)
@@ -274,6 +288,8 @@ BMC_STRUCTS(BMC_DECLARE_STRUCT)
 // BMC's 1320-byte slot.
 static_assert(sizeof(bmc_entry_hdr) == BMC_ENTRY_HDR_LEN);
 static_assert(sizeof(bmc_bucket_hdr) == 64);
+static_assert(sizeof(bmc_sock_memo) == 32);
+static_assert((BMC_SOCK_MEMOS & (BMC_SOCK_MEMOS - 1)) == 0, "the memo slot is a mask");
 static_assert(sizeof(bmc_small_entry) == 128);
 static_assert(sizeof(bmc_large_entry) == 1536);
 static_assert(sizeof(bmc_small_bucket) % 64 == 0 && sizeof(bmc_large_bucket) % 64 == 0);

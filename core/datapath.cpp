@@ -97,6 +97,7 @@ bmc_config default_config() {
     c.max_amp = BMC_DEFAULT_MAX_AMP;
     c.max_age_ns = BMC_DEFAULT_MAX_AGE_S * 1000000000ULL;
     c.fill_guard_ns = BMC_DEFAULT_FILL_GUARD_MS * 1000000ULL;
+    c.sock_memo_ns = BMC_DEFAULT_SOCK_MEMO_MS * 1000000ULL;
     c.check_delivery = 1;
     return c;
 }

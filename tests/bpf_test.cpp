@@ -3,6 +3,7 @@
 #include <linux/pkt_cls.h>
 
 #include <netinet/in.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@
 
 using namespace bmc;
 using namespace bmc::test;
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -319,6 +321,7 @@ TEST_F(BpfPackets, PassReasonsOfOneDatapathAreTracedAsTheirCounters) {
     KernelOptions o;
     o.attach = false;
     o.check_socket_unattached = true;
+    o.sock_memo_ns = 0;  // looked up for every hit: a closed socket is seen at once
     o.port = server.port;
     o.delivery = delivery;
     o.small_buckets = kSmall;
@@ -353,6 +356,88 @@ TEST_F(BpfPackets, PassReasonsOfOneDatapathAreTracedAsTheirCounters) {
     ASSERT_EQ(cpp_trace.size(), 1u);
     EXPECT_EQ(cpp_trace[0].reason, BMC_STAT_PASS_NO_ROOM) << bmc_stat_names[cpp_trace[0].reason];
     be->cache().global->trace_every = 0;
+}
+
+// A UDP socket on every address, standing for memcached's, bound to port (0: one the
+// kernel picks), which goes to *bound; -1 if it cannot be bound.
+int bind_udp(std::uint16_t port, std::uint16_t *bound) {
+    int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (sock < 0) return -1;
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    socklen_t alen = sizeof a;
+    if (bind(sock, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0 ||
+        getsockname(sock, reinterpret_cast<sockaddr *>(&a), &alen) != 0) {
+        close(sock);
+        return -1;
+    }
+    *bound = ntohs(a.sin_port);
+    return sock;
+}
+
+TEST_F(BpfPackets, TheSocketLookupIsRememberedPerCpuUntilANewEpochOrItsExpiry) {
+    // The memo is per CPU: every run on this one.
+    cpu_set_t one, before;
+    ASSERT_EQ(sched_getaffinity(0, sizeof before, &before), 0);
+    CPU_ZERO(&one);
+    CPU_SET(sched_getcpu(), &one);
+    ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+    struct Restore {
+        cpu_set_t set;
+        ~Restore() { sched_setaffinity(0, sizeof set, &set); }
+    } restore{before};
+
+    std::uint16_t port = 0;
+    int sock = bind_udp(0, &port);
+    ASSERT_GE(sock, 0);
+    be.reset();
+    KernelOptions o;
+    o.attach = false;
+    o.check_socket_unattached = true;
+    o.sock_memo_ns = 300'000'000;
+    o.port = port;
+    o.delivery = delivery;
+    o.small_buckets = kSmall;
+    o.large_buckets = kLarge;
+    be = std::make_unique<KernelBackend>(o);
+    const Endpoint server{kServer.ip, port};
+    const Bytes get = udp_frame(kClient, server, mc_udp("get ms\r\n"));
+    const Bytes fill = udp_frame(server, kClient, mc_udp("VALUE ms 0 1\r\n1\r\nEND\r\n"));
+    auto warm_here = [&] {
+        ASSERT_EQ(xdp(get).retval, XDP_PASS);
+        ASSERT_EQ(tc(fill).retval, TC_ACT_OK);
+    };
+    warm_here();
+    ASSERT_EQ(xdp(get).retval, XDP_TX) << "memcached's socket is there";
+    close(sock);
+    EXPECT_EQ(xdp(get).retval, XDP_TX) << "the answer for this destination is remembered";
+
+    // memcached's release starts a new epoch (bmc_release): the answer is looked up again.
+    __atomic_fetch_add(&be->cache().global->epoch, 1, __ATOMIC_SEQ_CST);
+    warm_here();
+    std::uint64_t no_socket = count(BMC_STAT_PASS_NO_SOCKET);
+    EXPECT_EQ(xdp(get).retval, XDP_PASS) << "a new epoch ends the remembered answer";
+    EXPECT_EQ(count(BMC_STAT_PASS_NO_SOCKET), no_socket + 1);
+
+    // A socket bound where the epoch does not see it is seen once the answer expires.
+    sock = bind_udp(port, &port);
+    ASSERT_GE(sock, 0) << "port " << port << " taken meanwhile";
+    no_socket = count(BMC_STAT_PASS_NO_SOCKET);
+    EXPECT_EQ(xdp(get).retval, XDP_PASS) << "\"no socket\" is remembered too";
+    EXPECT_EQ(count(BMC_STAT_PASS_NO_SOCKET), no_socket + 1);
+    const auto t0 = std::chrono::steady_clock::now();
+    int verdict = XDP_PASS;
+    while (verdict != XDP_TX && std::chrono::steady_clock::now() - t0 < 2s) {
+        std::this_thread::sleep_for(10ms);
+        verdict = int(xdp(get).retval);
+    }
+    const auto waited = std::chrono::steady_clock::now() - t0;
+    EXPECT_EQ(verdict, XDP_TX) << "the answer never expired";
+    // Expired no later than sock_memo_ns after the lookup plus the coarse clock's lag.
+    EXPECT_LT(waited, std::chrono::nanoseconds(o.sock_memo_ns + coarse_clock_margin_ns()) + 100ms);
+    EXPECT_GT(waited, 200ms) << "expired far before sock_memo_ns";
+    close(sock);
 }
 
 TEST_F(BpfPackets, FillIsAcceptedAfterAMiss) {

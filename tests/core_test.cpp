@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -494,4 +496,66 @@ TEST(Stream, UdpDatagramsAreReadOneByOne) {
     EXPECT_EQ(o.gen("kd"), 0u);
     o.obs.datagram(mc_udp("set ke 0 0 5\r\nab"), o.now += 1000);  // cut in its data
     EXPECT_EQ(o.cache.global.epoch, 1u);
+}
+
+namespace {
+
+// The frame's headers parsed as the datapaths parse them.
+struct Parsed {
+    bmc_scratch sc{};
+    bmc_frame f{};
+    explicit Parsed(const Bytes &frame) {
+        const auto n = std::uint32_t(std::min<std::size_t>(frame.size(), BMC_HDR_MAX));
+        std::copy(frame.begin(), frame.begin() + n, sc.hdr);
+        bmc_parse_frame(&sc, std::uint32_t(frame.size()), n, BMC_DEFAULT_PORT, &f);
+    }
+};
+
+std::array<std::uint8_t, 16> dst_bytes(const Parsed &p) {
+    __u32 dst[4];
+    bmc_frame_dst(&p.sc, &p.f, dst);
+    std::array<std::uint8_t, 16> b;
+    std::memcpy(b.data(), dst, 16);
+    return b;
+}
+
+}  // namespace
+
+TEST(SocketMemo, TheDestinationIsReadAsTheSourceIsForBothFamilies) {
+    const Parsed v4(get_request("get k\r\n"));
+    ASSERT_EQ(v4.f.answerable, 4);
+    EXPECT_EQ(dst_bytes(v4), (std::array<std::uint8_t, 16>{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 0, 1}));
+    const Parsed back(reply_frame("END\r\n"));  // the server's address as a source
+    EXPECT_EQ(dst_bytes(v4), std::to_array(back.f.src));
+    const Parsed v6(udp_frame(kClient, kServer, mc_udp("get k\r\n"), {.ipv6 = true}));
+    ASSERT_EQ(v6.f.answerable, 6);
+    EXPECT_EQ(dst_bytes(v6),
+              (std::array<std::uint8_t, 16>{0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 198, 18, 0, 1}));  // 2001:db8::198.18.0.1
+    const Parsed tagged(udp_frame(kClient, kServer, mc_udp("get k\r\n"), {.ip_options = 8, .vlan = 7}));
+    EXPECT_EQ(dst_bytes(tagged), dst_bytes(v4)) << "a VLAN tag and IPv4 options move the address";
+}
+
+TEST(SocketMemo, AnAnswerHoldsForItsDestinationFamilyAndEpochUntilItExpires) {
+    bmc_sock_memo m{};
+    const __u32 a[4] = {0, 0, 0xffff0000u, 0x010012c6u}, b[4] = {0, 0, 0xffff0000u, 0x020012c6u};
+    EXPECT_EQ(bmc_sock_memo_find(&m, a, 4, 0, 0), -1) << "empty";
+    bmc_sock_memo_put(&m, a, 4, 7, 1000, 1);
+    EXPECT_EQ(bmc_sock_memo_find(&m, a, 4, 7, 999), 1);
+    EXPECT_EQ(bmc_sock_memo_find(&m, a, 4, 7, 1000), -1) << "expired";
+    EXPECT_EQ(bmc_sock_memo_find(&m, a, 4, 8, 0), -1) << "another epoch";
+    EXPECT_EQ(bmc_sock_memo_find(&m, b, 4, 7, 0), -1) << "another destination";
+    EXPECT_EQ(bmc_sock_memo_find(&m, a, 6, 7, 0), -1) << "another family";
+    bmc_sock_memo_put(&m, a, 4, 7, 1000, 0);
+    EXPECT_EQ(bmc_sock_memo_find(&m, a, 4, 7, 0), 0) << "\"no socket\" is an answer too";
+}
+
+TEST(SocketMemo, DestinationsSpreadOverTheSlots) {
+    std::array<int, BMC_SOCK_MEMOS> used{};
+    for (std::uint32_t host = 1; host <= 64; host++) {
+        const __u32 a[4] = {0, 0, 0xffff0000u, 0x000012c6u | host << 24};
+        const __u32 slot = bmc_sock_memo_slot(a);
+        ASSERT_LT(slot, BMC_SOCK_MEMOS);
+        used[slot]++;
+    }
+    for (int n : used) EXPECT_EQ(n, 64 / int(BMC_SOCK_MEMOS)) << "consecutive hosts of a subnet";
 }

@@ -596,6 +596,34 @@ TEST(E2ESecurity, ClientsOutsideTheAllowlistAreLeftToMemcached) {
     }
 }
 
+// memcached's -l: a get to a host address it is not bound to is the stack's (an ICMP
+// error), even with the key cached and the cache answering the address beside it; the
+// socket lookup's remembered answers are per destination.
+TEST(E2ESecurity, AnAddressMemcachedDoesNotListenOnIsNeverAnsweredFromTheCache) {
+    BMC_REQUIRE_ROOT();
+    const std::string unbound = "2001:2::3";
+    for (std::string backend : kBackends) {
+        Server s("listen", {}, false);
+        // Before bmcd starts: it reads the host's addresses once.
+        sh("ip -n " + s.tb->server_ns() + " addr add " + unbound + "/64 dev " + Testbed::kServerIf + " nodad");
+        s.start_bmcd({"--backend", backend});
+        auto tcp = s.tcp();
+        ASSERT_EQ(tcp->call("set lk 0 0 2\r\nv1\r\n"), "STORED\r\n");
+        std::this_thread::sleep_for(15ms);
+        McUdp bound(s.tb->client_udp_socket(AF_INET6), Testbed::kServerIp6, 11211);
+        McUdp other(s.tb->client_udp_socket(AF_INET6), unbound.c_str(), 11211);
+        ASSERT_EQ(bound.request("get lk\r\n", true).text, item("lk", "v1") + "END\r\n");  // the fill
+        const auto hits = s.cache_hits();
+        const auto no_socket = all_counters_of(s, "pass_no_memcached_socket");
+        for (int i = 0; i < 4; i++) {
+            EXPECT_EQ(bound.request("get lk\r\n", true).text, item("lk", "v1") + "END\r\n") << backend;
+            EXPECT_EQ(other.request("get lk\r\n", true, 200).text, "") << backend << ": answered for " << unbound;
+        }
+        EXPECT_GE(s.cache_hits(), hits + 4) << backend << ": the cache answered the bound address";
+        EXPECT_EQ(all_counters_of(s, "pass_no_memcached_socket"), no_socket + 4) << backend;
+    }
+}
+
 TEST_P(E2E, DelayedFlushAllMakesEarlierEntriesUnservable) {
     ASSERT_TRUE(warm("df", "before"));
     ASSERT_EQ(tcp->call("flush_all 1\r\n"), "OK\r\n");

@@ -309,6 +309,7 @@ KernelBackend::KernelBackend(const KernelOptions &opts) : opts_(opts) {
         cfg.loopback = opts_.delivery.loopback;
         std::memcpy(cfg.mac, opts_.delivery.mac.data(), 6);
         cfg.check_socket = (opts_.attach || opts_.check_socket_unattached) && opts_.check_socket;
+        cfg.sock_memo_ns = opts_.sock_memo_ns;
         if (opts_.allow.prefixes().size() <= BMC_ALLOW_FAST) {
             bmc_allow_fast &allow = skel_->bss->bmc_allow_fast;
             for (const Prefix &p : opts_.allow.prefixes()) {
