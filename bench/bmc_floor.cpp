@@ -7,7 +7,6 @@
 #include <bpf/libbpf.h>
 #include <linux/if_link.h>
 #include <net/if.h>
-#include <poll.h>
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
@@ -24,6 +23,7 @@
 #include "bench_shared.h"
 #include "bmc_bench.skel.h"
 #include "percpu.hpp"
+#include "poll_loop.hpp"
 #include "xsk.hpp"
 
 namespace {
@@ -46,28 +46,21 @@ void bounce(std::uint8_t *f, std::uint32_t len) {
     f[40] = f[41] = 0;
 }
 
-// One queue's echo poller: the same ring discipline as bmc's pollers, no cache work.
-void echo_loop(bmc::XskQueue &q, const std::atomic<bool> &stop, std::atomic<std::uint64_t> &echoed) {
-    constexpr std::uint32_t kBatch = 64;
-    while (!stop.load(std::memory_order_relaxed)) {
-        q.reclaim();
-        q.refill(kBatch);
-        std::uint32_t idx, room = q.tx_room(kBatch);
-        const std::uint32_t n = room ? xsk_ring_cons__peek(q.rx(), room, &idx) : 0;
-        if (!n) {
-            pollfd p{q.fd(), POLLIN, 0};
-            poll(&p, 1, 50);
-            continue;
-        }
-        for (std::uint32_t i = 0; i < n; i++) {
-            const xdp_desc *d = xsk_ring_cons__rx_desc(q.rx(), idx + i);
-            bounce(q.data(d->addr), d->len);
-            if (!q.transmit(d->addr, d->len)) q.release_frame(d->addr);
-        }
-        xsk_ring_cons__release(q.rx(), n);
-        q.kick_tx();
-        echoed.fetch_add(n, std::memory_order_relaxed);
+// One queue's echo: the backend's poll loop (poll_loop.hpp), no cache work.
+struct Echo {
+    std::atomic<std::uint64_t> &echoed;
+    bool send_queued(bmc::XskQueue &) { return false; }
+    bool answer(std::uint8_t *frame, std::uint32_t &len, std::uint32_t, std::uint64_t) {
+        bounce(frame, len);
+        return true;
     }
+    void tx_dropped() {}
+    void batch_done(std::uint32_t n) { echoed.fetch_add(n, std::memory_order_relaxed); }
+};
+
+void echo_loop(bmc::XskQueue &q, const std::atomic<bool> &stop, std::atomic<std::uint64_t> &echoed) {
+    Echo echo{echoed};
+    bmc::poll_queue(q, stop, {}, echo);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include "miss_channels.hpp"
 #include "miss_table.hpp"
+#include "poll_loop.hpp"
 #include "wire.hpp"
 #include "xsk.hpp"
 
@@ -69,8 +70,9 @@ struct AfxdpBackend::Poller {
     std::thread thread;
     // Published by the poller for readers on other threads.
     std::array<std::atomic<std::uint64_t>, BMC_NUM_STATS> counters{};
-    std::atomic<std::uint64_t> rx_frames{0}, forwarded{0}, tx_dropped{0}, tx_full{0}, rotations{0};
+    std::atomic<std::uint64_t> rx_frames{0}, forwarded{0}, tx_drops{0}, tx_full{0}, rotations{0};
     bool busy_poll = false;
+    std::vector<std::uint8_t> relayed_frame;  // the one being sent
 
     ~Poller() {
         if (wake_fd >= 0) close(wake_fd);
@@ -140,58 +142,31 @@ struct AfxdpBackend::Poller {
         tx_full.store(q->tx_full(), std::memory_order_relaxed);
     }
 
-    void run(const std::atomic<bool> &stop) {
-        std::vector<std::uint8_t> out;
-        while (!stop.load(std::memory_order_relaxed)) {
-            bool sent = false;
-            while (to_send.try_dequeue(out)) {
-                if (!q->send_copy(out.data(), std::uint32_t(out.size()))) tx_dropped.fetch_add(1, std::memory_order_relaxed);
-                sent = true;
-            }
-            q->reclaim();
-            q->refill(kBatch);
-            // No more requests than TX can take replies for.
-            std::uint32_t idx, room = q->tx_room(kBatch);
-            std::uint32_t n = room ? xsk_ring_cons__peek(q->rx(), room, &idx) : 0;
-            if (n == 0) {
-                if (sent) q->kick_tx();
-                if (busy_poll) {
-                    // Drives the NAPI context of this queue from this thread.
-                    recvfrom(q->fd(), nullptr, 0, MSG_DONTWAIT, nullptr, nullptr);
-                    continue;
-                }
-                pollfd p[2] = {{q->fd(), POLLIN, 0}, {wake_fd, POLLIN, 0}};
-                if (poll(p, 2, 50) > 0 && (p[1].revents & POLLIN)) {
-                    std::uint64_t v;
-                    [[maybe_unused]] auto r = read(wake_fd, &v, sizeof v);
-                }
-                continue;
-            }
-            const std::uint64_t now = bmc::monotonic_ns();
-            for (std::uint32_t i = 0; i < n; i++) {
-                const xdp_desc *d = xsk_ring_cons__rx_desc(q->rx(), idx + i);
-                const std::uint64_t addr = d->addr;
-                std::uint8_t *frame = q->data(addr);
-                std::uint32_t len = d->len;
-                const std::uint32_t room = XskQueue::kFrameSize - std::uint32_t(addr & (XskQueue::kFrameSize - 1));
-                if (dp->ingress(frame, len, room, now).action == Action::Tx) {
-                    if (!q->transmit(addr, len)) {
-                        q->release_frame(addr);
-                        tx_dropped.fetch_add(1, std::memory_order_relaxed);
-                    }
-                } else {
-                    // The frame is as received when the cache passes it.
-                    forward(frame, d->len, dp->frame(), now);
-                    q->release_frame(addr);
-                }
-            }
-            // Releasing the RX slots lets the kernel reuse them; the frames themselves
-            // are ours until they go back through the fill ring.
-            xsk_ring_cons__release(q->rx(), n);
-            rx_frames.fetch_add(n, std::memory_order_relaxed);
-            q->kick_tx();
-            publish();
+    // The poll loop's handler (poll_loop.hpp): replies the relay queued, then each get
+    // the XDP program handed over, answered from the cache or forwarded to memcached.
+    bool send_queued(XskQueue &xq) {
+        bool sent = false;
+        while (to_send.try_dequeue(relayed_frame)) {
+            if (!xq.send_copy(relayed_frame.data(), std::uint32_t(relayed_frame.size())))
+                tx_drops.fetch_add(1, std::memory_order_relaxed);
+            sent = true;
         }
+        return sent;
+    }
+    bool answer(std::uint8_t *frame, std::uint32_t &len, std::uint32_t room, std::uint64_t now) {
+        const std::uint32_t received = len;
+        if (dp->ingress(frame, len, room, now).action == Action::Tx) return true;
+        forward(frame, received, dp->frame(), now);  // the frame is as received when passed
+        return false;
+    }
+    void tx_dropped() { tx_drops.fetch_add(1, std::memory_order_relaxed); }
+    void batch_done(std::uint32_t n) {
+        rx_frames.fetch_add(n, std::memory_order_relaxed);
+        publish();
+    }
+
+    void run(const std::atomic<bool> &stop) {
+        poll_queue(*q, stop, {.batch = kBatch, .busy_poll = busy_poll, .wake_fd = wake_fd}, *this);
         publish();
     }
 };
@@ -375,7 +350,7 @@ AfxdpCounters AfxdpBackend::counters() const {
         c.rx_frames += p->rx_frames.load(std::memory_order_relaxed);
         c.rx_per_queue.push_back(p->rx_frames.load(std::memory_order_relaxed));
         c.forwarded += p->forwarded.load(std::memory_order_relaxed);
-        c.tx_dropped += p->tx_dropped.load(std::memory_order_relaxed);
+        c.tx_dropped += p->tx_drops.load(std::memory_order_relaxed);
         c.tx_full += p->tx_full.load(std::memory_order_relaxed);
         c.rotations += p->rotations.load(std::memory_order_relaxed);
     }
