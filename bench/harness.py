@@ -805,6 +805,9 @@ def main():
     ap.add_argument("--observer-cost", action="store_true",
                     help="run only the write observer's cost on memcached's TCP throughput")
     ap.add_argument("--hit-cost", action="store_true", help="run only the stack-delivery checks' cost per hit")
+    ap.add_argument("--per-packet", action="store_true",
+                    help="run only the pass that measures every BPF program's ns per packet under the generator's "
+                         "load (P0: bmc_rx per hit, default and large table, beside the XDP_TX echo)")
     ap.add_argument("--only", metavar="NAMES",
                     help="run only these capacity configurations (comma-separated, e.g. afxdp,floor-afxdp-echo), "
                          "on one queue, and print their answers/s (no report)")
@@ -834,6 +837,10 @@ def main():
     try:
         if args.hit_cost:
             b.hit_cost()
+            return
+        if args.per_packet:
+            b.per_packet_cost()
+            b.write()
             return
         if args.only:
             names = args.only.split(",")
