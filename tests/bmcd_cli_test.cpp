@@ -33,8 +33,8 @@ TEST(BmcdCli, HelpDescribesEveryOption) {
     int st = 0;
     std::string out = sh(BMC_BMCD_PATH " --help", &st);
     EXPECT_EQ(st, 0);
-    for (auto opt : {"--iface", "--backend", "--port", "--max-age", "--fill-guard-ms", "--xdp-mode",
-                     "--tc-attach", "--stats-file"})
+    for (auto opt : {"--iface", "--backend", "--port", "--max-age", "--fill-guard-ms", "--socket-memo-ms",
+                     "--xdp-mode", "--tc-attach", "--stats-file"})
         EXPECT_NE(out.find(opt), std::string::npos) << opt;
 }
 
@@ -57,7 +57,9 @@ TEST(BmcdCli, HelpShowsDefaults) {
 
 TEST(BmcdCli, NumbersThatAreNotNumbersAreRefusedInOneShortLine) {
     for (auto args : {"--iface lo --max-age nan", "--iface lo --fill-guard-ms nan", "--iface lo --max-age inf",
-                      "--iface lo --max-age 1e300", "--iface lo --fill-guard-ms -5", "--iface lo --interval 1e999"}) {
+                      "--iface lo --max-age 1e300", "--iface lo --fill-guard-ms -5", "--iface lo --interval 1e999",
+                      "--iface lo --socket-memo-ms -1", "--iface lo --socket-memo-ms nan",
+                      "--iface lo --socket-memo-ms 5000"}) {
         auto o = run(args);
         EXPECT_EQ(o.status, 2) << args;
         EXPECT_EQ(lines(o.err), 1) << args << ": " << o.err;
