@@ -549,8 +549,7 @@ BMC_SUBPROG int bmc_rx_deliverable(struct bmc_env *env, const struct bmc_scratch
                                    const struct bmc_frame *f, __u32 payload_len)
 {
     const struct bmc_config *cfg = bmc_env_config(env);
-    __u32 l3, l4, i, sum = 0, pseudo, field, udp_len, ihl, t;
-    __u8 dst[16];
+    __u32 l3, l4, i, sum = 0, pseudo, field, udp_len, ihl, t, dst[4];
     int own = 0, v6;
 
     if (!sc || !f)
@@ -569,11 +568,9 @@ BMC_SUBPROG int bmc_rx_deliverable(struct bmc_env *env, const struct bmc_scratch
     if (l3 > BMC_ETH_HLEN + 4 || l4 < l3 + 20 || l4 > l3 + 60)
         return BMC_STAT_PASS_NOT_PLAIN;
     ihl = l4 - l3;
-    __builtin_memset(dst, 0, sizeof(dst));
+    bmc_frame_dst(sc, f, dst);
     if (v6) {
         __u32 z10 = 0, rest = 0;
-        for (i = 0; i < 16; i++)
-            dst[i] = (__u8)bmc_h8(sc, l3 + 24 + i);
         for (i = 0; i < 10; i++)
             z10 |= f->src[i];
         for (i = 10; i < 15; i++)
@@ -584,10 +581,6 @@ BMC_SUBPROG int bmc_rx_deliverable(struct bmc_env *env, const struct bmc_scratch
             (z10 == 0 && f->src[10] == 0xff && f->src[11] == 0xff))
             return BMC_STAT_PASS_BAD_SOURCE;
     } else {
-        dst[10] = 0xff;
-        dst[11] = 0xff;
-        for (i = 0; i < 4; i++)
-            dst[12 + i] = (__u8)bmc_h8(sc, l3 + 16 + i);
         t = (__u32)bmc_ipv4_header_check(sc, l3, ihl);
         if (t)
             return (int)t;
@@ -598,7 +591,7 @@ BMC_SUBPROG int bmc_rx_deliverable(struct bmc_env *env, const struct bmc_scratch
     own = bmc_env_local(env, f->src);
     if (own == BMC_LOCAL_BROADCAST || (own && !cfg->loopback))
         return BMC_STAT_PASS_BAD_SOURCE;
-    if (bmc_env_local(env, dst) != BMC_LOCAL_UNICAST)
+    if (bmc_env_local(env, (const __u8 *)dst) != BMC_LOCAL_UNICAST)
         return BMC_STAT_PASS_NOT_LOCAL;
 
     /* UDP checksum: the pseudo-header (addresses, protocol, UDP length), the UDP header
