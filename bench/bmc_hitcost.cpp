@@ -133,7 +133,7 @@ int main(int argc, char **argv) {
                    "measure only the configurations whose name contains one of these '|'-separated words (to profile one)");
     std::string variant_object;
     app.add_option("--variant", variant_object,
-                   "also measure this build of bmc.bpf.c as 'variant' (the fast-path configuration), to compare a change "
+                   "also measure this build of bmc.bpf.c as 'variant' (the fast-path configuration) and 'variant: IPv6 get', to compare a change "
                    "in one run");
     std::string no_trace_object =
         (std::filesystem::read_symlink("/proc/self/exe").parent_path().parent_path() / "bpf" / "bmc_kern_no_trace.bpf.o")
@@ -228,6 +228,8 @@ int main(int argc, char **argv) {
     cfgs.back().object_file = no_trace_object;
     if (!variant_object.empty()) {
         add("variant", true, false, false, get_of(1, {}), fill_of(1));
+        cfgs.back().object_file = variant_object;
+        add("variant: IPv6 get", true, false, false, get_of(1, {-1, false, true}), fill_of(1));
         cfgs.back().object_file = variant_object;
     }
     std::erase_if(cfgs, [&](const Config &c) {

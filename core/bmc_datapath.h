@@ -482,33 +482,6 @@ BMC_INLINE __u32 bmc_rx_build_reply(struct bmc_scratch *sc, const struct bmc_rx 
     return off + BMC_END_LEN;
 }
 
-BMC_INLINE __u32 bmc_fold16(__u32 sum)
-{
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    return sum;
-}
-
-/* The folded sum of the first len bytes of scratch->out (or, with in, scratch->in) as
- * 16-bit big-endian words (an odd last byte padded with zero): UDP checksums. */
-BMC_SUBPROG int bmc_sum_scratch(const struct bmc_scratch *sc, __u32 len, int in)
-{
-    const __u8 *b;
-    __u32 i, sum = 0;
-
-    if (!sc || len > BMC_MAX_PAYLOAD)
-        return 0;
-    b = in ? sc->in : sc->out;
-    for (i = 0; i < BMC_MAX_PAYLOAD; i += 2) {
-        if (i + 1 >= len)
-            break;
-        sum += (__u32)b[i] << 8 | b[i + 1];
-    }
-    if (len & 1)
-        sum += (__u32)b[(len - 1) & BMC_SCRATCH_MASK] << 8;
-    return (int)bmc_fold16(sum);
-}
-
 /* An IPv4 header the stack accepts: its checksum verifies, and its options are padding
  * only (NOP, EOL); the stack refuses a source route by default and a malformed option
  * list always, and walking option lengths would cost the verifier a path per layout.

@@ -64,6 +64,35 @@ BMC_INLINE __u32 bmc_wire16(__u32 v)
     return (v >> 8 & 0xff) | (v & 0xff) << 8;
 }
 
+BMC_INLINE __u32 bmc_fold16(__u32 sum)
+{
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    return sum;
+}
+
+/* The folded sum of the first len bytes of scratch->out (or, with in, scratch->in) as
+ * 16-bit big-endian words (an odd last byte padded with zero): UDP checksums. Byte pairs
+ * at a time: 8 bytes at a time (as 32-bit halves) measured no faster for payloads this
+ * short (bmc-hitcost's IPv6 get, the two builds side by side). */
+BMC_SUBPROG int bmc_sum_scratch(const struct bmc_scratch *sc, __u32 len, int in)
+{
+    const __u8 *b;
+    __u32 i, sum = 0;
+
+    if (!sc || len > BMC_MAX_PAYLOAD)
+        return 0;
+    b = in ? sc->in : sc->out;
+    for (i = 0; i < BMC_MAX_PAYLOAD; i += 2) {
+        if (i + 1 >= len)
+            break;
+        sum += (__u32)b[i] << 8 | b[i + 1];
+    }
+    if (len & 1)
+        sum += (__u32)b[(len - 1) & BMC_SCRATCH_MASK] << 8;
+    return (int)bmc_fold16(sum);
+}
+
 /* The IP version of a parsed frame (4 or 6): whose allowlist prefixes apply. */
 BMC_INLINE __u8 bmc_frame_family(const struct bmc_scratch *sc, const struct bmc_frame *f)
 {
