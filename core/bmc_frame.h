@@ -208,9 +208,10 @@ BMC_SUBPROG int bmc_parse_frame(const struct bmc_scratch *sc, __u32 pkt_len, __u
 }
 
 /* The socket lookup's answer, remembered per CPU for the destinations of recent hits
- * (the BPF side's bmc_io_socket, which the driver, core/bmc_driver.h, calls). Sound because memcached's sockets starting and ending
- * start a new epoch (bmc_bind4/6 after the socket is hashed, bmc_release), and an answer
- * only counts in the epoch it was looked up in, which its caller read before the lookup:
+ * (the BPF side's bmc_io_socket, which the driver calls). Sound because memcached's
+ * sockets starting and ending start a new epoch (bmc_bind4/6 after the socket is hashed,
+ * bmc_release), and an answer only counts in the epoch it was looked up in, which its
+ * caller read before the lookup:
  *  - a bind after the lookup starts a new epoch, so a "no" goes with it;
  *  - a release starts one before the socket is unhashed, so a lookup in between may
  *    remember a "yes" for the new epoch; but that epoch has no entries to serve until
@@ -224,13 +225,15 @@ BMC_SUBPROG int bmc_parse_frame(const struct bmc_scratch *sc, __u32 pkt_len, __u
  * memory order (as bmc_frame.src). The addresses lie at even offsets. */
 BMC_INLINE void bmc_frame_dst(const struct bmc_scratch *sc, const struct bmc_frame *f, __u32 dst[4])
 {
-    __u32 i, a = f->l3_off + (f->answerable == 6 ? 24 : 16);
+    __u32 i, a;
 
     if (f->answerable == 6) {
+        a = f->l3_off + 24;
         for (i = 0; i < 4; i++)
             dst[i] = bmc_w16(sc, a + 4 * i) | bmc_w16(sc, a + 4 * i + 2) << 16;
         return;
     }
+    a = f->l3_off + 16;
     dst[0] = 0;
     dst[1] = 0;
     dst[2] = 0xffff0000u;  /* bytes 00 00 ff ff */

@@ -307,16 +307,30 @@ TEST_F(BpfPackets, TheOperatorsLimitsAreTracedAsTheirCounters) {
     }
 }
 
-TEST_F(BpfPackets, PassReasonsOfOneDatapathAreTracedAsTheirCounters) {
-    // A wildcard-bound UDP socket stands for memcached's: no traffic, only the lookup.
+// A UDP socket on every address, standing for memcached's, bound to port (0: one the
+// kernel picks), which goes to *bound; -1 if it cannot be bound.
+int bind_udp(std::uint16_t port, std::uint16_t *bound) {
     int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    ASSERT_GE(sock, 0);
+    if (sock < 0) return -1;
     sockaddr_in a{};
     a.sin_family = AF_INET;
+    a.sin_port = htons(port);
     socklen_t alen = sizeof a;
-    ASSERT_EQ(bind(sock, reinterpret_cast<sockaddr *>(&a), sizeof a), 0);
-    ASSERT_EQ(getsockname(sock, reinterpret_cast<sockaddr *>(&a), &alen), 0);
-    const Endpoint server{kServer.ip, ntohs(a.sin_port)};
+    if (bind(sock, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0 ||
+        getsockname(sock, reinterpret_cast<sockaddr *>(&a), &alen) != 0) {
+        close(sock);
+        return -1;
+    }
+    *bound = ntohs(a.sin_port);
+    return sock;
+}
+
+TEST_F(BpfPackets, PassReasonsOfOneDatapathAreTracedAsTheirCounters) {
+    // A wildcard-bound UDP socket stands for memcached's: no traffic, only the lookup.
+    std::uint16_t port = 0;
+    int sock = bind_udp(0, &port);
+    ASSERT_GE(sock, 0);
+    const Endpoint server{kServer.ip, port};
     be.reset();
     KernelOptions o;
     o.attach = false;
@@ -356,24 +370,6 @@ TEST_F(BpfPackets, PassReasonsOfOneDatapathAreTracedAsTheirCounters) {
     ASSERT_EQ(cpp_trace.size(), 1u);
     EXPECT_EQ(cpp_trace[0].reason, BMC_STAT_PASS_NO_ROOM) << bmc_stat_names[cpp_trace[0].reason];
     be->cache().global->trace_every = 0;
-}
-
-// A UDP socket on every address, standing for memcached's, bound to port (0: one the
-// kernel picks), which goes to *bound; -1 if it cannot be bound.
-int bind_udp(std::uint16_t port, std::uint16_t *bound) {
-    int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (sock < 0) return -1;
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    socklen_t alen = sizeof a;
-    if (bind(sock, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0 ||
-        getsockname(sock, reinterpret_cast<sockaddr *>(&a), &alen) != 0) {
-        close(sock);
-        return -1;
-    }
-    *bound = ntohs(a.sin_port);
-    return sock;
 }
 
 TEST_F(BpfPackets, TheSocketLookupIsRememberedPerCpuUntilANewEpochOrItsExpiry) {

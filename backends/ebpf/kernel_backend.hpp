@@ -50,7 +50,7 @@ struct KernelOptions {
     bool check_socket = true;
     bool check_socket_unattached = false;
     // How long each CPU remembers the lookup's answer for a destination (0: never), on top
-    // of the epochs memcached's binds and releases start (core/bmc_driver.h).
+    // of the epochs memcached's binds and releases start (core/bmc_frame.h).
     std::uint64_t sock_memo_ns = default_config().sock_memo_ns;
     // The stack-delivery checks: never off in bmcd, only to measure what they cost.
     bool check_delivery = true;
