@@ -378,7 +378,6 @@ static __always_inline int bmc_pkt_copy(struct xdp_md *ctx, __u32 off, __u8 *mem
 struct bmc_io {
     struct xdp_md *ctx;
     struct bmc_sock_memo *sock_memo; /* this CPU's, BMC_SOCK_MEMOS of them */
-    __u64 now;                       /* the coarse clock's reading (bmc_rx_live_now) */
 };
 
 /* dst: scratch->in, where the driver loads payloads. */
@@ -407,7 +406,7 @@ static __always_inline void bmc_io_scan(struct bmc_io *io, struct bmc_scratch *s
 
 /* Does memcached have a UDP socket the stack would deliver this datagram to? The same
  * lookup the stack makes, so memcached's -l is honoured. */
-static __always_inline int bmc_sk_lookup(struct bmc_io *io, const struct bmc_scratch *sc,
+static __always_inline int bmc_io_sk_lookup(struct bmc_io *io, const struct bmc_scratch *sc,
                                          const struct bmc_frame *f)
 {
     const __u32 m = BMC_HDR_MAX - 1, l3 = f->l3_off, l4 = f->l4_off;
@@ -439,28 +438,10 @@ static __always_inline int bmc_sk_lookup(struct bmc_io *io, const struct bmc_scr
     return 1;
 }
 
-/* The lookup's answer, remembered per CPU (core/bmc_frame.h says why that is sound):
- * the lookup costs a hit about 140 ns. The epoch is read before the lookup. */
-static __always_inline int bmc_io_socket(struct bmc_io *io, const struct bmc_scratch *sc,
-                                         const struct bmc_frame *f)
+/* The lookup costs a hit about 140 ns: the driver remembers its answers here. */
+static __always_inline struct bmc_sock_memo *bmc_io_sock_memo(struct bmc_io *io)
 {
-    const struct bmc_config *cfg = bmc_env_config(NULL);
-    const struct bmc_global *g = bmc_env_global(NULL);
-    struct bmc_sock_memo *m;
-    __u32 dst[4], epoch;
-    int yes;
-
-    if (!g || !io->sock_memo || !cfg->sock_memo_ns)
-        return bmc_sk_lookup(io, sc, f);
-    epoch = BMC_READ_ONCE(g->epoch);
-    bmc_frame_dst(sc, f, dst);
-    m = &io->sock_memo[bmc_sock_memo_slot(dst)];
-    yes = bmc_sock_memo_find(m, dst, f->answerable, epoch, io->now);
-    if (yes >= 0)
-        return yes;
-    yes = bmc_sk_lookup(io, sc, f);
-    bmc_sock_memo_put(m, dst, f->answerable, epoch, io->now + cfg->sock_memo_ns, yes);
-    return yes;
+    return io->sock_memo;
 }
 
 /* The frame grows at the tail where the driver left room, else at the head: veth frames
@@ -571,8 +552,7 @@ static __always_inline int afxdp_get(struct xdp_md *ctx, struct bmc_percpu *p, s
           (head[11] == ' ' || (head[11] == 's' && head[12] == ' '))))
         return 0;
     struct bmc_env env = {};
-    io.now = bpf_ktime_get_coarse_ns();
-    return bmc_drive_deliverable(&env, &io, &p->sc, f, len) == 0;
+    return bmc_drive_deliverable(&env, &io, &p->sc, f, len, bpf_ktime_get_coarse_ns()) == 0;
 }
 
 SEC("xdp")
@@ -599,8 +579,8 @@ int bmc_rx(struct xdp_md *ctx)
         }
         /* The coarse clock: exact within the configured margin (bmc_rx_live_now), and
          * far cheaper than the exact one under kvm-clock. */
-        struct bmc_io io = {.ctx = ctx, .sock_memo = p->sock_memo, .now = bpf_ktime_get_coarse_ns()};
-        return bmc_drive_rx_udp(&env, &io, &p->sc, &p->rx, f, client_allowed(p, f), io.now) ==
+        struct bmc_io io = {.ctx = ctx, .sock_memo = p->sock_memo};
+        return bmc_drive_rx_udp(&env, &io, &p->sc, &p->rx, f, client_allowed(p, f), bpf_ktime_get_coarse_ns()) ==
                        BMC_RX_TX
                    ? XDP_TX
                    : XDP_PASS;

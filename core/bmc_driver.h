@@ -9,8 +9,10 @@
  *                                                   off into dst; 0 on success
  *   bmc_io_scan(io, sc, rx)                         bmc_rx_byte until it returns 1 (a loop
  *                                                   in C++, bpf_loop in BPF)
- *   bmc_io_socket(io, sc, f)                        1 if memcached has a socket the stack
+ *   bmc_io_sk_lookup(io, sc, f)                     1 if memcached has a socket the stack
  *                                                   would deliver this datagram to
+ *   bmc_io_sock_memo(io)                            BMC_SOCK_MEMOS remembered lookups of
+ *                                                   this CPU, or NULL to look up every time
  *   bmc_io_reply(io, sc, hdr_len, payload_len)      make the packet scratch->hdr then
  *                                                   scratch->out; 0 on success
  * and for the send side (memcached's replies, which fill the cache):
@@ -33,14 +35,40 @@
 #define BMC_REPLY_HDR_MIN (BMC_ETH_HLEN + 20 + 8)
 #define BMC_REPLY_HDR_MAX 128
 
+/* Whether memcached has a socket the stack would deliver this datagram to, the lookup's
+ * answer remembered per CPU (core/bmc_frame.h says why that is sound). now: the reading
+ * the hit judges ages by, which may lag real time as bmc_rx_live_now says. */
+BMC_INLINE int bmc_drive_socket(struct bmc_env *env, struct bmc_io *io, const struct bmc_scratch *sc,
+                                const struct bmc_frame *f, __u64 now)
+{
+    const struct bmc_config *cfg = bmc_env_config(env);
+    const struct bmc_global *g = bmc_env_global(env);
+    struct bmc_sock_memo *m = bmc_io_sock_memo(io);
+    __u32 dst[4], epoch;
+    int yes;
+
+    if (!g || !m || !cfg->sock_memo_ns)
+        return bmc_io_sk_lookup(io, sc, f);
+    /* Read before the lookup: a bind the lookup misses starts a later epoch. */
+    epoch = BMC_READ_ONCE(g->epoch);
+    bmc_frame_dst(sc, f, dst);
+    m += bmc_sock_memo_slot(dst);
+    yes = bmc_sock_memo_find(m, dst, f->answerable, epoch, now);
+    if (yes >= 0)
+        return yes;
+    yes = bmc_io_sk_lookup(io, sc, f);
+    bmc_sock_memo_put(m, dst, f->answerable, epoch, now + cfg->sock_memo_ns, yes);
+    return yes;
+}
+
 /* 0 if the stack would deliver the datagram (headers in scratch->hdr, len payload bytes
  * in scratch->in) to memcached's socket, else the pass counter that says why not. */
 BMC_INLINE __u32 bmc_drive_deliverable(struct bmc_env *env, struct bmc_io *io, const struct bmc_scratch *sc,
-                                       const struct bmc_frame *f, __u32 len)
+                                       const struct bmc_frame *f, __u32 len, __u64 now)
 {
     __u32 d = (__u32)bmc_rx_deliverable(env, sc, f, len) & 0xff;
 
-    if (!d && bmc_env_config(env)->check_socket && !bmc_io_socket(io, sc, f))
+    if (!d && bmc_env_config(env)->check_socket && !bmc_drive_socket(env, io, sc, f, now))
         d = BMC_STAT_PASS_NO_SOCKET;
     return d;
 }
@@ -72,7 +100,7 @@ BMC_INLINE int bmc_drive_rx_udp(struct bmc_env *env, struct bmc_io *io, struct b
         return BMC_RX_PASS;
     bmc_env_stat(env, BMC_STAT_GET_REQS);
     if (verdict == BMC_STAT_HIT_REQS)
-        verdict = bmc_drive_deliverable(env, io, sc, f, len) ?: verdict;
+        verdict = bmc_drive_deliverable(env, io, sc, f, len, now) ?: verdict;
 #ifndef BMC_NO_TRACE
     rx->client_port = (__u16)bmc_h16(sc, f->l4_off);  /* for the trace, before the reply turns the headers */
 #endif

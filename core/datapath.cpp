@@ -52,7 +52,8 @@ static inline void bmc_io_scan(bmc_io *io, bmc_scratch *sc, bmc_rx *rx) {
 }
 // The socket lookup is the kernel's (bpf_sk_lookup_udp); userspace datapaths are handed
 // only what XDP already found deliverable, or run where check_socket is off.
-static inline int bmc_io_socket(bmc_io *, const bmc_scratch *, const bmc_frame *) { return 1; }
+static inline int bmc_io_sk_lookup(bmc_io *, const bmc_scratch *, const bmc_frame *) { return 1; }
+static inline bmc_sock_memo *bmc_io_sock_memo(bmc_io *) { return nullptr; }
 static inline int bmc_io_reply(bmc_io *io, const bmc_scratch *sc, __u32 hdr_len, __u32 payload_len) {
     if (hdr_len + payload_len > io->capacity) return -1;
     std::memcpy(io->frame, sc->hdr, hdr_len);
