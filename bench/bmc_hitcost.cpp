@@ -1,12 +1,14 @@
-// bmc-hitcost: what the stack-delivery checks and the fast path change per hit. Runs one cached get through
-// bmc_rx with BPF_PROG_TEST_RUN, one run per call (a run rewrites the frame into its
-// reply, so repeats would measure something else), under the kernel's own accounting
-// (kernel.bpf_stats_enabled: run_time_ns / run_cnt), for four configurations loaded side
-// by side and measured in interleaved rounds: every check with memcached's socket looked
-// up (bpf_sk_lookup_udp), the checks without the socket lookup, no checks, and every
-// check with the fast path for "get <key>" off (the general scanner). Run it in
-// the server namespace of a testbed: the host's addresses and the interface's MAC are read
-// there, and a UDP socket on the port stands in for memcached's.
+// bmc-hitcost: what a cached get costs bmc_rx, by configuration, request shape and stage.
+// Runs one cached get through bmc_rx with BPF_PROG_TEST_RUN, one run per call (a run
+// rewrites the frame into its reply, so repeats would measure something else), under the
+// kernel's own accounting (kernel.bpf_stats_enabled: run_time_ns / run_cnt), for every
+// configuration loaded side by side and measured in interleaved rounds: the stack-delivery
+// checks with and without memcached's socket looked up, the general scanner against the
+// fast path, each request shape, the decision trace, and builds that stop after each
+// stage of the hit (BMC_BENCH_STAGE, core/bmc_driver.h), whose differences say where a
+// hit's time goes. Run it in the server namespace of a testbed: the host's addresses and
+// the interface's MAC are read there, and a UDP socket on the port stands in for
+// memcached's.
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -226,6 +228,18 @@ int main(int argc, char **argv) {
     // trace costs when nobody listens.
     add("trace compiled out", true, false, false, get_of(1, {}), fill_of(1));
     cfgs.back().object_file = no_trace_object;
+    // Where a hit's time goes: builds that answer unfinished after each stage of the hit
+    // (core/bmc_driver.h, BMC_STAGE_*), the fast path's configuration otherwise; the
+    // full program is "shape: get, 1 key (fast path)".
+    static const char *const kStages[] = {"program entered",           "headers parsed",
+                                          "client judged, payload copied", "key found, item copied",
+                                          "delivery checked, counted", "reply built in scratch"};
+    for (int stage = 1; stage <= 6; stage++) {
+        add("stage " + std::to_string(stage) + " of 7: " + kStages[stage - 1], true, false, false, get_of(1, {}), fill_of(1));
+        cfgs.back().object_file = (std::filesystem::path(no_trace_object).parent_path() /
+                                   ("bmc_kern_stage" + std::to_string(stage) + ".bpf.o"))
+                                      .string();
+    }
     if (!variant_object.empty()) {
         add("variant", true, false, false, get_of(1, {}), fill_of(1));
         cfgs.back().object_file = variant_object;

@@ -232,6 +232,21 @@ plot """ + ", ".join(plots) + "\n")
                       f"{gone['median_ns_per_hit']:.0f} ns per hit ({off['median_ns_per_hit'] - gone['median_ns_per_hit']:+.0f} ns; "
                       f"rounds {min(off['ns_per_hit_rounds']):.0f}-{max(off['ns_per_hit_rounds']):.0f} and "
                       f"{min(gone['ns_per_hit_rounds']):.0f}-{max(gone['ns_per_hit_rounds']):.0f}).", ""]
+    stages = sorted((k for k in hc if k.startswith("stage ")), key=lambda k: int(k.split()[1]))
+    full = hc.get("shape: get, 1 key (fast path)")
+    if stages and full:
+        lines += ["### bmc_rx by stage", "",
+                  "Builds of bmc.bpf.c that answer every get unfinished after one stage of the hit "
+                  "(`BMC_BENCH_STAGE`, core/bmc_driver.h), measured in the same interleaved rounds as the full "
+                  "program (\"shape: get, 1 key (fast path)\"); a stage costs the difference to the stage before. "
+                  "Stage 1 holds what every XDP program pays here: the run itself and the accounting.", "",
+                  "| stage | ns per hit, cumulative | the stage's own ns |", "| --- | ---: | ---: |"]
+        prev = 0.0
+        for k in stages + ["stage 7 of 7: reply written into the frame (the full program)"]:
+            v = (hc.get(k) or full)["median_ns_per_hit"]
+            lines.append(f"| {k.split(': ', 1)[1]} | {v:.0f} | {v - prev:+.0f} |")
+            prev = v
+        lines.append("")
     for sweep in r.get("sweeps", {}):
         lines += [f"![{sweep}]({sweep}.png)", ""]
     if r.get("observer_cost"):

@@ -279,6 +279,7 @@ struct bmc_percpu {
     struct bmc_frame frame;
     struct bmc_obs obs;
     struct bmc_sock_memo sock_memo[BMC_SOCK_MEMOS];
+    __u64 clock_jiffies, clock_ns; /* coarse_now's reading and the tick it was taken in */
 };
 
 struct {
@@ -292,6 +293,24 @@ static __always_inline struct bmc_percpu *percpu(void)
 {
     __u32 zero = 0;
     return bpf_map_lookup_elem(&bmc_scratch_map, &zero);
+}
+
+/* The coarse clock for a hit, read once per tick per CPU rather than once per get (the
+ * helper call cost a hit about 35 ns). The coarse clock changes only at a tick, just after
+ * jiffies does, and jiffies is free to read (the verifier inlines bpf_jiffies64 as a
+ * load): a reading is reused while jiffies is unchanged. It may have been taken between
+ * the two updates, still holding the previous tick's time, so it lags real time by up
+ * to a tick more than the coarse clock itself: bmcd's clock_margin_ns covers three ticks
+ * (coarse_clock_margin_ns). */
+static __always_inline __u64 coarse_now(struct bmc_percpu *p)
+{
+    __u64 j = bpf_jiffies64();
+
+    if (j != p->clock_jiffies || !p->clock_ns) {
+        p->clock_ns = bpf_ktime_get_coarse_ns();
+        p->clock_jiffies = j;
+    }
+    return p->clock_ns;
 }
 
 /* Hide what clang knows about a length so that the bounds checks that follow are
@@ -552,7 +571,7 @@ static __always_inline int afxdp_get(struct xdp_md *ctx, struct bmc_percpu *p, s
           (head[11] == ' ' || (head[11] == 's' && head[12] == ' '))))
         return 0;
     struct bmc_env env = {};
-    return bmc_drive_deliverable(&env, &io, &p->sc, f, len, bpf_ktime_get_coarse_ns()) == 0;
+    return bmc_drive_deliverable(&env, &io, &p->sc, f, len, coarse_now(p)) == 0;
 }
 
 SEC("xdp")
@@ -565,9 +584,13 @@ int bmc_rx(struct xdp_md *ctx)
 
     if (!p || hlen < BMC_ETH_HLEN || hlen > BMC_HDR_MAX)
         return XDP_PASS;
+    if (BMC_STAGE_DONE(BMC_STAGE_ENTERED))
+        return XDP_TX;
     f = parse(p, pkt_len, bmc_pkt_copy(ctx, 0, p->sc.hdr, hlen, 0) && bpf_xdp_load_bytes(ctx, 0, p->sc.hdr, hlen));
     if (!f || !f->to_server)
         return XDP_PASS;
+    if (BMC_STAGE_DONE(BMC_STAGE_PARSED))
+        return XDP_TX;
     if (f->proto == BMC_IPPROTO_UDP) {
         if (afxdp_get(ctx, p, f)) {
             bmc_env_stat(&env, BMC_STAT_REDIRECT);
@@ -580,7 +603,7 @@ int bmc_rx(struct xdp_md *ctx)
         /* The coarse clock: exact within the configured margin (bmc_rx_live_now), and
          * far cheaper than the exact one under kvm-clock. */
         struct bmc_io io = {.ctx = ctx, .sock_memo = p->sock_memo};
-        return bmc_drive_rx_udp(&env, &io, &p->sc, &p->rx, f, client_allowed(p, f), bpf_ktime_get_coarse_ns()) ==
+        return bmc_drive_rx_udp(&env, &io, &p->sc, &p->rx, f, client_allowed(p, f), coarse_now(p)) ==
                        BMC_RX_TX
                    ? XDP_TX
                    : XDP_PASS;

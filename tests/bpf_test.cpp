@@ -199,6 +199,31 @@ TEST_F(BpfPackets, AnEntryFilledAfterTheHitsClockReadingIsFresh) {
     EXPECT_EQ(count(BMC_STAT_MISS_EXPIRED), 1u);
 }
 
+// A hit's clock is read once per tick per CPU and kept while jiffies is unchanged
+// (coarse_now): it must still follow real time, so that an entry is never served after
+// its --max-age, and within the margin, so that it is not expired long before.
+TEST_F(BpfPackets, TheHitsClockFollowsRealTimeWithinItsMargin) {
+    using namespace std::chrono_literals;
+    warm("k", "VALUE k 0 1\r\n1\r\n");
+    ASSERT_NE(entry_of("k"), nullptr);
+    const std::uint64_t max_age = be->config().max_age_ns, margin = be->config().clock_margin_ns;
+    ASSERT_LT(margin, 100'000'000u) << "the test's 300 ms leaves room for the margin";
+    const std::uint64_t expires = monotonic_ns() + 300'000'000ULL;
+    entry_of("k")->fill_ns = expires - max_age;
+    for (int i = 0; i < 50; i++) expect_served("k", "VALUE k 0 1\r\n1\r\n");  // every CPU reads the clock now
+    EXPECT_EQ(count(BMC_STAT_MISS_EXPIRED), 0u);
+    while (monotonic_ns() < expires) std::this_thread::sleep_for(5ms);
+    for (int i = 0; i < 50; i++) expect_passed(get_request("get k\r\n"));
+    EXPECT_EQ(count(BMC_STAT_MISS_EXPIRED), 50u) << "served after its max-age: the hit's clock stood still";
+    // Not early by more than the margin: filled anew, expiring 300 ms from now.
+    const std::uint64_t again = monotonic_ns() + 300'000'000ULL;
+    entry_of("k")->fill_ns = again - max_age;
+    while (monotonic_ns() + margin + 50'000'000ULL < again) {
+        expect_served("k", "VALUE k 0 1\r\n1\r\n");
+        std::this_thread::sleep_for(5ms);
+    }
+}
+
 TEST_F(BpfPackets, EveryPassReasonIsTracedAsItsCounter) {
     warm("k", "VALUE k 0 1\r\n1\r\n");
     // Two items that fit one reply each, not both (memcached's 1,400 bytes).
