@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <functional>
 #include <regex>
 #include <chrono>
@@ -868,6 +869,31 @@ TEST_F(BpfPackets, RepliesOverTheAmplificationLimitPass) {
     auto r = xdp(get_request("get k" + std::string(20, ' ') + "\r\n", 0x4321));
     EXPECT_EQ(r.retval, XDP_TX);
     EXPECT_EQ(r.out, cache_reply(item + "END\r\n", 0x4321));
+}
+
+// A variant build (bmc-hitcost's stage and no-trace objects, --variant) is configured
+// through bmcd's skeleton: one whose global variables lie elsewhere would be configured
+// wrongly without a word, so it is refused; the builds of the same source are taken.
+TEST(BpfVariants, AnObjectIsTakenOnlyIfItsGlobalsLieWhereTheSkeletonWritesThem) {
+    BMC_REQUIRE_ROOT();
+    const std::vector<std::string> objects{BMC_BPF_OBJECT_LIST};
+    const std::filesystem::path dir = std::filesystem::path(objects.front()).parent_path();
+    auto load = [](const std::string &path) {
+        KernelOptions o;
+        o.attach = false;
+        o.object_file = path;
+        o.small_buckets = 1024;
+        o.large_buckets = 64;
+        return std::make_unique<KernelBackend>(o);
+    };
+    for (const char *name : {"bmc_kern_no_trace.bpf.o", "bmc_kern_stage1.bpf.o", "bmc_kern_stage6.bpf.o"})
+        EXPECT_NO_THROW(load((dir / name).string())) << name;
+    try {
+        load((dir / "xdp_pass.bpf.o").string());
+        ADD_FAILURE() << "an object without bmc's globals was taken";
+    } catch (const Error &e) {
+        EXPECT_NE(std::string(e.what()).find("lays out its global variables unlike"), std::string::npos) << e.what();
+    }
 }
 
 // ---- verifier budget, for every clang the build uses ------------------------------------

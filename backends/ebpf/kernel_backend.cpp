@@ -1,6 +1,7 @@
 #include "kernel_backend.hpp"
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <linux/if_link.h>
 #include <net/if.h>
@@ -28,6 +29,32 @@
 
 namespace bmc {
 namespace {
+
+// Where each global variable of an object's data sections (.bss, .data, .rodata) lies:
+// sorted "section name offset size" entries, from its BTF. A variant object
+// (KernelOptions::object_file) is written through bmcd's skeleton, whose structs fix
+// those offsets; maps are found by name, so their order does not matter.
+std::vector<std::string> data_layout(const void *elf, std::size_t size) {
+    LIBBPF_OPTS(bpf_object_open_opts, o, .object_name = "bmc_layout");
+    bpf_object *obj = bpf_object__open_mem(elf, size, &o);
+    if (!obj) return {"(unreadable object)"};
+    std::vector<std::string> out;
+    if (const btf *b = bpf_object__btf(obj)) {
+        for (__u32 id = 1; id < btf__type_cnt(b); id++) {
+            const btf_type *t = btf__type_by_id(b, id);
+            if (!btf_is_datasec(t)) continue;
+            const std::string sec = btf__name_by_offset(b, t->name_off);
+            if (!sec.starts_with(".bss") && !sec.starts_with(".data") && !sec.starts_with(".rodata")) continue;
+            const btf_var_secinfo *v = btf_var_secinfos(t);
+            for (__u16 k = 0; k < btf_vlen(t); k++, v++)
+                out.push_back(sec + " " + btf__name_by_offset(b, btf__type_by_id(b, v->type)->name_off) + " " +
+                              std::to_string(v->offset) + " " + std::to_string(v->size));
+        }
+    }
+    bpf_object__close(obj);
+    std::sort(out.begin(), out.end());
+    return out;
+}
 
 // BPF_TCX_EGRESS is newer than Debian 12's uapi header; the kernel has it since 6.6.
 constexpr int kBpfTcxEgress = 47;
@@ -278,6 +305,11 @@ KernelBackend::KernelBackend(const KernelOptions &opts) : opts_(opts) {
         std::ifstream f(opts_.object_file, std::ios::binary);
         object_bytes_.assign(std::istreambuf_iterator<char>(f), {});
         if (!f || object_bytes_.empty()) throw Error("cannot read the BPF object " + opts_.object_file);
+        std::size_t own_size = 0;
+        const void *own = bmc_kern__elf_bytes(&own_size);
+        if (data_layout(own, own_size) != data_layout(object_bytes_.data(), object_bytes_.size()))
+            throw Error("the BPF object " + opts_.object_file +
+                        " lays out its global variables unlike bmcd's own object, through whose skeleton they are set");
         skel_ = static_cast<bmc_kern *>(calloc(1, sizeof(bmc_kern)));
         if (skel_ && bmc_kern__create_skeleton(skel_) != 0) {
             free(skel_);
