@@ -579,12 +579,15 @@ static __always_inline int afxdp_get(struct xdp_md *ctx, struct bmc_percpu *p, s
     return bmc_drive_deliverable(&env, &io, &p->sc, f, len, coarse_now(p)) == 0;
 }
 
+/* Loaded as "xdp", not "xdp.frags": the kernel hands it only linear frames (a frame in
+ * fragments is dropped, or refused at attach), so the frame's length is data_end - data,
+ * which costs no helper call. */
 SEC("xdp")
 int bmc_rx(struct xdp_md *ctx)
 {
     struct bmc_env env = {};
     struct bmc_percpu *p = percpu();
-    __u32 pkt_len = bpf_xdp_get_buff_len(ctx), hlen = header_len(pkt_len);
+    __u32 pkt_len = ctx->data_end - ctx->data, hlen = header_len(pkt_len);
     struct bmc_frame *f;
 
     if (!p || hlen < BMC_ETH_HLEN || hlen > BMC_HDR_MAX)
