@@ -298,7 +298,7 @@ static __always_inline struct bmc_percpu *percpu(void)
 }
 
 /* The coarse clock for a hit, read once per tick per CPU rather than once per get (the
- * helper call cost a hit about 35 ns). The coarse clock changes only at a tick, just after
+ * helper call cost a hit 25 to 35 ns). The coarse clock changes only at a tick, just after
  * jiffies does, and jiffies is free to read (the verifier inlines bpf_jiffies64 as a
  * load): a reading is reused while jiffies is unchanged. It may have been taken between
  * the two updates, still holding the previous tick's time, so it lags real time by up
