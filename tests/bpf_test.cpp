@@ -860,18 +860,6 @@ TEST_F(BpfPackets, ShortAndLongAllowlistsAdmitTheSameClients) {
     }
 }
 
-// bmc_io_reply grows the frame at the head, where drivers leave XDP_PACKET_HEADROOM
-// (256 bytes), and at the tail when the reply outgrows that room.
-TEST_F(BpfPackets, AReplyLongerThanTheHeadroomAllowsGrowsAtTheTail) {
-    const std::string item = "VALUE big 0 900\r\n" + std::string(900, 'b') + "\r\n";
-    warm("big", item);
-    const Bytes req = get_request("get big\r\n", 0x4321);
-    auto r = xdp(req);
-    EXPECT_EQ(r.retval, XDP_TX);
-    EXPECT_EQ(r.out, cache_reply(item + "END\r\n", 0x4321));
-    EXPECT_GT(r.out.size(), req.size() + 256) << "the case needs a reply the headroom cannot hold";
-}
-
 TEST_F(BpfPackets, RepliesOverTheAmplificationLimitPass) {
     load(default_config().fill_guard_ns, BMC_DEFAULT_MAX_AMP);
     const std::string item = "VALUE k 0 200\r\n" + std::string(200, 'v') + "\r\n";
