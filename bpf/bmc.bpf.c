@@ -468,6 +468,9 @@ static __always_inline struct bmc_sock_memo *bmc_io_sock_memo(struct bmc_io *io)
 
 /* The frame grows at the tail where the driver left room, else at the head: veth frames
  * made from socket buffers have little tailroom but always XDP_PACKET_HEADROOM in front.
+ * Not head first, though it measured about 10 ns cheaper in bmc-hitcost: under load on
+ * veth a hit then cost about 100 ns more (the headroom an answer consumes is headroom
+ * the peer's receive path needs, which then copies the frame).
  * A linear frame (every small one) is written directly, others through the helper. */
 static __always_inline int bmc_io_reply(struct bmc_io *io, const struct bmc_scratch *sc, __u32 hdr_len,
                                         __u32 payload_len)
