@@ -860,6 +860,18 @@ TEST_F(BpfPackets, ShortAndLongAllowlistsAdmitTheSameClients) {
     }
 }
 
+// A reply far longer than its request: the frame grows by more than the headroom drivers
+// leave in front (XDP_PACKET_HEADROOM, 256 bytes), so it must grow at the tail.
+TEST_F(BpfPackets, AReplyLongerThanTheHeadroomAllowsIsAnsweredWhole) {
+    const std::string item = "VALUE big 0 900\r\n" + std::string(900, 'b') + "\r\n";
+    warm("big", item);
+    const Bytes req = get_request("get big\r\n", 0x4321);
+    auto r = xdp(req);
+    EXPECT_EQ(r.retval, XDP_TX);
+    EXPECT_EQ(r.out, cache_reply(item + "END\r\n", 0x4321));
+    EXPECT_GT(r.out.size(), req.size() + 256) << "the case needs a reply the headroom cannot hold";
+}
+
 TEST_F(BpfPackets, RepliesOverTheAmplificationLimitPass) {
     load(default_config().fill_guard_ns, BMC_DEFAULT_MAX_AMP);
     const std::string item = "VALUE k 0 200\r\n" + std::string(200, 'v') + "\r\n";
