@@ -136,7 +136,8 @@ int main(int argc, char **argv) {
     std::string variant_object;
     app.add_option("--variant", variant_object,
                    "also measure this build of bmc.bpf.c as 'variant' (the fast-path configuration) and 'variant: IPv6 get', to compare a change "
-                   "in one run");
+                   "in one run (the code's cost only: confirm under load with bench/harness.py --per-packet, since effects on the "
+                   "packet's path, such as the headroom an answer leaves, do not show here)");
     std::string no_trace_object =
         (std::filesystem::read_symlink("/proc/self/exe").parent_path().parent_path() / "bpf" / "bmc_kern_no_trace.bpf.o")
             .string();
