@@ -582,9 +582,10 @@ static __always_inline int afxdp_get(struct xdp_md *ctx, struct bmc_percpu *p, s
     return bmc_drive_deliverable(&env, &io, &p->sc, f, len, coarse_now(p)) == 0;
 }
 
-/* Loaded as "xdp", not "xdp.frags": the kernel hands it only linear frames (a frame in
- * fragments is dropped, or refused at attach), so the frame's length is data_end - data,
- * which costs no helper call. */
+/* Loaded as "xdp", not "xdp.frags": the kernel hands it only linear frames (drivers
+ * refuse to attach it where frames could come in fragments; veth and generic XDP make a
+ * fragmented frame linear first), so the frame's length is data_end - data, which costs
+ * no helper call. */
 SEC("xdp")
 int bmc_rx(struct xdp_md *ctx)
 {
