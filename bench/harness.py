@@ -497,7 +497,8 @@ class Bench:
 
     def hit_cost(self):
         """bmc-hitcost in the server namespace: bmc_rx per hit with and without the
-        stack-delivery checks and the socket lookup, interleaved in one run."""
+        stack-delivery checks and the socket lookup, for each request shape, and by
+        stage (the BMC_BENCH_STAGE builds), interleaved in one run."""
         tb = self.testbed(1)
         path = os.path.join(self.out, "hit-cost.json")
         # Many short rounds: the stage rows are differences of medians, and a burst of

@@ -33,10 +33,11 @@
 
 /* The time a hit judges an entry's age and a delayed flush by: an upper bound of real
  * time. rx->now is a reading of a clock that may lag real time by up to
- * clock_margin_ns (bmc_rx reads the kernel's coarse clock, which is a tick behind at
- * most while its CPU runs, once per tick, which adds a tick; bmcd sets the margin to
- * three ticks), so an entry expires up to the margin early, never late. A miss dates its lease by the exact clock
- * (bmc_env_exact_now), as fills and writes are dated: the fill guard stays exact. */
+ * clock_margin_ns (bmc_rx reads the kernel's coarse clock, a tick behind at most while
+ * its CPU runs, and only once per tick, which adds a tick; bmcd sets the margin to three
+ * ticks), so an entry expires up to the margin early, never late. A miss dates its lease
+ * by the exact clock (bmc_env_exact_now), as fills and writes are dated: the fill guard
+ * stays exact. */
 BMC_INLINE __u64 bmc_rx_live_now(const struct bmc_config *cfg, const struct bmc_rx *rx)
 {
     return rx->now + cfg->clock_margin_ns;

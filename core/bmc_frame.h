@@ -210,8 +210,8 @@ BMC_SUBPROG int bmc_parse_frame(const struct bmc_scratch *sc, __u32 pkt_len, __u
 /* The socket lookup's answer, remembered per CPU for the destinations of recent hits
  * (bmc_drive_socket in core/bmc_driver.h). Sound because memcached's sockets starting
  * and ending start a new epoch (bmc_bind4/6 after the socket is hashed, bmc_release),
- * and an answer only counts in the epoch it was looked up in, which its
- * caller read before the lookup:
+ * and an answer only counts in the epoch it was looked up in, which its caller read
+ * before the lookup:
  *  - a bind after the lookup starts a new epoch, so a "no" goes with it;
  *  - a release starts one before the socket is unhashed, so a lookup in between may
  *    remember a "yes" for the new epoch; but that epoch has no entries to serve until
