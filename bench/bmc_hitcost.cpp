@@ -28,6 +28,8 @@
 #include <vector>
 
 #include "kernel_backend.hpp"
+#include "bmc_cache.h"
+#include "bmc_bench_ideal.skel.h"
 #include "wire.hpp"
 
 namespace {
@@ -106,12 +108,33 @@ Bytes frame(const std::array<std::uint8_t, 6> &dst_mac, std::uint32_t src, std::
     return f;
 }
 
-int run(int fd, Bytes in) {
+int run(int fd, Bytes in, Bytes *reply = nullptr) {
     Bytes out(4096);
     LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = in.data(), .data_out = out.data(),
                 .data_size_in = std::uint32_t(in.size()), .data_size_out = std::uint32_t(out.size()), .repeat = 1);
-    return bpf_prog_test_run_opts(fd, &o) == 0 ? int(o.retval) : -1;
+    if (bpf_prog_test_run_opts(fd, &o) != 0) return -1;
+    if (reply) *reply = Bytes(out.begin(), out.begin() + o.data_size_out);
+    return int(o.retval);
 }
+
+// The ideal-hit floor (bench/bench_ideal.bpf.c) on the cache maps of be, configured as be.
+struct IdealFloor {
+    bmc_bench_ideal *skel = nullptr;
+    explicit IdealFloor(const bmc::KernelBackend &be) {
+        skel = bmc_bench_ideal__open();
+        if (!skel) throw bmc::Error("cannot open the ideal-hit floor's object");
+        const bmc_config cfg = be.config();
+        std::memcpy(const_cast<bmc_config *>(&skel->rodata->ideal_cfg), &cfg, sizeof cfg);
+        if (bpf_map__reuse_fd(skel->maps.bmc_small, be.small_map_fd()) ||
+            bpf_map__reuse_fd(skel->maps.bmc_large, be.large_map_fd()) ||
+            bpf_map__reuse_fd(skel->maps.bmc_global_state, be.global_map_fd()) || bmc_bench_ideal__load(skel)) {
+            bmc_bench_ideal__destroy(skel);
+            throw bmc::Error("cannot load the ideal-hit floor on the cache's maps");
+        }
+    }
+    ~IdealFloor() { bmc_bench_ideal__destroy(skel); }
+    int fd() const { return bpf_program__fd(skel->progs.bench_ideal_hit); }
+};
 
 std::pair<std::uint64_t, std::uint64_t> stats(int fd) {
     bpf_prog_info info{};
@@ -130,6 +153,24 @@ int main(int argc, char **argv) {
     app.add_option("--runs", runs, "hits per configuration and round");
     app.add_option("--rounds", rounds, "interleaved rounds");
     app.add_option("--json", json_path, "write results here");
+    std::uint32_t spread = 1, small_buckets = 1024, large_buckets = 64;
+    app.add_option("--spread", spread,
+                   "single-key gets cycle through this many keys (those the table keeps), so that in a table of bmcd's "
+                   "default size each hit reads a bucket from beyond the core's own caches, as under the generator's workload")
+        ->check(CLI::Range(1u, 1000000u))
+        ->capture_default_str();
+    const auto power_of_two = CLI::Validator(
+        [](std::string &v) {
+            const unsigned long n = std::stoul(v);
+            return n && !(n & (n - 1)) && n <= (1u << 24) ? std::string() : "not a power of two up to 2^24";
+        },
+        "POWER OF TWO");
+    app.add_option("--small-buckets", small_buckets, "the table's small buckets (bmcd's default: 16384)")
+        ->check(power_of_two)
+        ->capture_default_str();
+    app.add_option("--large-buckets", large_buckets, "the table's large buckets (bmcd's default: 1024)")
+        ->check(power_of_two)
+        ->capture_default_str();
     std::string only;
     app.add_option("--only", only,
                    "measure only the configurations whose name contains one of these '|'-separated words (to profile one)");
@@ -169,11 +210,14 @@ int main(int argc, char **argv) {
         std::unique_ptr<bmc::KernelBackend> be;
         std::vector<double> ns;
         bool general = false;
-        Bytes get;
-        Bytes fill;
+        std::vector<Bytes> gets;  // each run asks the next (one, or --spread single-key gets)
+        std::vector<Bytes> fills;
         std::uint32_t trace_every = 0;  // the decision trace on: 1 get in this many recorded
         std::string object_file;        // a build variant instead of bmcd's object
         std::uint64_t sock_memo_ns = bmc::default_config().sock_memo_ns;
+        bool ideal = false;                // the ideal-hit floor instead of bmc_rx
+        std::unique_ptr<IdealFloor> floor;
+        int prog_fd() const { return floor ? floor->fd() : be->xdp_prog_fd(); }
     };
     bmc::Delivery d = bmc::Delivery::of_interface(iface);
     d.vlans.push_back(10);
@@ -183,51 +227,64 @@ int main(int argc, char **argv) {
         d.local.emplace_back(a, BMC_LOCAL_UNICAST);
     }
     const std::string value(32, 'v');
-    auto key = [](int i) { return "hot-key-01234" + std::to_string(100 + i); };
-    auto get_of = [&](int n, Shape sh) {
+    auto key = [](std::uint32_t i) {  // 16 bytes
+        char k[32];
+        std::snprintf(k, sizeof k, "hot-key-%08u", i);
+        return std::string(k);
+    };
+    // n keys from key(first) on
+    auto get_of = [&](std::uint32_t n, Shape sh, std::uint32_t first = 0) {
         std::string t = "get";
-        for (int i = 0; i < n; i++) t += " " + key(i);
+        for (std::uint32_t i = 0; i < n; i++) t += " " + key(first + i);
         return frame(d.mac, 0xC6120002u, 0xC6120001u, 40000, 11211, t + "\r\n", sh);
     };
-    auto fill_of = [&](int n) {
+    auto fill_of = [&](std::uint32_t n, std::uint32_t first = 0) {
         std::string t;
-        for (int i = 0; i < n; i++) t += "VALUE " + key(i) + " 0 32\r\n" + value + "\r\n";
+        for (std::uint32_t i = 0; i < n; i++) t += "VALUE " + key(first + i) + " 0 32\r\n" + value + "\r\n";
         return frame(d.mac, 0xC6120001u, 0xC6120002u, 11211, 40000, t + "END\r\n");
     };
+    // Spread gets: the single-key configurations ask key(0) to key(spread - 1) in turn.
+    const auto spread_out = [&](Config &c, Shape sh) {
+        for (std::uint32_t k = 1; k < spread; k++) {
+            c.gets.push_back(get_of(1, sh, k));
+            c.fills.push_back(fill_of(1, k));
+        }
+    };
     std::vector<Config> cfgs;
-    auto add = [&](std::string name, bool delivery, bool socket, bool general, Bytes get, Bytes fill) {
+    auto add = [&](std::string name, bool delivery, bool socket, bool general, std::uint32_t keys, Shape sh) {
         Config c;
         c.name = std::move(name);
         c.delivery = delivery;
         c.socket = socket;
         c.general = general;
-        c.get = std::move(get);
-        c.fill = std::move(fill);
+        c.gets.push_back(get_of(keys, sh));
+        c.fills.push_back(fill_of(keys));
+        if (keys == 1) spread_out(c, sh);
         cfgs.push_back(std::move(c));
     };
-    add("checks and socket lookup", true, true, false, get_of(1, {}), fill_of(1));
-    add("socket lookup on every hit (no memo)", true, true, false, get_of(1, {}), fill_of(1));
+    add("checks and socket lookup", true, true, false, 1, {});
+    add("socket lookup on every hit (no memo)", true, true, false, 1, {});
     cfgs.back().sock_memo_ns = 0;
-    add("checks without socket lookup", true, false, false, get_of(1, {}), fill_of(1));
-    add("no checks", false, false, false, get_of(1, {}), fill_of(1));
-    add("general scanner, checks and socket", true, true, true, get_of(1, {}), fill_of(1));
-    add("shape: get, 1 key (fast path)", true, false, false, get_of(1, {}), fill_of(1));
-    add("shape: get, 1 key, general scanner", true, false, true, get_of(1, {}), fill_of(1));
-    add("shape: get, 4 keys", true, false, false, get_of(4, {}), fill_of(4));
-    add("shape: get, 16 keys", true, false, false, get_of(16, {}), fill_of(16));
-    add("shape: VLAN-tagged get", true, false, false, get_of(1, {10, false, false}), fill_of(1));
-    add("shape: get with IPv4 options", true, false, false, get_of(1, {-1, true, false}), fill_of(1));
-    add("shape: IPv6 get", true, false, false, get_of(1, {-1, false, true}), fill_of(1));
+    add("checks without socket lookup", true, false, false, 1, {});
+    add("no checks", false, false, false, 1, {});
+    add("general scanner, checks and socket", true, true, true, 1, {});
+    add("shape: get, 1 key (fast path)", true, false, false, 1, {});
+    add("shape: get, 1 key, general scanner", true, false, true, 1, {});
+    add("shape: get, 4 keys", true, false, false, 4, {});
+    add("shape: get, 16 keys", true, false, false, 16, {});
+    add("shape: VLAN-tagged get", true, false, false, 1, {10, false, false});
+    add("shape: get with IPv4 options", true, false, false, 1, {-1, true, false});
+    add("shape: IPv6 get", true, false, false, 1, {-1, false, true});
     // The decision trace: off in every configuration above (one load and one branch per
     // decision); on, every get or 1 in 64 recorded into the ring buffer (drained between
     // runs, outside the measured program time).
-    add("trace on, every get", true, false, false, get_of(1, {}), fill_of(1));
+    add("trace on, every get", true, false, false, 1, {});
     cfgs.back().trace_every = 1;
-    add("trace on, 1 get in 64", true, false, false, get_of(1, {}), fill_of(1));
+    add("trace on, 1 get in 64", true, false, false, 1, {});
     cfgs.back().trace_every = 64;
     // Against "shape: get, 1 key (fast path)", the same with the trace off: what the
     // trace costs when nobody listens.
-    add("trace compiled out", true, false, false, get_of(1, {}), fill_of(1));
+    add("trace compiled out", true, false, false, 1, {});
     cfgs.back().object_file = no_trace_object;
     // Where a hit's time goes: builds that answer unfinished after each stage of the hit
     // (core/bmc_driver.h, BMC_STAGE_*), the fast path's configuration otherwise; the
@@ -236,15 +293,19 @@ int main(int argc, char **argv) {
                                           "client judged, payload copied", "key found, item copied",
                                           "delivery checked, counted", "reply built in scratch"};
     for (int stage = 1; stage <= 6; stage++) {
-        add("stage " + std::to_string(stage) + " of 7: " + kStages[stage - 1], true, false, false, get_of(1, {}), fill_of(1));
+        add("stage " + std::to_string(stage) + " of 7: " + kStages[stage - 1], true, false, false, 1, {});
         cfgs.back().object_file = (std::filesystem::path(no_trace_object).parent_path() /
                                    ("bmc_kern_stage" + std::to_string(stage) + ".bpf.o"))
                                       .string();
     }
+    // The floor: the least a program must do to answer this get from the same cache
+    // (bench/bench_ideal.bpf.c), against "shape: get, 1 key (fast path)" and "no checks".
+    add("floor: ideal hit", false, false, false, 1, {});
+    cfgs.back().ideal = true;
     if (!variant_object.empty()) {
-        add("variant", true, false, false, get_of(1, {}), fill_of(1));
+        add("variant", true, false, false, 1, {});
         cfgs.back().object_file = variant_object;
-        add("variant: IPv6 get", true, false, false, get_of(1, {-1, false, true}), fill_of(1));
+        add("variant: IPv6 get", true, false, false, 1, {-1, false, true});
         cfgs.back().object_file = variant_object;
     }
     std::erase_if(cfgs, [&](const Config &c) {
@@ -270,16 +331,32 @@ int main(int argc, char **argv) {
             o.check_delivery = c.delivery;
             o.general_only = c.general;
             o.object_file = c.object_file;
-            o.small_buckets = 1024;
-            o.large_buckets = 64;
+            o.small_buckets = small_buckets;
+            o.large_buckets = large_buckets;
             o.max_age_ns = 3600ULL * 1000000000ULL;
             o.fill_guard_ns = 0;
             o.max_amp = 100;
             o.allow = bmc::Allowlist({bmc::Prefix::parse("198.18.0.0/15"), bmc::Prefix::parse("2001:2::/48")});
             c.be = std::make_unique<bmc::KernelBackend>(o);
-            run(c.be->xdp_prog_fd(), c.get);   // miss: the leases
-            run(c.be->tc_prog_fd(), c.fill);   // memcached's reply fills
-            if (run(c.be->xdp_prog_fd(), c.get) != XDP_TX) {
+            for (std::size_t k = 0; k < c.gets.size(); k++) {
+                run(c.be->xdp_prog_fd(), c.gets[k]);   // miss: the leases
+                run(c.be->tc_prog_fd(), c.fills[k]);   // memcached's reply fills
+            }
+            if (c.ideal) {
+                // The floor answers exactly as bmc_rx does, byte for byte.
+                Bytes full_reply, floor_reply;
+                c.floor = std::make_unique<IdealFloor>(*c.be);
+                if (run(c.floor->fd(), c.gets[0], &floor_reply) != XDP_TX)
+                    throw bmc::Error(c.name + ": the floor did not answer the get");
+                if (run(c.be->xdp_prog_fd(), c.gets[0], &full_reply) != XDP_TX || full_reply != floor_reply)
+                    throw bmc::Error(c.name + ": the floor's reply differs from bmc_rx's");
+            }
+            // Keys the table did not keep (more than a bucket's ways hashed there) are left out.
+            std::vector<Bytes> kept{c.gets[0]};
+            for (std::size_t k = 1; k < c.gets.size(); k++)
+                if (run(c.prog_fd(), c.gets[k]) == XDP_TX) kept.push_back(std::move(c.gets[k]));
+            c.gets = std::move(kept);
+            if (run(c.prog_fd(), c.gets[0]) != XDP_TX) {
                 std::string why;
                 const auto k = c.be->read_counters();
                 for (std::uint32_t i = 0; i < BMC_NUM_STATS; i++)
@@ -290,7 +367,7 @@ int main(int argc, char **argv) {
         for (auto &c : cfgs) c.be->cache().global->trace_every = c.trace_every;
         for (std::uint32_t r = 0; r < rounds; r++) {
             for (auto &c : cfgs) {
-                const int fd = c.be->xdp_prog_fd();
+                const int fd = c.prog_fd();
                 ring_buffer *ring = c.trace_every ? ring_buffer__new(c.be->trace_ring_fd(),
                                                                      [](void *, void *, std::size_t) { return 0; },
                                                                      nullptr, nullptr)
@@ -298,7 +375,7 @@ int main(int argc, char **argv) {
                 auto [t0, n0] = stats(fd);
                 std::uint32_t hits = 0;
                 for (std::uint32_t i = 0; i < runs; i++) {
-                    hits += run(fd, c.get) == XDP_TX;
+                    hits += run(fd, c.gets[i % c.gets.size()]) == XDP_TX;
                     if (ring) ring_buffer__consume(ring);
                 }
                 if (ring) ring_buffer__free(ring);
@@ -317,7 +394,7 @@ int main(int argc, char **argv) {
     for (auto &c : cfgs) {
         auto v = c.ns;
         std::sort(v.begin(), v.end());
-        j[c.name] = {{"ns_per_hit_rounds", c.ns}, {"median_ns_per_hit", v[v.size() / 2]}};
+        j[c.name] = {{"ns_per_hit_rounds", c.ns}, {"median_ns_per_hit", v[v.size() / 2]}, {"keys", c.gets.size()}};
         std::printf("%-38s median %.0f ns per hit (rounds:", c.name.c_str(), v[v.size() / 2]);
         for (double x : c.ns) std::printf(" %.0f", x);
         std::printf(")\n");

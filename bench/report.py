@@ -232,6 +232,26 @@ plot """ + ", ".join(plots) + "\n")
                       f"{gone['median_ns_per_hit']:.0f} ns per hit ({off['median_ns_per_hit'] - gone['median_ns_per_hit']:+.0f} ns; "
                       f"rounds {min(off['ns_per_hit_rounds']):.0f}-{max(off['ns_per_hit_rounds']):.0f} and "
                       f"{min(gone['ns_per_hit_rounds']):.0f}-{max(gone['ns_per_hit_rounds']):.0f}).", ""]
+    spread = r.get("hit_cost_spread") or {}
+    rows = [("the ideal hit (bench/bench_ideal.bpf.c)", "floor: ideal hit"), ("bmc_rx, no checks", "no checks"),
+            ("bmc_rx, the fast path with every check", "shape: get, 1 key (fast path)"),
+            ("program entered (stage 1)", "stage 1 of 7: program entered")]
+    if hc.get("floor: ideal hit") and spread.get("floor: ideal hit"):
+        lines += ["### The floor of a hit", "",
+                  "The least a program must do to answer `get <key>` from bmc's cache (bench/bench_ideal.bpf.c: the "
+                  "frame read in place, the key hashed, bmc_find and the seqlock on bmcd's own maps, the item copied "
+                  "into the grown frame, headers turned; no stack-delivery checks, allowlist, counters or other "
+                  "shapes), beside bmc_rx, in ns per hit. One key: the same cached get every run (the table in the "
+                  "CPU's caches). Spread: the gets cycle through "
+                  f"{spread['floor: ideal hit'].get('keys', 0):,} keys in a table of bmcd's default size, so that a "
+                  "hit's bucket is no longer in the core's own caches but in the shared last-level cache or memory, as "
+                  "under the generator's workload for all but the hottest keys.", "",
+                  "| program | one key | spread over the table |", "| --- | ---: | ---: |"]
+        for label, key in rows:
+            one, wide = hc.get(key), spread.get(key)
+            if one and wide:
+                lines.append(f"| {label} | {one['median_ns_per_hit']:.0f} | {wide['median_ns_per_hit']:.0f} |")
+        lines.append("")
     stages = sorted((k for k in hc if k.startswith("stage ")), key=lambda k: int(k.split()[1]))
     full = hc.get("shape: get, 1 key (fast path)")
     if stages and full:

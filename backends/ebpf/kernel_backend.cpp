@@ -640,6 +640,9 @@ bmc_config KernelBackend::config() const {
 int KernelBackend::stats_map_fd() const { return bpf_map__fd(skel_->maps.bmc_stats); }
 int KernelBackend::trace_ring_fd() const { return bpf_map__fd(skel_->maps.bmc_trace_ring); }
 int KernelBackend::xsks_map_fd() const { return bpf_map__fd(skel_->maps.bmc_xsks); }
+int KernelBackend::small_map_fd() const { return bpf_map__fd(skel_->maps.bmc_small); }
+int KernelBackend::large_map_fd() const { return bpf_map__fd(skel_->maps.bmc_large); }
+int KernelBackend::global_map_fd() const { return bpf_map__fd(skel_->maps.bmc_global_state); }
 
 void KernelBackend::set_mode(std::uint32_t mode) {
     __atomic_store_n(&cache_.global->mode, mode, __ATOMIC_SEQ_CST);

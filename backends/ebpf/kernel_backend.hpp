@@ -129,6 +129,11 @@ public:
     // Observed connections' reading state, by socket cookie (tests).
     int conns_map_fd() const;
     int xsks_map_fd() const;
+    // The cache's maps (small buckets, large buckets, global state), for another program
+    // to read the same cache (the benchmark's ideal-hit floor, bench/bench_ideal.bpf.c).
+    int small_map_fd() const;
+    int large_map_fd() const;
+    int global_map_fd() const;
     const std::string &iface() const { return opts_.iface; }
     std::uint16_t port() const { return opts_.port; }
 
