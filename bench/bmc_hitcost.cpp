@@ -289,11 +289,10 @@ int main(int argc, char **argv) {
     // Where a hit's time goes: builds that answer unfinished after each stage of the hit
     // (core/bmc_driver.h, BMC_STAGE_*), the fast path's configuration otherwise; the
     // full program is "shape: get, 1 key (fast path)".
-    static const char *const kStages[] = {"program entered",           "headers parsed",
-                                          "client judged, payload copied", "key found, item copied",
-                                          "delivery checked, counted", "reply built in scratch"};
-    for (int stage = 1; stage <= 6; stage++) {
-        add("stage " + std::to_string(stage) + " of 7: " + kStages[stage - 1], true, false, false, 1, {});
+    const std::string of_all = " of " + std::to_string(bmc_hit_stage_names.size() + 1) + ": ";
+    for (std::size_t stage = 1; stage <= bmc_hit_stage_names.size(); stage++) {
+        add("stage " + std::to_string(stage) + of_all + std::string(bmc_hit_stage_names[stage - 1]), true, false, false, 1,
+            {});
         cfgs.back().object_file = (std::filesystem::path(no_trace_object).parent_path() /
                                    ("bmc_kern_stage" + std::to_string(stage) + ".bpf.o"))
                                       .string();

@@ -262,7 +262,8 @@ plot """ + ", ".join(plots) + "\n")
                   "Stage 1 holds what every XDP program pays here: the run itself and the accounting.", "",
                   "| stage | ns per hit, cumulative | the stage's own ns |", "| --- | ---: | ---: |"]
         prev = 0.0
-        for k in stages + ["stage 7 of 7: reply written into the frame (the full program)"]:
+        last = len(stages) + 1
+        for k in stages + [f"stage {last} of {last}: reply written into the frame (the full program)"]:
             v = (hc.get(k) or full)["median_ns_per_hit"]
             lines.append(f"| {k.split(': ', 1)[1]} | {v:.0f} | {v - prev:+.0f} |")
             prev = v

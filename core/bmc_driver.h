@@ -34,16 +34,10 @@
 /* The cost of a hit by stage, for the benchmark only (bench/bmc_hitcost.cpp): a build
  * with BMC_BENCH_STAGE n answers every get unfinished as soon as stage n is done, so that
  * a stage's cost is the difference between two builds' time per hit. 0 (every build bmc
- * runs): no stage ends early. The stages, in the order a hit runs them: */
+ * runs): no stage ends early. The stages: BMC_HIT_STAGES (core/bmc_layout.hpp). */
 #ifndef BMC_BENCH_STAGE
-#define BMC_BENCH_STAGE 0
+#define BMC_BENCH_STAGE BMC_STAGE_NONE
 #endif
-#define BMC_STAGE_ENTERED 1   /* the program runs, its per-CPU memory found */
-#define BMC_STAGE_PARSED 2    /* the frame's headers copied and parsed */
-#define BMC_STAGE_LOADED 3    /* the client judged, the clock read, the payload copied */
-#define BMC_STAGE_FOUND 4     /* the key hashed and found, its item copied */
-#define BMC_STAGE_CHECKED 5   /* the stack-delivery checks and the socket memo, counted */
-#define BMC_STAGE_BUILT 6     /* the reply's headers built in scratch */
 #define BMC_STAGE_DONE(n) (BMC_BENCH_STAGE == (n))
 
 /* Replies are Ethernet (a tag at most), IPv4 with options or IPv6, UDP. */

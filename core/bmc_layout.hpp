@@ -384,12 +384,25 @@ static_assert(BMC_SCRATCH_OUT >= BMC_SCRATCH_MASK + 7 + 256);
     X(BMC_STAT_OBS_FULL, "unobserved_connections_map_full")                                     \
     X(BMC_STAT_OBS_CHUNKS, "observed_chunks")
 
+// The stages of a hit in the order the receive side runs them (core/bmc_driver.h),
+// numbered from 1: a benchmark build with BMC_BENCH_STAGE n answers every get unfinished
+// once stage n is done (bmc-hitcost's stage rows, bpf/CMakeLists.txt builds one object
+// per stage). X(enum name, what is done when the stage ends).
+#define BMC_HIT_STAGES(X)                                                                       \
+    X(BMC_STAGE_ENTERED, "program entered")               /* its per-CPU memory found */        \
+    X(BMC_STAGE_PARSED, "headers parsed")                 /* copied and parsed */               \
+    X(BMC_STAGE_LOADED, "client judged, payload copied")  /* and the clock read */              \
+    X(BMC_STAGE_FOUND, "key found, item copied")          /* hashed, found, copied */           \
+    X(BMC_STAGE_CHECKED, "delivery checked, counted")     /* the stack-delivery checks, memo */ \
+    X(BMC_STAGE_BUILT, "reply built in scratch")          /* the reply's headers built */
+
 #define BMC_ENUM_ITEM(name) name,
 #define BMC_ENUM_ITEM2(name, text) name,
 enum bmc_cmd_kind : __u8 { BMC_CMD_KINDS(BMC_ENUM_ITEM) BMC_NUM_KINDS };
 enum bmc_rule : __u8 { BMC_RULES(BMC_ENUM_ITEM) };
 enum bmc_family : __u8 { BMC_FAMILIES(BMC_ENUM_ITEM) };
 enum bmc_stat : __u32 { BMC_STATS(BMC_ENUM_ITEM2) BMC_NUM_STATS };
+enum bmc_hit_stage : __u32 { BMC_STAGE_NONE, BMC_HIT_STAGES(BMC_ENUM_ITEM2) BMC_STAGE_AFTER_LAST };
 #undef BMC_ENUM_ITEM
 #undef BMC_ENUM_ITEM2
 
@@ -397,6 +410,12 @@ inline constexpr std::array<std::string_view, BMC_NUM_STATS> bmc_stat_names = {
 #define BMC_STAT_NAME(name, text) text,
     BMC_STATS(BMC_STAT_NAME)
 #undef BMC_STAT_NAME
+};
+
+inline constexpr std::array<std::string_view, BMC_STAGE_AFTER_LAST - 1> bmc_hit_stage_names = {
+#define BMC_STAGE_NAME(name, text) text,
+    BMC_HIT_STAGES(BMC_STAGE_NAME)
+#undef BMC_STAGE_NAME
 };
 
 // ---- command kinds ------------------------------------------------------------------------

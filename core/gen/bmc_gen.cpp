@@ -64,7 +64,9 @@ void emit_enums() {
     BMC_FAMILIES(EMIT_ITEM)
     out << "};\n\nenum bmc_stat {\n";
     BMC_STATS(EMIT_ITEM2)
-    out << "\tBMC_NUM_STATS,\n};\n\n";
+    out << "\tBMC_NUM_STATS,\n};\n\nenum bmc_hit_stage {\n\tBMC_STAGE_NONE,\n";
+    BMC_HIT_STAGES(EMIT_ITEM2)
+    out << "\tBMC_STAGE_AFTER_LAST,\n};\n\n";
 #define EMIT_FLAG(name, value) out << "#define " #name " " << (value) << "\n";
     BMC_KIND_FLAGS(EMIT_FLAG)
 #undef EMIT_FLAG
