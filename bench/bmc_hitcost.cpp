@@ -6,7 +6,10 @@
 // checks with and without memcached's socket looked up, the general scanner against the
 // fast path, each request shape, the decision trace, and builds that stop after each
 // stage of the hit (BMC_BENCH_STAGE, core/bmc_driver.h), whose differences say where a
-// hit's time goes. Run it in the server namespace of a testbed: the host's addresses and
+// hit's time goes; beside them the floor of a hit (bench/bench_ideal.bpf.c) and the AF_XDP
+// poller's datapath (the core as C++), each checked to reply as bmc_rx does. --spread
+// cycles the single-key gets through many keys, so that their buckets leave the core's
+// caches. Run it in the server namespace of a testbed: the host's addresses and
 // the interface's MAC are read there, and a UDP socket on the port stands in for
 // memcached's.
 #include <arpa/inet.h>
@@ -19,6 +22,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -217,6 +221,8 @@ int main(int argc, char **argv) {
         std::uint64_t sock_memo_ns = bmc::default_config().sock_memo_ns;
         bool ideal = false;                // the ideal-hit floor instead of bmc_rx
         std::unique_ptr<IdealFloor> floor;
+        bool poller = false;               // the AF_XDP poller's datapath (C++) instead of bmc_rx
+        std::unique_ptr<bmc::Datapath> dp;
         int prog_fd() const { return floor ? floor->fd() : be->xdp_prog_fd(); }
     };
     bmc::Delivery d = bmc::Delivery::of_interface(iface);
@@ -301,6 +307,15 @@ int main(int argc, char **argv) {
     // (bench/bench_ideal.bpf.c), against "shape: get, 1 key (fast path)" and "no checks".
     add("floor: ideal hit", false, false, false, 1, {});
     cfgs.back().ideal = true;
+    // The same gets through the AF_XDP poller's datapath: the core compiled as C++
+    // (bmc::Datapath::ingress, as backends/afxdp runs it) on the same cache memory, timed
+    // by the clock around each round (a fresh copy of the request per run included).
+    add("poller: get, 1 key (fast path)", true, false, false, 1, {});
+    cfgs.back().poller = true;
+    add("poller: get, 4 keys", true, false, false, 4, {});
+    cfgs.back().poller = true;
+    add("poller: IPv6 get", true, false, false, 1, {-1, false, true});
+    cfgs.back().poller = true;
     if (!variant_object.empty()) {
         add("variant", true, false, false, 1, {});
         cfgs.back().object_file = variant_object;
@@ -350,6 +365,15 @@ int main(int argc, char **argv) {
                 if (run(c.be->xdp_prog_fd(), c.gets[0], &full_reply) != XDP_TX || full_reply != floor_reply)
                     throw bmc::Error(c.name + ": the floor's reply differs from bmc_rx's");
             }
+            if (c.poller) {
+                // The poller answers exactly as bmc_rx does, byte for byte.
+                c.dp = std::make_unique<bmc::Datapath>(c.be->cache(), c.be->config(), c.be->allowlist(), c.be->delivery());
+                Bytes full_reply, poller_reply = c.gets[0];
+                if (c.dp->ingress(poller_reply, bmc::monotonic_ns()).action != bmc::Action::Tx)
+                    throw bmc::Error(c.name + ": the poller's datapath did not answer the get");
+                if (run(c.be->xdp_prog_fd(), c.gets[0], &full_reply) != XDP_TX || full_reply != poller_reply)
+                    throw bmc::Error(c.name + ": the poller's reply differs from bmc_rx's");
+            }
             // Keys the table did not keep (more than a bucket's ways hashed there) are left out.
             std::vector<Bytes> kept{c.gets[0]};
             for (std::size_t k = 1; k < c.gets.size(); k++)
@@ -366,6 +390,22 @@ int main(int argc, char **argv) {
         for (auto &c : cfgs) c.be->cache().global->trace_every = c.trace_every;
         for (std::uint32_t r = 0; r < rounds; r++) {
             for (auto &c : cfgs) {
+                if (c.poller) {
+                    Bytes buf(4096);
+                    std::uint32_t hits = 0;
+                    const std::uint64_t now = bmc::monotonic_ns();  // the poller reads it once per batch
+                    const auto t0 = std::chrono::steady_clock::now();
+                    for (std::uint32_t i = 0; i < runs; i++) {
+                        const Bytes &g = c.gets[i % c.gets.size()];
+                        std::memcpy(buf.data(), g.data(), g.size());
+                        auto len = std::uint32_t(g.size());
+                        hits += c.dp->ingress(buf.data(), len, std::uint32_t(buf.size()), now).action == bmc::Action::Tx;
+                    }
+                    const auto t1 = std::chrono::steady_clock::now();
+                    if (hits != runs) throw bmc::Error(c.name + ": not every run was a hit");
+                    c.ns.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count() / runs);
+                    continue;
+                }
                 const int fd = c.prog_fd();
                 ring_buffer *ring = c.trace_every ? ring_buffer__new(c.be->trace_ring_fd(),
                                                                      [](void *, void *, std::size_t) { return 0; },

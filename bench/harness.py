@@ -498,7 +498,8 @@ class Bench:
     def hit_cost(self):
         """bmc-hitcost in the server namespace: bmc_rx per hit with and without the
         stack-delivery checks and the socket lookup, for each request shape, and by
-        stage (the BMC_BENCH_STAGE builds), interleaved in one run."""
+        stage (the BMC_BENCH_STAGE builds), beside the ideal-hit floor and the AF_XDP
+        poller's datapath (the core as C++), interleaved in one run."""
         tb = self.testbed(1)
         path = os.path.join(self.out, "hit-cost.json")
         # Many short rounds: the stage rows are differences of medians, and a burst of
@@ -518,7 +519,7 @@ class Bench:
         path = os.path.join(self.out, "hit-cost-spread.json")
         r = tb.run(tb.srv, [self.tool("bmc-hitcost"), "-i", SIF, "--json", path,
                             "--spread", "3000" if self.args.quick else "30000", "--small-buckets", "16384",
-                            "--large-buckets", "1024", "--only", "floor|fast path|no checks|stage 1 ",
+                            "--large-buckets", "1024", "--only", "floor|fast path|no checks|stage 1 |poller: get, 1 key",
                             "--runs", "10000" if self.args.quick else "20000",
                             "--rounds", "3" if self.args.quick else "25"], timeout=900)
         if r.returncode != 0:

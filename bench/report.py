@@ -235,7 +235,9 @@ plot """ + ", ".join(plots) + "\n")
     spread = r.get("hit_cost_spread") or {}
     rows = [("the ideal hit (bench/bench_ideal.bpf.c)", "floor: ideal hit"), ("bmc_rx, no checks", "no checks"),
             ("bmc_rx, the fast path with every check", "shape: get, 1 key (fast path)"),
-            ("program entered (stage 1)", "stage 1 of 7: program entered")]
+            ("program entered (stage 1)", "stage 1 of 7: program entered"),
+            ("the AF_XDP poller's datapath (bmc::Datapath::ingress, C++, the same checks)",
+             "poller: get, 1 key (fast path)")]
     if hc.get("floor: ideal hit") and spread.get("floor: ideal hit"):
         lines += ["### The floor of a hit", "",
                   "The least a program must do to answer `get <key>` from bmc's cache (bench/bench_ideal.bpf.c: the "
@@ -245,7 +247,9 @@ plot """ + ", ".join(plots) + "\n")
                   "CPU's caches). Spread: the gets cycle through "
                   f"{spread['floor: ideal hit'].get('keys', 0):,} keys in a table of bmcd's default size, so that a "
                   "hit's bucket is no longer in the core's own caches but in the shared last-level cache or memory, as "
-                  "under the generator's workload for all but the hottest keys.", "",
+                  "under the generator's workload for all but the hottest keys. The poller's row is the same get "
+                  "through the core compiled as C++ on the same cache, timed by the clock around each round (a copy "
+                  "of the request per run included, no per-run accounting).", "",
                   "| program | one key | spread over the table |", "| --- | ---: | ---: |"]
         for label, key in rows:
             one, wide = hc.get(key), spread.get(key)
