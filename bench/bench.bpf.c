@@ -15,6 +15,7 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
+#include "bench_packet.h"
 #include "bench_shared.h"
 
 struct {
@@ -284,9 +285,6 @@ int bench_echo(struct xdp_md *ctx)
     struct iphdr *ip = data + sizeof(*eth);
     struct udphdr *udp = (void *)(ip + 1);
     struct bench_counters *c;
-    unsigned char mac[ETH_ALEN];
-    __u32 addr;
-    __u16 port;
 
     if ((void *)(udp + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP) || ip->ihl != 5 ||
         ip->protocol != IPPROTO_UDP || udp->dest != bpf_htons(bench_port))
@@ -297,16 +295,7 @@ int bench_echo(struct xdp_md *ctx)
         bpf_loop(bench_echo_work, echo_work_cb, &acc, 0);
         asm volatile("" : : "r"(acc));
     }
-    __builtin_memcpy(mac, eth->h_source, ETH_ALEN);
-    __builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
-    __builtin_memcpy(eth->h_dest, mac, ETH_ALEN);
-    addr = ip->saddr;
-    ip->saddr = ip->daddr;
-    ip->daddr = addr;
-    port = udp->source;
-    udp->source = udp->dest;
-    udp->dest = port;
-    udp->check = 0;
+    bench_turn(eth, ip, udp);
     c = counters();
     if (c)
         c->echoed++;

@@ -27,30 +27,8 @@
 #define BMC_OPAQUE(x) asm volatile("" : "+r"(x))
 #include "bmc_gen.h"
 
-/* bmcd's cache maps, the same definitions as bpf/bmc.bpf.c's (reused by descriptor). */
-struct {
-    __uint(type, BPF_MAP_TYPE_ARRAY);
-    __uint(map_flags, BPF_F_MMAPABLE);
-    __uint(max_entries, BMC_DEFAULT_SMALL_BUCKETS);
-    __type(key, __u32);
-    __type(value, struct bmc_small_bucket);
-} bmc_small SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_ARRAY);
-    __uint(map_flags, BPF_F_MMAPABLE);
-    __uint(max_entries, BMC_DEFAULT_LARGE_BUCKETS);
-    __type(key, __u32);
-    __type(value, struct bmc_large_bucket);
-} bmc_large SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_ARRAY);
-    __uint(map_flags, BPF_F_MMAPABLE);
-    __uint(max_entries, 1);
-    __type(key, __u32);
-    __type(value, struct bmc_global);
-} bmc_global_state SEC(".maps");
+#include "../bpf/bmc_cache_maps.h"  /* bmcd's, reused by descriptor */
+#include "bench_packet.h"
 
 struct ideal_clock {
     __u64 jiffies, ns;
@@ -107,14 +85,14 @@ int bench_ideal_hit(struct xdp_md *ctx)
     struct ethhdr *eth = data;
     struct iphdr *ip = data + sizeof(*eth);
     struct udphdr *udp = (void *)(ip + 1);
-    __u8 *req = (void *)(udp + 1), *key = req + BMC_FRAME_HDR_LEN + 4, mac[ETH_ALEN];
-    __u32 h = BMC_FNV_OFFSET, key_len, idx, zero = 0, i, item_len, sum = 0, addr;
+    __u8 *req = (void *)(udp + 1), *key = req + BMC_FRAME_HDR_LEN + 4;
+    __u32 h = BMC_FNV_OFFSET, key_len, idx, zero = 0, i, item_len, sum = 0;
     struct bmc_small_bucket *sb;
     struct bmc_large_bucket *lb;
     struct bmc_global *g;
     struct ideal_clock *clk;
     struct bmc_found f;
-    __u16 port, *w;
+    __u16 *w;
     __u64 j;
     __u8 c;
     int delta;
@@ -185,17 +163,8 @@ int bench_ideal_hit(struct xdp_md *ctx)
     udp = (void *)(ip + 1);
     if ((void *)(udp + 1) > end)
         return XDP_DROP;
-    __builtin_memcpy(mac, eth->h_source, ETH_ALEN);
-    __builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
-    __builtin_memcpy(eth->h_dest, mac, ETH_ALEN);
-    addr = ip->saddr;
-    ip->saddr = ip->daddr;
-    ip->daddr = addr;
-    port = udp->source;
-    udp->source = udp->dest;
-    udp->dest = port;
+    bench_turn(eth, ip, udp);
     udp->len = bpf_htons(sizeof(*udp) + BMC_FRAME_HDR_LEN + item_len + 5);
-    udp->check = 0;
     ip->tot_len = bpf_htons(sizeof(*ip) + sizeof(*udp) + BMC_FRAME_HDR_LEN + item_len + 5);
     ip->ttl = 64;
     ip->check = 0;

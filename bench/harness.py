@@ -501,32 +501,28 @@ class Bench:
         stage (the BMC_BENCH_STAGE builds), beside the ideal-hit floor and the AF_XDP
         poller's datapath (the core as C++), interleaved in one run."""
         tb = self.testbed(1)
-        path = os.path.join(self.out, "hit-cost.json")
+        quick = self.args.quick
+
+        def measure(name, args):
+            path = os.path.join(self.out, f"{name.replace('_', '-')}.json")
+            r = tb.run(tb.srv, [self.tool("bmc-hitcost"), "-i", SIF, "--json", path,
+                                "--runs", "10000" if quick else "20000"] + args, timeout=900)
+            if r.returncode != 0:
+                raise RuntimeError(f"bmc-hitcost {' '.join(args)}: {r.stderr.strip()}")
+            log(r.stdout.strip())
+            with open(path) as f:
+                self.results[name] = json.load(f)
+
         # Many short rounds: the stage rows are differences of medians, and a burst of
         # another tenant's load on this shared machine, which five rounds of 100,000
         # runs left on a few configurations (stages out of order), now falls on all.
-        r = tb.run(tb.srv, [self.tool("bmc-hitcost"), "-i", SIF, "--json", path,
-                            "--runs", "10000" if self.args.quick else "20000",
-                            "--rounds", "5" if self.args.quick else "45"], timeout=900)
-        if r.returncode != 0:
-            raise RuntimeError(f"bmc-hitcost: {r.stderr.strip()}")
-        log(r.stdout.strip())
-        with open(path) as f:
-            self.results["hit_cost"] = json.load(f)
-        # The same against the ideal-hit floor (bench/bench_ideal.bpf.c) with the gets
-        # spread over many keys of a table of bmcd's default size: a hit's bucket is then
-        # in the last-level cache or memory rather than the core's own caches.
-        path = os.path.join(self.out, "hit-cost-spread.json")
-        r = tb.run(tb.srv, [self.tool("bmc-hitcost"), "-i", SIF, "--json", path,
-                            "--spread", "3000" if self.args.quick else "30000", "--small-buckets", "16384",
-                            "--large-buckets", "1024", "--only", "floor|fast path|no checks|stage 1 |poller: get, 1 key",
-                            "--runs", "10000" if self.args.quick else "20000",
-                            "--rounds", "3" if self.args.quick else "25"], timeout=900)
-        if r.returncode != 0:
-            raise RuntimeError(f"bmc-hitcost --spread: {r.stderr.strip()}")
-        log(r.stdout.strip())
-        with open(path) as f:
-            self.results["hit_cost_spread"] = json.load(f)
+        measure("hit_cost", ["--rounds", "5" if quick else "45"])
+        # The floor, bmc_rx and the poller again with the gets spread over many keys of a
+        # table of bmcd's default size: a hit's bucket is then in the last-level cache or
+        # memory rather than the core's own caches.
+        measure("hit_cost_spread", ["--spread", "3000" if quick else "30000", "--small-buckets", "16384",
+                                    "--large-buckets", "1024", "--rounds", "3" if quick else "25",
+                                    "--only", "floor|fast path|no checks|stage 1 |poller: get, 1 key"])
         return self.results["hit_cost"]
 
     def consistency(self, ops, seconds=None, lossy=False):

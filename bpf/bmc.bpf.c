@@ -43,29 +43,7 @@ static __always_inline void bmc_copy_small(void *dst, const void *src)
 }
 
 
-struct {
-    __uint(type, BPF_MAP_TYPE_ARRAY);
-    __uint(map_flags, BPF_F_MMAPABLE);
-    __uint(max_entries, BMC_DEFAULT_SMALL_BUCKETS);
-    __type(key, __u32);
-    __type(value, struct bmc_small_bucket);
-} bmc_small SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_ARRAY);
-    __uint(map_flags, BPF_F_MMAPABLE);
-    __uint(max_entries, BMC_DEFAULT_LARGE_BUCKETS);
-    __type(key, __u32);
-    __type(value, struct bmc_large_bucket);
-} bmc_large SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_ARRAY);
-    __uint(map_flags, BPF_F_MMAPABLE);
-    __uint(max_entries, 1);
-    __type(key, __u32);
-    __type(value, struct bmc_global);
-} bmc_global_state SEC(".maps");
+#include "bmc_cache_maps.h"
 
 /* Clients the cache may answer; everyone else is left to memcached. */
 struct {
