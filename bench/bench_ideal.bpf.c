@@ -7,8 +7,9 @@
  * options read in place, the key hashed and compared, the bucket searched under the
  * cache's rules (generation, epoch, age by a clock read once per tick), the item copied
  * into the frame grown at its tail, addresses and ports swapped, the IPv4 checksum
- * recomputed, the UDP checksum zero. What it leaves out, which bmc_rx does: the stack
- * delivery checks and the socket memo, the allowlist, counters, the trace, other shapes
+ * recomputed, the UDP checksum zero, the answer counted (as the echo floor counts). What
+ * it leaves out, which bmc_rx does: the stack delivery checks and the socket memo, the
+ * allowlist, its other counters, the trace, other shapes
  * (VLAN, options, IPv6, multi-get, large items), leases on a miss, and the scratch copies
  * that let one parser serve every shape. Benchmark only: never attached by bmc. */
 #include <linux/bpf.h>
@@ -40,6 +41,14 @@ struct {
     __type(key, __u32);
     __type(value, struct ideal_clock);
 } ideal_clock SEC(".maps");
+
+/* Answers sent (XDP_TX), for bmc-floor's stats. */
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, __u64);
+} ideal_answered SEC(".maps");
 
 /* bmcd's configuration, copied in before load. */
 const volatile struct bmc_config ideal_cfg = {.port = BMC_DEFAULT_PORT};
@@ -91,6 +100,7 @@ int bench_ideal_hit(struct xdp_md *ctx)
     struct bmc_large_bucket *lb;
     struct bmc_global *g;
     struct ideal_clock *clk;
+    __u64 *answered;
     struct bmc_found f;
     __u16 *w;
     __u64 j;
@@ -175,6 +185,9 @@ int bench_ideal_hit(struct xdp_md *ctx)
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
     ip->check = (__u16)~sum;
+    answered = bpf_map_lookup_elem(&ideal_answered, &zero);
+    if (answered)
+        *answered += 1;
     return XDP_TX;
 }
 

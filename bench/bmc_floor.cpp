@@ -2,7 +2,10 @@
 //   --kind xdp    an XDP program that bounces each memcached request back with XDP_TX
 //   --kind afxdp  bmc's XDP program in AF_XDP mode, and a poller per queue, built from the
 //                 backend's XSK parts, that bounces each request
-// Neither does any cache work: they measure what the path itself costs.
+//   --kind ideal  the floor of a hit (bench/bench_ideal.bpf.c) on a cache of bmc's layout
+//                 filled beforehand with the workload's keys (bench/workload.hpp)
+// The echoes do no cache work: they measure what the path itself costs; the ideal hit
+// measures what the least cache work adds to it.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/if_link.h>
@@ -22,8 +25,11 @@
 #include "afxdp_backend.hpp"
 #include "bench_shared.h"
 #include "bmc_bench.skel.h"
+#include "frames.hpp"
+#include "ideal_floor.hpp"
 #include "percpu.hpp"
 #include "poll_loop.hpp"
+#include "workload.hpp"
 #include "xsk.hpp"
 
 namespace {
@@ -63,13 +69,45 @@ void echo_loop(bmc::XskQueue &q, const std::atomic<bool> &stop, std::atomic<std:
     bmc::poll_queue(q, stop, {}, echo);
 }
 
+// The workload's items into the cache, as bmc fills it (a get's miss takes the lease,
+// memcached's reply fills): the least popular first, so that where more keys hash to a
+// bucket than it has ways, the most popular stay. Returns the items the cache kept.
+std::uint64_t fill(bmc::KernelBackend &kern, const bmc::bench::Workload &w) {
+    bmc_config cfg = kern.config();
+    cfg.check_delivery = 0;  // frames built here, not received
+    bmc::Datapath dp(kern.cache(), cfg, bmc::Allowlist::everyone(), bmc::Delivery{});
+    const std::array<std::uint8_t, 6> mac{};
+    const std::uint32_t client = 0xC6120002u, server = 0xC6120001u;
+    auto get = [&](std::uint64_t k) {
+        auto f = bmc::bench::frame(mac, client, server, 40000, cfg.port, "get " + bmc::bench::key_name(w, k) + "\r\n");
+        return dp.ingress(f, bmc::monotonic_ns()).action == bmc::Action::Tx;
+    };
+    for (std::uint64_t k = w.keys; k >= 1; k--) {
+        const std::string key = bmc::bench::key_name(w, k), value = bmc::bench::value_of(w, k);
+        get(k);
+        dp.egress(bmc::bench::frame(mac, server, client, cfg.port, 40000,
+                                    "VALUE " + key + " 0 " + std::to_string(value.size()) + "\r\n" + value + "\r\nEND\r\n"),
+                  bmc::monotonic_ns());
+    }
+    std::uint64_t kept = 0;
+    for (std::uint64_t k = 1; k <= w.keys; k++) kept += get(k);
+    return kept;
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
     CLI::App app{"bmc-floor: XDP_TX or AF_XDP echo of memcached requests (benchmark floors)"};
     std::string iface, kind = "xdp", stats_file;
     app.add_option("-i,--iface", iface, "interface")->required();
-    app.add_option("--kind", kind, "xdp or afxdp")->check(CLI::IsMember({"xdp", "afxdp"}));
+    app.add_option("--kind", kind, "xdp, afxdp or ideal")->check(CLI::IsMember({"xdp", "afxdp", "ideal"}));
+    bmc::bench::Workload w;
+    app.add_option("-k,--keys", w.keys, "ideal: the workload's keys, filled into the cache first")
+        ->check(CLI::Range(1u, 10000000u))
+        ->capture_default_str();
+    app.add_option("--value-size", w.value_size, "ideal: the workload's value size (items up to 96 bytes)")
+        ->check(CLI::Range(1u, 64u))
+        ->capture_default_str();
     app.add_option("--stats-file", stats_file, "JSON counters, rewritten every 200 ms")->required();
     std::uint32_t work = 0;
     app.add_option("--work", work, "xdp: extra bpf_loop iterations per echoed packet (the guide's lab 5)")
@@ -83,6 +121,7 @@ int main(int argc, char **argv) {
     sigprocmask(SIG_BLOCK, &sigs, nullptr);
 
     std::unique_ptr<bmc::KernelBackend> kern;
+    std::unique_ptr<bmc::bench::IdealFloor> ideal;
     std::vector<std::unique_ptr<bmc::XskQueue>> queues;
     std::vector<std::thread> pollers;
     std::atomic<bool> stop{false};
@@ -104,6 +143,20 @@ int main(int argc, char **argv) {
             if (!skel || !ifindex) throw bmc::Error("cannot load the echo program or find " + iface);
             link = bpf_link_create(bpf_program__fd(skel->progs.bench_echo), ifindex, BPF_XDP, nullptr);
             if (link < 0) throw bmc::Error("XDP attach to " + iface + " failed");
+        } else if (kind == "ideal") {
+            bmc::KernelOptions ko;
+            ko.iface = iface;
+            ko.attach = false;
+            ko.max_age_ns = 3600ULL * 1000000000ULL;  // the items are never filled again
+            kern = std::make_unique<bmc::KernelBackend>(ko);
+            const std::uint64_t kept = fill(*kern, w);
+            std::fprintf(stderr, "bmc-floor: %llu of %llu items in the cache\n", (unsigned long long)kept,
+                         (unsigned long long)w.keys);
+            ideal = std::make_unique<bmc::bench::IdealFloor>(*kern);
+            const int ifindex = int(if_nametoindex(iface.c_str()));
+            if (!ifindex) throw bmc::Error("no interface " + iface);
+            link = bpf_link_create(ideal->fd(), ifindex, BPF_XDP, nullptr);
+            if (link < 0) throw bmc::Error("XDP attach to " + iface + " failed");
         } else {
             bmc::KernelOptions ko;
             ko.iface = iface;
@@ -122,6 +175,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     auto echoed = [&]() -> std::uint64_t {
+        if (ideal) return ideal->answered();
         if (kern) return afxdp_echoed.load(std::memory_order_relaxed);
         return bmc::percpu_sum<bench_counters>(bpf_map__fd(skel->maps.bench_count), 0).echoed;
     };
@@ -134,12 +188,13 @@ int main(int argc, char **argv) {
         std::rename((stats_file + ".tmp").c_str(), stats_file.c_str());
         if (sig == SIGINT || sig == SIGTERM) break;
     }
-    if (kern) kern->set_mode(BMC_MODE_KERNEL);
+    if (kern && !ideal) kern->set_mode(BMC_MODE_KERNEL);
     stop = true;
     for (auto &t : pollers) t.join();
     queues.clear();
-    kern.reset();
     if (link >= 0) close(link);
+    ideal.reset();
+    kern.reset();
     if (skel) bmc_bench__destroy(skel);
     return 0;
 }

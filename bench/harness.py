@@ -250,6 +250,8 @@ class Bench:
         else:
             argv = [self.tool("bmc-floor"), "-i", SIF, "--kind", kind.split("-")[1], "--stats-file", stats] + \
                 getattr(self, "floor_args", [])
+            if kind == "floor-ideal":  # the workload's items in its cache
+                argv += ["--keys", str(self.keys), "--value-size", "32"]
         p = tb.spawn(tb.srv, argv, self.logs, server_cpus=True)
         for _ in range(500):
             if os.path.exists(stats) or p.poll() is not None:
@@ -415,7 +417,9 @@ class Bench:
                 f.write("1")
             # The default table (16,384 small and 1,024 large buckets, 12.6 MB) fits this
             # machine's last-level cache (32 MB); the large one (about 200 MB) does not.
-            passes = [("kernel", "kernel", ()), ("floor-xdp-echo", "echo-xdp", ())]
+            # The floor of a hit (bench/bench_ideal.bpf.c) on the same workload: the least
+            # cache work, measured as bmc_rx is.
+            passes = [("kernel", "kernel", ()), ("floor-xdp-echo", "echo-xdp", ()), ("floor-ideal-hit", "floor-ideal", ())]
             if not self.args.quick:
                 passes.append(("kernel-large-table", "kernel", LARGE_TABLE))
             for name, kind, extra in passes:
@@ -430,13 +434,21 @@ class Bench:
                     n = a["run_cnt"] - b["run_cnt"]
                     if n > 0:
                         progs[p] = {"runs": n, "ns_per_run": (a["run_time_ns"] - b["run_time_ns"]) / n}
+                # The share of the program's runs that answered (the rest passed to memcached):
+                # its ns per run averages both.
+                answered = (gen.get("server") or {}).get("xdp", (gen.get("server") or {}).get("echoed"))
+                for p in ("bmc_rx", "bench_ideal_hit"):
+                    if p in progs and answered is not None:
+                        progs[p]["answered_share"] = answered / progs[p]["runs"]
                 client = [c["client_prog"] for c in gen["capacity"] if c.get("client_prog")]
                 if client:  # the client's program: generator runs and reply checks together
                     runs = sum(c["runs"] for c in client)
                     progs["bench_client"] = {"runs": runs,
                                              "ns_per_run": sum(c["ns_per_run"] * c["runs"] for c in client) / runs}
                 res[name] = progs
-                log(f"  per-packet cost {name}: " + ", ".join(f"{p} {v['ns_per_run']:.0f} ns" for p, v in progs.items()))
+                log(f"  per-packet cost {name}: " + ", ".join(
+                    f"{p} {v['ns_per_run']:.0f} ns" + (f" ({v['answered_share']:.0%} answered)" if "answered_share" in v else "")
+                    for p, v in progs.items()))
         finally:
             with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
                 f.write(old)
@@ -675,12 +687,14 @@ def ratios(r):
     hit_ns = cost.get("kernel", {}).get("bmc_rx", {}).get("ns_per_run")
     large_ns = cost.get("kernel-large-table", {}).get("bmc_rx", {}).get("ns_per_run")
     echo_ns = cost.get("floor-xdp-echo", {}).get("bench_echo", {}).get("ns_per_run")
+    ideal_ns = cost.get("floor-ideal-hit", {}).get("bench_ideal_hit", {}).get("ns_per_run")
     rows = [
         ("P0 bmc_rx ns per hit (lower is better)", hit_ns, 150,
          f"XDP_TX echo {echo_ns:.0f} ns per packet in the same run" if echo_ns else None),
         ("P0 bmc_rx ns per hit / XDP_TX echo ns per packet", div(hit_ns, echo_ns), None,
          f"{hit_ns:.0f} ns / {echo_ns:.0f} ns" if hit_ns and echo_ns else None),
         ("P0 bmc_rx ns per hit, table larger than the LLC (about 200 MB)", large_ns, None, None),
+        ("P0 floor: the ideal hit's ns per packet (bench/bench_ideal.bpf.c, no checks)", ideal_ns, None, None),
         ("P1 kernel / XDP_TX echo (1 queue)", div(cap("kernel"), cap("floor-xdp-echo")), 0.8, None),
         ("P2 kernel, 2 queues / memcached -t 1", div(cap("kernel", 2), cap("memcached-t1")), 18.0, None),
         ("P2 kernel, 2 queues / best stock memcached", div(cap("kernel", 2), stock), None, None),

@@ -8,7 +8,7 @@ import sys
 
 NAMES = {"memcached-t1": "memcached -t 1", "memcached-t2": "memcached -t 2", "memcached-sr": "Memcached-SR (-t 2)",
          "kernel": "bmc kernel backend", "afxdp": "bmc AF_XDP backend", "floor-xdp-echo": "floor: XDP_TX echo",
-         "floor-afxdp-echo": "floor: AF_XDP echo", "remote": "remote server"}
+         "floor-afxdp-echo": "floor: AF_XDP echo", "floor-ideal-hit": "floor: ideal hit", "remote": "remote server"}
 LOADS = ("10%", "50%", "90%")
 
 
@@ -215,11 +215,15 @@ plot """ + ", ".join(plots) + "\n")
                   "ns per run of each program on the server's interface (`run_time_ns / run_cnt`, "
                   "kernel.bpf_stats_enabled), in a pass of its own under the in-kernel generator at capacity. "
                   "`bench_client` is the client's program: its runs are generator runs and reply checks together, "
-                  "so its figure is what the instrument costs per packet in each configuration.", "",
-                  "| configuration | program | runs | ns per run |", "| --- | --- | ---: | ---: |"]
+                  "so its figure is what the instrument costs per packet in each configuration. The floor of a hit "
+                  "(bench/bench_ideal.bpf.c, bmc-floor --kind ideal) serves the same workload from a cache filled "
+                  "beforehand; runs answered: the share of the program's runs it answered (the rest went to "
+                  "memcached), which its ns per run averages with them.", "",
+                  "| configuration | program | runs | runs answered | ns per run |", "| --- | --- | ---: | ---: | ---: |"]
         for cfg, progs in r["per_packet_ns"].items():
             for p, v in progs.items():
-                lines.append(f"| {NAMES.get(cfg, cfg)} | {p} | {v['runs']:,} | {v['ns_per_run']:.0f} |")
+                share = f"{v['answered_share']:.0%}" if "answered_share" in v else ""
+                lines.append(f"| {NAMES.get(cfg, cfg)} | {p} | {v['runs']:,} | {share} | {v['ns_per_run']:.0f} |")
         lines.append("")
     hc = {k: v for k, v in (r.get("hit_cost") or {}).items() if isinstance(v, dict) and "median_ns_per_hit" in v}
     if hc:
