@@ -97,7 +97,7 @@ std::uint64_t fill(bmc::KernelBackend &kern, const bmc::bench::Workload &w) {
 }  // namespace
 
 int main(int argc, char **argv) {
-    CLI::App app{"bmc-floor: XDP_TX or AF_XDP echo of memcached requests (benchmark floors)"};
+    CLI::App app{"bmc-floor: the benchmark floors on an interface: an XDP_TX or AF_XDP echo of memcached requests, or the ideal hit from a filled cache"};
     std::string iface, kind = "xdp", stats_file;
     app.add_option("-i,--iface", iface, "interface")->required();
     app.add_option("--kind", kind, "xdp, afxdp or ideal")->check(CLI::IsMember({"xdp", "afxdp", "ideal"}));
@@ -144,6 +144,8 @@ int main(int argc, char **argv) {
             link = bpf_link_create(bpf_program__fd(skel->progs.bench_echo), ifindex, BPF_XDP, nullptr);
             if (link < 0) throw bmc::Error("XDP attach to " + iface + " failed");
         } else if (kind == "ideal") {
+            const int ifindex = int(if_nametoindex(iface.c_str()));
+            if (!ifindex) throw bmc::Error("no interface " + iface);
             bmc::KernelOptions ko;
             ko.iface = iface;
             ko.attach = false;
@@ -153,8 +155,6 @@ int main(int argc, char **argv) {
             std::fprintf(stderr, "bmc-floor: %llu of %llu items in the cache\n", (unsigned long long)kept,
                          (unsigned long long)w.keys);
             ideal = std::make_unique<bmc::bench::IdealFloor>(*kern);
-            const int ifindex = int(if_nametoindex(iface.c_str()));
-            if (!ifindex) throw bmc::Error("no interface " + iface);
             link = bpf_link_create(ideal->fd(), ifindex, BPF_XDP, nullptr);
             if (link < 0) throw bmc::Error("XDP attach to " + iface + " failed");
         } else {
