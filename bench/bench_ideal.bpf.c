@@ -20,26 +20,14 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
-#define BMC_READ_ONCE(x) (*(volatile __typeof__(x) *)&(x))
-#define BMC_WRITE_ONCE(x, v) (*(volatile __typeof__(x) *)&(x) = (v))
-#define BMC_COPY_FROM_ENTRY(dst, src, len) bpf_probe_read_kernel((dst), (len), (src))
-#define BMC_COPY_TO_ENTRY(dst, src, len) bpf_probe_read_kernel((dst), (len), (src))
-#define BMC_SUBPROG __attribute__((noinline))
-#define BMC_OPAQUE(x) asm volatile("" : "+r"(x))
-#include "bmc_gen.h"
-
-#include "../bpf/bmc_cache_maps.h"  /* bmcd's, reused by descriptor */
+#include "../bpf/bmc_bpf_env.h"  /* the cache's maps are bmcd's, reused by descriptor */
 #include "bench_packet.h"
-
-struct ideal_clock {
-    __u64 jiffies, ns;
-};
 
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
     __uint(max_entries, 1);
     __type(key, __u32);
-    __type(value, struct ideal_clock);
+    __type(value, struct bmc_coarse_clock);
 } ideal_clock SEC(".maps");
 
 /* Answers sent (XDP_TX), for bmc-floor's stats. */
@@ -99,11 +87,10 @@ int bench_ideal_hit(struct xdp_md *ctx)
     struct bmc_small_bucket *sb;
     struct bmc_large_bucket *lb;
     struct bmc_global *g;
-    struct ideal_clock *clk;
+    struct bmc_coarse_clock *clk;
     __u64 *answered;
     struct bmc_found f;
     __u16 *w;
-    __u64 j;
     __u8 c;
     int delta;
 
@@ -137,12 +124,7 @@ int bench_ideal_hit(struct xdp_md *ctx)
     lb = bpf_map_lookup_elem(&bmc_large, &idx);
     if (!clk || !g || !sb || !lb)
         return XDP_PASS;
-    j = bpf_jiffies64();
-    if (j != clk->jiffies || !clk->ns) {
-        clk->ns = bpf_ktime_get_coarse_ns();
-        clk->jiffies = j;
-    }
-    if (!bmc_find(sb, lb, g, cfg, h, key_len, clk->ns + cfg->clock_margin_ns, &f) || f.large)
+    if (!bmc_find(sb, lb, g, cfg, h, key_len, bmc_coarse_now(clk) + cfg->clock_margin_ns, &f) || f.large)
         return XDP_PASS;
     item_len = BMC_READ_ONCE(f.e->item_len);
     if (item_len < 6 + key_len + 8 || item_len > BMC_SMALL_DATA)

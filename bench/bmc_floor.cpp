@@ -83,10 +83,8 @@ std::uint64_t fill(bmc::KernelBackend &kern, const bmc::bench::Workload &w) {
         return dp.ingress(f, bmc::monotonic_ns()).action == bmc::Action::Tx;
     };
     for (std::uint64_t k = w.keys; k >= 1; k--) {
-        const std::string key = bmc::bench::key_name(w, k), value = bmc::bench::value_of(w, k);
         get(k);
-        dp.egress(bmc::bench::frame(mac, server, client, cfg.port, 40000,
-                                    "VALUE " + key + " 0 " + std::to_string(value.size()) + "\r\n" + value + "\r\nEND\r\n"),
+        dp.egress(bmc::bench::frame(mac, server, client, cfg.port, 40000, bmc::bench::expected_reply(w, {k})),
                   bmc::monotonic_ns());
     }
     std::uint64_t kept = 0;

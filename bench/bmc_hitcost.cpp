@@ -268,23 +268,21 @@ int main(int argc, char **argv) {
                 run(c.be->xdp_prog_fd(), c.gets[k]);   // miss: the leases
                 run(c.be->tc_prog_fd(), c.fills[k]);   // memcached's reply fills
             }
-            if (c.ideal) {
-                // The floor answers exactly as bmc_rx does, byte for byte.
-                Bytes full_reply, floor_reply;
-                c.floor = std::make_unique<IdealFloor>(*c.be);
-                if (run(c.floor->fd(), c.gets[0], &floor_reply) != XDP_TX)
-                    throw bmc::Error(c.name + ": the floor did not answer the get");
-                if (run(c.be->xdp_prog_fd(), c.gets[0], &full_reply) != XDP_TX || full_reply != floor_reply)
-                    throw bmc::Error(c.name + ": the floor's reply differs from bmc_rx's");
-            }
-            if (c.poller) {
-                // The poller answers exactly as bmc_rx does, byte for byte.
-                c.dp = std::make_unique<bmc::Datapath>(c.be->cache(), c.be->config(), c.be->allowlist(), c.be->delivery());
-                Bytes full_reply, poller_reply = c.gets[0];
-                if (c.dp->ingress(poller_reply, bmc::monotonic_ns()).action != bmc::Action::Tx)
-                    throw bmc::Error(c.name + ": the poller's datapath did not answer the get");
-                if (run(c.be->xdp_prog_fd(), c.gets[0], &full_reply) != XDP_TX || full_reply != poller_reply)
-                    throw bmc::Error(c.name + ": the poller's reply differs from bmc_rx's");
+            if (c.ideal || c.poller) {
+                // The floor and the poller answer exactly as bmc_rx does, byte for byte.
+                Bytes full_reply, reply = c.gets[0];
+                bool answered;
+                if (c.ideal) {
+                    c.floor = std::make_unique<IdealFloor>(*c.be);
+                    answered = run(c.floor->fd(), c.gets[0], &reply) == XDP_TX;
+                } else {
+                    c.dp = std::make_unique<bmc::Datapath>(c.be->cache(), c.be->config(), c.be->allowlist(),
+                                                           c.be->delivery());
+                    answered = c.dp->ingress(reply, bmc::monotonic_ns()).action == bmc::Action::Tx;
+                }
+                if (!answered) throw bmc::Error(c.name + ": did not answer the get");
+                if (run(c.be->xdp_prog_fd(), c.gets[0], &full_reply) != XDP_TX || full_reply != reply)
+                    throw bmc::Error(c.name + ": its reply differs from bmc_rx's");
             }
             // Keys the table did not keep (more than a bucket's ways hashed there) are left out.
             std::vector<Bytes> kept{c.gets[0]};

@@ -11,39 +11,7 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
-/* Environment for the shared code. Ordering: see core/bmc_cache.h (x86-64 TSO). */
-#define BMC_READ_ONCE(x) (*(volatile __typeof__(x) *)&(x))
-#define BMC_WRITE_ONCE(x, v) (*(volatile __typeof__(x) *)&(x) = (v))
-/* The source of every copy is a map value the caller already validated; the helper
- * copies a variable length in one call where a byte loop would cost verifier states. An
- * item that fits a small entry (the common case) is copied whole, BMC_SMALL_DATA bytes
- * in words, without the helper: every entry has that many data bytes, and the reply
- * uses only len of them. */
-#define BMC_COPY_FROM_ENTRY(dst, src, len)                                                       \
-    do {                                                                                         \
-        if ((len) <= BMC_SMALL_DATA)                                                             \
-            bmc_copy_small((dst), (src));                                                        \
-        else                                                                                     \
-            bpf_probe_read_kernel((dst), (len), (src));                                          \
-    } while (0)
-#define BMC_COPY_TO_ENTRY(dst, src, len) bpf_probe_read_kernel((dst), (len), (src))
-
-#define BMC_SUBPROG __attribute__((noinline))
-/* Hides a value's range from clang, so that the masks the verifier needs are emitted. */
-#define BMC_OPAQUE(x) asm volatile("" : "+r"(x))
-#include "bmc_gen.h"
-
-static __always_inline void bmc_copy_small(void *dst, const void *src)
-{
-    __u32 i;
-
-#pragma unroll
-    for (i = 0; i < BMC_SMALL_DATA / 8; i++)
-        ((__u64 *)dst)[i] = ((const __u64 *)src)[i];
-}
-
-
-#include "bmc_cache_maps.h"
+#include "bmc_bpf_env.h"
 
 /* Clients the cache may answer; everyone else is left to memcached. */
 struct {
@@ -259,7 +227,7 @@ struct bmc_percpu {
     struct bmc_frame frame;
     struct bmc_obs obs;
     struct bmc_sock_memo sock_memo[BMC_SOCK_MEMOS];
-    __u64 clock_jiffies, clock_ns; /* coarse_now's reading and the tick it was taken in */
+    struct bmc_coarse_clock clock; /* this CPU's reading (bmc_coarse_now) */
 };
 
 struct {
@@ -273,24 +241,6 @@ static __always_inline struct bmc_percpu *percpu(void)
 {
     __u32 zero = 0;
     return bpf_map_lookup_elem(&bmc_scratch_map, &zero);
-}
-
-/* The coarse clock for a hit, read once per tick per CPU rather than once per get (the
- * helper call cost a hit 25 to 35 ns). The coarse clock changes only at a tick, just after
- * jiffies does, and jiffies is free to read (the verifier inlines bpf_jiffies64 as a
- * load): a reading is reused while jiffies is unchanged. It may have been taken between
- * the two updates, still holding the previous tick's time, so it lags real time by up
- * to a tick more than the coarse clock itself: bmcd's clock_margin_ns covers three ticks
- * (coarse_clock_margin_ns). */
-static __always_inline __u64 coarse_now(struct bmc_percpu *p)
-{
-    __u64 j = bpf_jiffies64();
-
-    if (j != p->clock_jiffies || !p->clock_ns) {
-        p->clock_ns = bpf_ktime_get_coarse_ns();
-        p->clock_jiffies = j;
-    }
-    return p->clock_ns;
 }
 
 /* Hide what clang knows about a length so that the bounds checks that follow are
@@ -557,7 +507,7 @@ static __always_inline int afxdp_get(struct xdp_md *ctx, struct bmc_percpu *p, s
           (head[11] == ' ' || (head[11] == 's' && head[12] == ' '))))
         return 0;
     struct bmc_env env = {};
-    return bmc_drive_deliverable(&env, &io, &p->sc, f, len, coarse_now(p)) == 0;
+    return bmc_drive_deliverable(&env, &io, &p->sc, f, len, bmc_coarse_now(&p->clock)) == 0;
 }
 
 /* Loaded as "xdp", not "xdp.frags": the kernel hands it only linear frames (drivers
@@ -593,7 +543,7 @@ int bmc_rx(struct xdp_md *ctx)
         /* The coarse clock: exact within the configured margin (bmc_rx_live_now), and
          * far cheaper than the exact one under kvm-clock. */
         struct bmc_io io = {.ctx = ctx, .sock_memo = p->sock_memo, .pkt_len = pkt_len};
-        return bmc_drive_rx_udp(&env, &io, &p->sc, &p->rx, f, client_allowed(p, f), coarse_now(p)) ==
+        return bmc_drive_rx_udp(&env, &io, &p->sc, &p->rx, f, client_allowed(p, f), bmc_coarse_now(&p->clock)) ==
                        BMC_RX_TX
                    ? XDP_TX
                    : XDP_PASS;

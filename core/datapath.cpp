@@ -112,7 +112,7 @@ std::uint64_t monotonic_ns() {
 std::uint64_t coarse_clock_margin_ns() {
     timespec res{};
     // Three ticks: the coarse clock lags by up to one while its CPU runs, and bmc_rx keeps
-    // a reading for the rest of its tick (coarse_now in bpf/bmc.bpf.c), which adds one;
+    // a reading for the rest of its tick (bmc_coarse_now in bpf/bmc_bpf_env.h), which adds one;
     // the third absorbs a late tick.
     if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) != 0) return 30000000;  // HZ=100's three ticks
     return 3 * (std::uint64_t(res.tv_sec) * 1000000000ULL + std::uint64_t(res.tv_nsec));

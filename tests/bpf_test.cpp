@@ -201,7 +201,7 @@ TEST_F(BpfPackets, AnEntryFilledAfterTheHitsClockReadingIsFresh) {
 }
 
 // A hit's clock is read once per tick per CPU and kept while jiffies is unchanged
-// (coarse_now): it must still follow real time, so that an entry is never served after
+// (bmc_coarse_now): it must still follow real time, so that an entry is never served after
 // its --max-age, and within the margin, so that it is not expired long before.
 TEST_F(BpfPackets, TheHitsClockFollowsRealTimeWithinItsMargin) {
     using namespace std::chrono_literals;
