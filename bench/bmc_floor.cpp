@@ -4,6 +4,9 @@
 //                 backend's XSK parts, that bounces each request
 //   --kind ideal  the floor of a hit (bench/bench_ideal.bpf.c) on a cache of bmc's layout
 //                 filled beforehand with the workload's keys (bench/workload.hpp)
+//   --kind afxdp-ideal
+//                 the same floor of a hit for the AF_XDP backend: the afxdp kind's pollers,
+//                 answering from such a cache with bench/ideal_hit.hpp
 // The echoes do no cache work: they measure what the path itself costs; the ideal hit
 // measures what the least cache work adds to it.
 #include <bpf/bpf.h>
@@ -27,6 +30,7 @@
 #include "bmc_bench.skel.h"
 #include "frames.hpp"
 #include "ideal_floor.hpp"
+#include "ideal_hit.hpp"
 #include "percpu.hpp"
 #include "poll_loop.hpp"
 #include "workload.hpp"
@@ -56,6 +60,7 @@ void bounce(std::uint8_t *f, std::uint32_t len) {
 struct Echo {
     std::atomic<std::uint64_t> &echoed;
     bool send_queued(bmc::XskQueue &) { return false; }
+    void prefetch(const std::uint8_t *, std::uint32_t) {}
     bool answer(std::uint8_t *frame, std::uint32_t &len, std::uint32_t, std::uint64_t) {
         bounce(frame, len);
         return true;
@@ -67,6 +72,32 @@ struct Echo {
 void echo_loop(bmc::XskQueue &q, const std::atomic<bool> &stop, std::atomic<std::uint64_t> &echoed) {
     Echo echo{echoed};
     bmc::poll_queue(q, stop, {}, echo);
+}
+
+// One queue's ideal hit (ideal_hit.hpp) in the same loop, with the backend's hint ahead.
+struct IdealPoller {
+    bmc::CacheMemory mem;
+    bmc_config cfg;
+    std::atomic<std::uint64_t> &answered;
+    std::uint64_t batch_answers = 0;
+    bool send_queued(bmc::XskQueue &) { return false; }
+    void prefetch(const std::uint8_t *frame, std::uint32_t len) { bmc::prefetch_buckets(mem, cfg, frame, len); }
+    bool answer(std::uint8_t *frame, std::uint32_t &len, std::uint32_t room, std::uint64_t now) {
+        const bool hit = bmc::bench::ideal_hit(mem, cfg, frame, len, room, now);
+        batch_answers += hit;
+        return hit;
+    }
+    void tx_dropped() {}
+    void batch_done(std::uint32_t) {
+        answered.fetch_add(batch_answers, std::memory_order_relaxed);
+        batch_answers = 0;
+    }
+};
+
+void ideal_loop(bmc::XskQueue &q, const std::atomic<bool> &stop, const bmc::KernelBackend &kern,
+                std::atomic<std::uint64_t> &answered) {
+    IdealPoller p{kern.cache(), kern.config(), answered};
+    bmc::poll_queue(q, stop, {}, p);
 }
 
 // The workload's items into the cache, as bmc fills it (a get's miss takes the lease,
@@ -98,12 +129,13 @@ int main(int argc, char **argv) {
     CLI::App app{"bmc-floor: the benchmark floors on an interface: an XDP_TX or AF_XDP echo of memcached requests, or the ideal hit from a filled cache"};
     std::string iface, kind = "xdp", stats_file;
     app.add_option("-i,--iface", iface, "interface")->required();
-    app.add_option("--kind", kind, "xdp, afxdp or ideal")->check(CLI::IsMember({"xdp", "afxdp", "ideal"}));
+    app.add_option("--kind", kind, "xdp, afxdp, ideal or afxdp-ideal")
+        ->check(CLI::IsMember({"xdp", "afxdp", "ideal", "afxdp-ideal"}));
     bmc::bench::Workload w;
-    app.add_option("-k,--keys", w.keys, "ideal: the workload's keys, filled into the cache first")
+    app.add_option("-k,--keys", w.keys, "ideal, afxdp-ideal: the workload's keys, filled into the cache first")
         ->check(CLI::Range(1u, 10000000u))
         ->capture_default_str();
-    app.add_option("--value-size", w.value_size, "ideal: the workload's value size (items up to 96 bytes)")
+    app.add_option("--value-size", w.value_size, "ideal, afxdp-ideal: the workload's value size (items up to 96 bytes)")
         ->check(CLI::Range(1u, 64u))
         ->capture_default_str();
     app.add_option("--stats-file", stats_file, "JSON counters, rewritten every 200 ms")->required();
@@ -158,14 +190,26 @@ int main(int argc, char **argv) {
         } else {
             bmc::KernelOptions ko;
             ko.iface = iface;
+            const bool afxdp_ideal = kind == "afxdp-ideal";
+            if (afxdp_ideal) ko.max_age_ns = 3600ULL * 1000000000ULL;  // the items are never filled again
             kern = std::make_unique<bmc::KernelBackend>(ko);
+            if (afxdp_ideal) {
+                const std::uint64_t kept = fill(*kern, w);
+                std::fprintf(stderr, "bmc-floor: %llu of %llu items in the cache\n", (unsigned long long)kept,
+                             (unsigned long long)w.keys);
+            }
             std::string notice;
             for (unsigned q = 0; q < bmc::rx_queue_count(iface); q++) {
                 queues.push_back(std::make_unique<bmc::XskQueue>(iface, q, 4096, bmc::ZeroCopy::Auto, false, notice));
                 if (xsk_socket__update_xskmap(queues.back()->socket(), kern->xsks_map_fd()))
                     throw bmc::Error("registering the AF_XDP socket of queue " + std::to_string(q));
             }
-            for (auto &q : queues) pollers.emplace_back(echo_loop, std::ref(*q), std::cref(stop), std::ref(afxdp_echoed));
+            for (auto &q : queues) {
+                if (afxdp_ideal)
+                    pollers.emplace_back(ideal_loop, std::ref(*q), std::cref(stop), std::cref(*kern), std::ref(afxdp_echoed));
+                else
+                    pollers.emplace_back(echo_loop, std::ref(*q), std::cref(stop), std::ref(afxdp_echoed));
+            }
             kern->set_mode(BMC_MODE_AFXDP);
         }
     } catch (const bmc::Error &e) {

@@ -6,8 +6,9 @@
 // checks with and without memcached's socket looked up, the general scanner against the
 // fast path, each request shape, the decision trace, and builds that stop after each
 // stage of the hit (BMC_BENCH_STAGE, core/bmc_driver.h), whose differences say where a
-// hit's time goes; beside them the floor of a hit (bench/bench_ideal.bpf.c) and the AF_XDP
-// poller's datapath (the core as C++), each checked to reply as bmc_rx does. --spread
+// hit's time goes; beside them the floor of a hit (bench/bench_ideal.bpf.c), the AF_XDP
+// poller's datapath (the core as C++) and the poller's floor of a hit (the same work in
+// C++, bench/ideal_hit.hpp), each checked to reply as bmc_rx does. --spread
 // cycles the single-key gets through many keys, so that their buckets leave the core's
 // caches. Run it in the server namespace of a testbed: the host's addresses and
 // the interface's MAC are read there, and a UDP socket on the port stands in for
@@ -33,6 +34,7 @@
 
 #include "frames.hpp"
 #include "ideal_floor.hpp"
+#include "ideal_hit.hpp"
 #include "kernel_backend.hpp"
 
 namespace {
@@ -134,8 +136,14 @@ int main(int argc, char **argv) {
         bool ideal = false;                // the ideal-hit floor instead of bmc_rx
         std::unique_ptr<IdealFloor> floor;
         bool poller = false;               // the AF_XDP poller's datapath (C++) instead of bmc_rx
+        bool ideal_poller = false;         // with poller: the ideal hit in C++ (ideal_hit.hpp) instead
         std::unique_ptr<bmc::Datapath> dp;
         int prog_fd() const { return floor ? floor->fd() : be->xdp_prog_fd(); }
+    };
+    // One get through a poller configuration: the backend's datapath, or the ideal hit.
+    auto poller_answer = [](Config &c, std::uint8_t *frame, std::uint32_t &len, std::uint32_t room, std::uint64_t now) {
+        if (c.ideal_poller) return bmc::bench::ideal_hit(c.be->cache(), c.be->config(), frame, len, room, now);
+        return c.dp->ingress(frame, len, room, now).action == bmc::Action::Tx;
     };
     bmc::Delivery d = bmc::Delivery::of_interface(iface);
     d.vlans.push_back(10);
@@ -228,6 +236,9 @@ int main(int argc, char **argv) {
     cfgs.back().poller = true;
     add("poller: IPv6 get", true, false, false, 1, {-1, false, true});
     cfgs.back().poller = true;
+    // The poller's floor: bench/ideal_hit.hpp, the ideal hit's work in C++.
+    add("poller floor: ideal hit", true, false, false, 1, {});
+    cfgs.back().poller = cfgs.back().ideal_poller = true;
     if (!variant_object.empty()) {
         add("variant", true, false, false, 1, {});
         cfgs.back().object_file = variant_object;
@@ -278,7 +289,10 @@ int main(int argc, char **argv) {
                 } else {
                     c.dp = std::make_unique<bmc::Datapath>(c.be->cache(), c.be->config(), c.be->allowlist(),
                                                            c.be->delivery());
-                    answered = c.dp->ingress(reply, bmc::monotonic_ns()).action == bmc::Action::Tx;
+                    auto len = std::uint32_t(reply.size());
+                    reply.resize(4096);
+                    answered = poller_answer(c, reply.data(), len, std::uint32_t(reply.size()), bmc::monotonic_ns());
+                    reply.resize(len);
                 }
                 if (!answered) throw bmc::Error(c.name + ": did not answer the get");
                 if (run(c.be->xdp_prog_fd(), c.gets[0], &full_reply) != XDP_TX || full_reply != reply)
@@ -309,7 +323,7 @@ int main(int argc, char **argv) {
                         const Bytes &g = c.gets[i % c.gets.size()];
                         std::memcpy(buf.data(), g.data(), g.size());
                         auto len = std::uint32_t(g.size());
-                        hits += c.dp->ingress(buf.data(), len, std::uint32_t(buf.size()), now).action == bmc::Action::Tx;
+                        hits += poller_answer(c, buf.data(), len, std::uint32_t(buf.size()), now);
                     }
                     const auto t1 = std::chrono::steady_clock::now();
                     if (hits != runs) throw bmc::Error(c.name + ": not every run was a hit");

@@ -227,8 +227,8 @@ class Bench:
 
     @contextmanager
     def server(self, tb, kind, extra=()):
-        """Starts what sits in front of memcached: none, kernel, afxdp, echo-xdp, echo-afxdp
-        (extra: more bmcd arguments)."""
+        """Starts what sits in front of memcached: none, kernel, afxdp, echo-xdp, echo-afxdp,
+        floor-ideal, ideal-afxdp (extra: more bmcd arguments)."""
         stats = os.path.join(self.out, f"server-stats-q{tb.queues}.json")
         if os.path.exists(stats):
             os.remove(stats)
@@ -248,9 +248,10 @@ class Bench:
             if kind == "afxdp-busypoll":
                 argv.append("--busy-poll")
         else:
-            argv = [self.tool("bmc-floor"), "-i", SIF, "--kind", kind.split("-")[1], "--stats-file", stats] + \
+            floor = {"echo-xdp": "xdp", "echo-afxdp": "afxdp", "floor-ideal": "ideal", "ideal-afxdp": "afxdp-ideal"}
+            argv = [self.tool("bmc-floor"), "-i", SIF, "--kind", floor[kind], "--stats-file", stats] + \
                 getattr(self, "floor_args", [])
-            if kind == "floor-ideal":  # the workload's items in its cache
+            if kind in ("floor-ideal", "ideal-afxdp"):  # the workload's items in its cache
                 argv += ["--keys", str(self.keys), "--value-size", "32"]
         p = tb.spawn(tb.srv, argv, self.logs, server_cpus=True)
         for _ in range(500):
@@ -346,7 +347,7 @@ class Bench:
         if self.sr:
             plan.append(("memcached-sr", 2, "none"))
         plan += [("kernel", 1, "kernel"), ("afxdp", 1, "afxdp"), ("floor-xdp-echo", 1, "echo-xdp"),
-                 ("floor-afxdp-echo", 1, "echo-afxdp")]
+                 ("floor-afxdp-echo", 1, "echo-afxdp"), ("floor-afxdp-ideal", 1, "ideal-afxdp")]
         return plan
 
     def measure_config(self, name, mc_threads, kind, queues):
@@ -355,7 +356,9 @@ class Bench:
         binary = self.sr if name == "memcached-sr" else "memcached"
         with self.memcached(tb, mc_threads, self.keys, 32, binary), self.server(tb, kind) as stats:
             gen = self.xdpgen(tb, f"{name}", self.keys, kind, stats=stats)
-            sock = self.socket_method(tb, f"{name}-q{queues}", self.keys, kind.startswith("echo")) if queues == 1 else None
+            # The ideal floor drops its misses, which a socket client would wait out.
+            sock = self.socket_method(tb, f"{name}-q{queues}", self.keys, kind.startswith("echo")) \
+                if queues == 1 and kind != "ideal-afxdp" else None
         res = {"queues": queues, "xdpgen": gen, "capacity_rps": gen["capacity_rps"], "socket": sock,
                "latency": {f'{int(round(l["fraction"] * 100))}%': l["latency_ns"] | {"answer_rps": l["answer_rps"],
                                                                               "target_rps": l["target_rps"]}
@@ -700,13 +703,16 @@ def ratios(r):
         ("P2 kernel, 2 queues / best stock memcached", div(cap("kernel", 2), stock), None, None),
         ("P2 kernel, 2 queues / Memcached-SR, 2 queues", div(cap("kernel", 2), cap("memcached-sr", 2)), None, None),
         ("P4 AF_XDP backend / AF_XDP echo (1 queue)", div(cap("afxdp"), cap("floor-afxdp-echo")), 0.9, None),
+        ("P4 floor: ideal AF_XDP hit / AF_XDP echo (1 queue; bench/ideal_hit.hpp, misses dropped)",
+         div(cap("floor-afxdp-ideal"), cap("floor-afxdp-echo")), None, None),
+        ("P4 AF_XDP backend / ideal AF_XDP hit (1 queue)", div(cap("afxdp"), cap("floor-afxdp-ideal")), None, None),
         ("P5 p50 kernel / memcached -t 1 at 50% load (lower is better)",
          div(lat("kernel", "50%"), lat("memcached-t1", "50%")), 0.2, None),
         ("P5 p99 kernel / memcached -t 1 at 50% load (lower is better)",
          div(lat("kernel", "50%", "p99"), lat("memcached-t1", "50%", "p99")), 0.2, None),
     ]
     for name in ("memcached-t1", "memcached-t2", "memcached-sr", "kernel", "afxdp", "floor-xdp-echo",
-                 "floor-afxdp-echo"):
+                 "floor-afxdp-echo", "floor-afxdp-ideal"):
         if cap(name, 2) is not None:
             rows.append((f"scaling {name}: 2 queues / 1 queue", div(cap(name, 2), cap(name)), None, None))
     out = {}

@@ -8,7 +8,8 @@ import sys
 
 NAMES = {"memcached-t1": "memcached -t 1", "memcached-t2": "memcached -t 2", "memcached-sr": "Memcached-SR (-t 2)",
          "kernel": "bmc kernel backend", "afxdp": "bmc AF_XDP backend", "floor-xdp-echo": "floor: XDP_TX echo",
-         "floor-afxdp-echo": "floor: AF_XDP echo", "floor-ideal-hit": "floor: ideal hit", "remote": "remote server"}
+         "floor-afxdp-echo": "floor: AF_XDP echo", "floor-ideal-hit": "floor: ideal hit",
+         "floor-afxdp-ideal": "floor: ideal AF_XDP hit", "remote": "remote server"}
 LOADS = ("10%", "50%", "90%")
 
 
@@ -241,7 +242,8 @@ plot """ + ", ".join(plots) + "\n")
             ("bmc_rx, the fast path with every check", "shape: get, 1 key (fast path)"),
             ("program entered (stage 1)", "stage 1 of 7: program entered"),
             ("the AF_XDP poller's datapath (bmc::Datapath::ingress, C++, the same checks)",
-             "poller: get, 1 key (fast path)")]
+             "poller: get, 1 key (fast path)"),
+            ("the poller's ideal hit (bench/ideal_hit.hpp: the floor's work in C++)", "poller floor: ideal hit")]
     if hc.get("floor: ideal hit") and spread.get("floor: ideal hit"):
         lines += ["### The floor of a hit", "",
                   "The least a program must do to answer `get <key>` from bmc's cache (bench/bench_ideal.bpf.c: the "
@@ -253,7 +255,8 @@ plot """ + ", ".join(plots) + "\n")
                   "hit's bucket is no longer in the core's own caches but in the shared last-level cache or memory, as "
                   "under the generator's workload for all but the hottest keys. The poller's row is the same get "
                   "through the core compiled as C++ on the same cache, timed by the clock around each round (a copy "
-                  "of the request per run included, no per-run accounting).", "",
+                  "of the request per run included, no per-run accounting); the poller's ideal hit is the floor's "
+                  "work in C++, timed the same way.", "",
                   "| program | one key | spread over the table |", "| --- | ---: | ---: |"]
         for label, key in rows:
             one, wide = hc.get(key), spread.get(key)

@@ -271,6 +271,37 @@ RxResult Datapath::ingress(std::uint8_t *frame, std::uint32_t &len, std::uint32_
     return {};
 }
 
+std::optional<std::uint32_t> hinted_key_hash(const std::uint8_t *frame, std::uint32_t len) {
+    if (len < kEthHlen + 40) return std::nullopt;
+    std::uint32_t off;
+    const std::uint16_t type = std::uint16_t(frame[12] << 8 | frame[13]);
+    if (type == BMC_ETH_P_IP && frame[kEthHlen + 9] == BMC_IPPROTO_UDP)
+        off = kEthHlen + (frame[kEthHlen] & 15u) * 4;
+    else if (type == BMC_ETH_P_IPV6 && frame[kEthHlen + 6] == BMC_IPPROTO_UDP)
+        off = kEthHlen + 40;
+    else
+        return std::nullopt;
+    off += 8 + BMC_FRAME_HDR_LEN;  // UDP, then memcached's frame header
+    if (off + 5 > len || std::memcmp(frame + off, "get ", 4) != 0) return std::nullopt;
+    __u32 h = BMC_FNV_OFFSET;
+    const std::uint32_t end = std::min(len, off + 4 + BMC_MAX_KEY_LEN);
+    for (std::uint32_t i = off + 4; i < end && bmc_is_key_byte(frame[i]); i++) h = bmc_hash_update(h, frame[i]);
+    return h;
+}
+
+void prefetch_buckets(const CacheMemory &mem, const bmc_config &cfg, const std::uint8_t *frame, std::uint32_t len) {
+    const auto hash = hinted_key_hash(frame, len);
+    if (!hash) return;
+    const __u32 h = *hash;
+    const std::uint32_t si = bmc_small_index(&cfg, h), li = bmc_large_index(&cfg, h);
+    if (si < mem.n_small) {
+        const auto *b = reinterpret_cast<const char *>(&mem.small[si]);
+        for (std::size_t at = 0; at < sizeof(bmc_small_bucket); at += 64) __builtin_prefetch(b + at);
+    }
+    if (li < mem.n_large)  // bmc_find reads only the large ways' headers first
+        for (const auto &way : mem.large[li].way) __builtin_prefetch(&way.h);
+}
+
 void Datapath::set_trace(std::function<void(const bmc_trace &)> sink) {
     trace_ = std::move(sink);
     env_.trace = &trace_;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "bmc_binary.h"
+#include "datapath.hpp"
 #include "packet.hpp"
 #include "stream_cases.hpp"
 #include "scenarios.hpp"
@@ -75,6 +76,23 @@ TEST(Hash, TokenHashEqualsBufferHash) {
     auto r = scan("delete some:key\r\n", false);
     ASSERT_EQ(keys_of(r), std::vector<std::string>{"some:key"});
     EXPECT_EQ(r.st.key_hash, fnv("some:key"));
+}
+
+// The AF_XDP poller's prefetch hint reads the key at fixed offsets; it must find the
+// key the datapath hashes for every shape it takes (else it loads another bucket), and
+// take nothing else.
+TEST(Hash, ThePollersHintHashesTheKeyOfASingleKeyGet) {
+    for (FrameOptions o : {FrameOptions{}, FrameOptions{.ip_options = 8}, FrameOptions{.ipv6 = true}}) {
+        const Bytes f = udp_frame(kClient, kServer, mc_udp("get some:key\r\n"), o);
+        EXPECT_EQ(bmc::hinted_key_hash(f.data(), std::uint32_t(f.size())), fnv("some:key"))
+            << "options " << int(o.ip_options) << " ipv6 " << o.ipv6;
+    }
+    for (const Bytes &f : {udp_frame(kClient, kServer, mc_udp("gets some:key\r\n")),
+                           udp_frame(kClient, kServer, mc_udp("get k\r\n"), {.vlan = 7}),
+                           tcp_frame(kClient, kServer, bytes("12345678get some:key\r\n"))})
+        EXPECT_EQ(bmc::hinted_key_hash(f.data(), std::uint32_t(f.size())), std::nullopt);
+    const Bytes f = udp_frame(kClient, kServer, mc_udp("get some:key\r\n"));
+    EXPECT_EQ(bmc::hinted_key_hash(f.data(), 50), std::nullopt) << "cut before the key";
 }
 
 TEST(Layout, SmallItemFitsOneCacheLinePair) {

@@ -153,6 +153,7 @@ struct AfxdpBackend::Poller {
         }
         return sent;
     }
+    void prefetch(const std::uint8_t *frame, std::uint32_t len) { dp->prefetch(frame, len); }
     bool answer(std::uint8_t *frame, std::uint32_t &len, std::uint32_t room, std::uint64_t now) {
         const std::uint32_t received = len;
         if (dp->ingress(frame, len, room, now).action == Action::Tx) return true;

@@ -7,6 +7,9 @@
 // The handler provides:
 //   bool send_queued(XskQueue &q)     before each batch: send frames other threads queued
 //                                     for this queue; whether it sent any
+//   void prefetch(const std::uint8_t *frame, std::uint32_t len)
+//                                     a frame answer() will see a few frames later: a hint
+//                                     that may start loading what it will need
 //   bool answer(std::uint8_t *frame, std::uint32_t &len, std::uint32_t room, std::uint64_t now)
 //                                     one received frame (room: bytes it may grow to); true
 //                                     to transmit it in place as len bytes, false to free it
@@ -25,6 +28,11 @@
 #include "xsk.hpp"
 
 namespace bmc {
+
+// How many frames ahead of the one answered the handler's prefetch runs; the frames'
+// own bytes, copied in by another CPU, are loaded twice as far ahead, so that the hint
+// reads them from this CPU's cache.
+constexpr std::uint32_t kPrefetchAhead = 4;
 
 struct PollOptions {
     std::uint32_t batch = 64;  // RX descriptors taken at a time (and TX room asked for)
@@ -56,7 +64,20 @@ void poll_queue(XskQueue &q, const std::atomic<bool> &stop, const PollOptions &o
             continue;
         }
         const std::uint64_t now = monotonic_ns();
+        auto load = [&](std::uint32_t i) {
+            const std::uint8_t *f = q.data(xsk_ring_cons__rx_desc(q.rx(), idx + i)->addr);
+            __builtin_prefetch(f);
+            __builtin_prefetch(f + 64);
+        };
+        auto hint = [&](std::uint32_t i) {
+            const xdp_desc *d = xsk_ring_cons__rx_desc(q.rx(), idx + i);
+            h.prefetch(q.data(d->addr), d->len);
+        };
+        for (std::uint32_t i = 0; i < n && i < 2 * kPrefetchAhead; i++) load(i);
+        for (std::uint32_t i = 0; i < n && i < kPrefetchAhead; i++) hint(i);
         for (std::uint32_t i = 0; i < n; i++) {
+            if (i + 2 * kPrefetchAhead < n) load(i + 2 * kPrefetchAhead);
+            if (i + kPrefetchAhead < n) hint(i + kPrefetchAhead);
             const xdp_desc *d = xsk_ring_cons__rx_desc(q.rx(), idx + i);
             const std::uint64_t addr = d->addr;
             std::uint32_t len = d->len;

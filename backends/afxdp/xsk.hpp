@@ -33,7 +33,9 @@ public:
     xsk_ring_cons comp{};
 
 private:
-    void *area_ = nullptr;
+    void *map_ = nullptr;   // the mapping, of map_len_ bytes
+    std::size_t map_len_ = 0;
+    void *area_ = nullptr;  // the frames, from the first 2 MiB boundary in it
     std::size_t len_ = 0;
     std::uint32_t frames_, frame_size_;
     xsk_umem *umem_ = nullptr;
