@@ -32,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "afxdp_backend.hpp"
 #include "frames.hpp"
 #include "ideal_floor.hpp"
 #include "ideal_hit.hpp"
@@ -228,7 +229,8 @@ int main(int argc, char **argv) {
     add("floor: ideal hit", false, false, false, 1, {});
     cfgs.back().ideal = true;
     // The same gets through the AF_XDP poller's datapath: the core compiled as C++
-    // (bmc::Datapath::ingress, as backends/afxdp runs it) on the same cache memory, timed
+    // (bmc::Datapath::ingress, configured as backends/afxdp runs it: the allowlist and the
+    // delivery checks are bmc_rx's before it redirects) on the same cache memory, timed
     // by the clock around each round (a fresh copy of the request per run included).
     add("poller: get, 1 key (fast path)", true, false, false, 1, {});
     cfgs.back().poller = true;
@@ -287,8 +289,7 @@ int main(int argc, char **argv) {
                     c.floor = std::make_unique<IdealFloor>(*c.be);
                     answered = run(c.floor->fd(), c.gets[0], &reply) == XDP_TX;
                 } else {
-                    c.dp = std::make_unique<bmc::Datapath>(c.be->cache(), c.be->config(), c.be->allowlist(),
-                                                           c.be->delivery());
+                    c.dp = bmc::poller_datapath(*c.be);  // as the AF_XDP backend runs it
                     auto len = std::uint32_t(reply.size());
                     reply.resize(4096);
                     answered = poller_answer(c, reply.data(), len, std::uint32_t(reply.size()), bmc::monotonic_ns());

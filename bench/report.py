@@ -241,7 +241,7 @@ plot """ + ", ".join(plots) + "\n")
     rows = [("the ideal hit (bench/bench_ideal.bpf.c)", "floor: ideal hit"), ("bmc_rx, no checks", "no checks"),
             ("bmc_rx, the fast path with every check", "shape: get, 1 key (fast path)"),
             ("program entered (stage 1)", "stage 1 of 7: program entered"),
-            ("the AF_XDP poller's datapath (bmc::Datapath::ingress, C++, the same checks)",
+            ("the AF_XDP poller's datapath (bmc::Datapath::ingress, C++; its checks are bmc_rx's, before the redirect)",
              "poller: get, 1 key (fast path)"),
             ("the poller's ideal hit (bench/ideal_hit.hpp: the floor's work in C++)", "poller floor: ideal hit")]
     if hc.get("floor: ideal hit") and spread.get("floor: ideal hit"):

@@ -796,6 +796,11 @@ TEST_F(BpfPackets, AfxdpModeHandsGetsToTheQueueSocket) {
     // Datagrams that are not gets go up to memcached (and its observer).
     expect_passed(udp_frame(kClient, kServer, mc_udp("delete k\r\n")));
     EXPECT_EQ(count(BMC_STAT_REDIRECT), 2u);
+    // The pollers do not repeat the stack-delivery checks (poller_datapath): a get the
+    // stack would not deliver is never redirected, and bmc_rx counts why.
+    expect_passed(udp_frame(kClient, {0xC6120063u, 11211}, mc_udp("get k\r\n")));  // 198.18.0.99
+    EXPECT_EQ(count(BMC_STAT_REDIRECT), 2u);
+    EXPECT_EQ(count(BMC_STAT_PASS_NOT_LOCAL), 1u);
     be->set_mode(BMC_MODE_KERNEL);
     expect_served("k", "VALUE k 0 1\r\n1\r\n");
 }

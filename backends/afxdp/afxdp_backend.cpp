@@ -54,6 +54,13 @@ unsigned rx_queue_count(const std::string &iface) {
     return std::min<unsigned>(n, BMC_MAX_QUEUES);
 }
 
+std::unique_ptr<Datapath> poller_datapath(const KernelBackend &kernel) {
+    bmc_config cfg = kernel.config();
+    cfg.check_delivery = 0;
+    cfg.check_socket = 0;
+    return std::make_unique<Datapath>(kernel.cache(), cfg, Allowlist::everyone(), kernel.delivery());
+}
+
 struct AfxdpBackend::TraceQueue {
     moodycamel::ConcurrentQueue<bmc_trace> q;
 };
@@ -187,7 +194,7 @@ AfxdpBackend::AfxdpBackend(KernelBackend &kernel, const AfxdpOptions &opts)
             auto p = std::make_unique<Poller>();
             p->queue = q;
             p->busy_poll = opts.busy_poll;
-            p->dp = std::make_unique<Datapath>(kernel.cache(), kernel.config(), kernel.allowlist(), kernel.delivery());
+            p->dp = poller_datapath(kernel);
             p->dp->set_trace([q = trace_.get()](const bmc_trace &t) { q->q.enqueue(t); });
             p->q = std::make_unique<XskQueue>(kernel.iface(), q, opts.frames_per_queue, opts.zero_copy, opts.busy_poll,
                                               notice_);

@@ -93,4 +93,11 @@ inline constexpr const char *kAfxdpLoopbackRefusal =
 // RX queues of an interface (ethtool channels), at least 1.
 unsigned rx_queue_count(const std::string &iface);
 
+// A poller's datapath on kernel's cache. Only frames that bmc_rx redirected reach a
+// poller, and bmc_rx redirects a get only once the client passed the allowlist and the
+// frame the stack-delivery checks (afxdp_get in bpf/bmc.bpf.c: the core's
+// bmc_drive_deliverable, with memcached's socket looked up), so the poller does not
+// repeat them: its configuration has them off and it admits every client.
+std::unique_ptr<Datapath> poller_datapath(const KernelBackend &kernel);
+
 }  // namespace bmc
