@@ -60,11 +60,14 @@ static inline T bmc_cmpxchg(T *p, T expected, T desired) {
     return expected;
 }
 /* The reader's copy: acquire word loads (plain loads on x86-64), so that bmc_seq_retry's
- * load of seq cannot be performed before them. Entry data arrays are whole words. */
+ * load of seq cannot be performed before them. Entry data arrays are whole words, and
+ * so is the copy: dst gets len rounded up to a word (up to 7 bytes past len, as the BPF
+ * side copies a small entry's whole data), which the reply scratch has room for. */
+static_assert(BMC_SMALL_DATA % 8 == 0 && BMC_LARGE_DATA % 8 == 0, "entry data is whole words");
 static inline void bmc_copy_from_entry(__u8 *dst, const __u8 *src, __u32 len) {
     for (__u32 i = 0; i < len; i += 8) {
         __u64 w = __atomic_load_n(reinterpret_cast<const __u64 *>(src + i), __ATOMIC_ACQUIRE);
-        std::memcpy(dst + i, &w, len - i < 8 ? len - i : 8);
+        std::memcpy(dst + i, &w, 8);
     }
 }
 /* The writer's copy: relaxed word stores, keeping the bytes past len in the last word

@@ -255,10 +255,13 @@ RxResult Datapath::rx_udp(std::uint8_t *frame, std::uint32_t &len, std::uint32_t
     return {Action::Tx};
 }
 
-const bmc_frame &Datapath::parse(std::span<const std::uint8_t> frame) {
+const bmc_frame &Datapath::parse(std::span<const std::uint8_t> frame, std::uint32_t readable) {
     const auto pkt_len = std::uint32_t(frame.size());
     const std::uint32_t hlen = std::min<std::uint32_t>(pkt_len, BMC_HDR_MAX);
-    std::memcpy(sc_.hdr, frame.data(), hlen);
+    if (std::uint64_t(hlen) + 32 <= readable)
+        copy_blocks(sc_.hdr, frame.data(), hlen, BMC_HDR_MAX);
+    else
+        std::memcpy(sc_.hdr, frame.data(), hlen);
     bmc_parse_frame(&sc_, pkt_len, hlen, env_.cfg.port, &frame_);
     return frame_;
 }
@@ -274,7 +277,7 @@ RxResult Datapath::ingress(std::vector<std::uint8_t> &frame, std::uint64_t now_n
 RxResult Datapath::ingress(std::uint8_t *frame, std::uint32_t &len, std::uint32_t capacity,
                            std::uint64_t now_ns) {
     if (len < kEthHlen) return {};
-    const bmc_frame &f = parse({frame, len});
+    const bmc_frame &f = parse({frame, len}, capacity);
     if (!f.to_server) return {};
     if (f.proto == BMC_IPPROTO_UDP) {
         if (f.malformed) {
@@ -339,7 +342,7 @@ std::vector<std::uint8_t> Datapath::relayed_reply(const bmc_frame &request, std:
 void Datapath::egress(std::span<const std::uint8_t> frame, std::uint64_t now_ns) {
     if (frame.size() < BMC_ETH_HLEN) return;
     bmc_tx_io io{frame, &env_, now_ns};
-    bmc_drive_tx(&io, &sc_, &tx_, &parse(frame));
+    bmc_drive_tx(&io, &sc_, &tx_, &parse(frame, std::uint32_t(frame.size())));
 }
 
 }  // namespace bmc

@@ -132,7 +132,8 @@ private:
     RxResult rx_udp(std::uint8_t *frame, std::uint32_t &len, std::uint32_t capacity, bool allowed,
                     std::uint64_t now_ns);
     void count(std::uint32_t stat) { counters_[stat]++; }
-    const bmc_frame &parse(std::span<const std::uint8_t> frame);
+    // readable: bytes from frame.data() that may be read (the buffer, at least the frame).
+    const bmc_frame &parse(std::span<const std::uint8_t> frame, std::uint32_t readable);
 
     Counters counters_{};
     bmc_env env_;
