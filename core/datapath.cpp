@@ -71,7 +71,11 @@ static inline int bmc_io_sk_lookup(bmc_io *, const bmc_scratch *, const bmc_fram
 static inline bmc_sock_memo *bmc_io_sock_memo(bmc_io *) { return nullptr; }
 static inline int bmc_io_reply(bmc_io *io, const bmc_scratch *sc, __u32 hdr_len, __u32 payload_len) {
     if (hdr_len + payload_len > io->capacity) return -1;
-    std::memcpy(io->frame, sc->hdr, hdr_len);
+    // The headers' last block may run into the payload's place: the payload's copy follows.
+    if (hdr_len + 32 <= sizeof sc->hdr)
+        copy_blocks(io->frame, sc->hdr, hdr_len, io->capacity);
+    else
+        std::memcpy(io->frame, sc->hdr, hdr_len);
     copy_blocks(io->frame + hdr_len, sc->out, payload_len, io->capacity - hdr_len);
     *io->len = hdr_len + payload_len;
     return 0;
