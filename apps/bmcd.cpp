@@ -113,6 +113,7 @@ bool write_stats_file(const std::string &path, const Snapshot &s, const char *st
         if (s.has_afxdp)
             j["afxdp"] = {{"counters", counters_json(s.afxdp.datapath)},
                           {"rx_frames", s.afxdp.rx_frames},
+                          {"rx_batches", s.afxdp.rx_batches},
                           {"rx_per_queue", s.afxdp.rx_per_queue},
                           {"tx_full", s.afxdp.tx_full},
                           {"rotations", s.afxdp.rotations},

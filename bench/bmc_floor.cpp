@@ -56,9 +56,20 @@ void bounce(std::uint8_t *f, std::uint32_t len) {
     f[40] = f[41] = 0;
 }
 
+// Frames the AF_XDP floors' pollers took, and in how many batches (as bmcd's rx_frames
+// and rx_batches).
+struct Batches {
+    std::atomic<std::uint64_t> frames{0}, batches{0};
+    void add(std::uint32_t n) {
+        frames.fetch_add(n, std::memory_order_relaxed);
+        batches.fetch_add(1, std::memory_order_relaxed);
+    }
+};
+
 // One queue's echo: the backend's poll loop (poll_loop.hpp), no cache work.
 struct Echo {
     std::atomic<std::uint64_t> &echoed;
+    Batches &batches;
     bool send_queued(bmc::XskQueue &) { return false; }
     void prefetch(const std::uint8_t *, std::uint32_t) {}
     bool answer(std::uint8_t *frame, std::uint32_t &len, std::uint32_t, std::uint64_t) {
@@ -66,11 +77,14 @@ struct Echo {
         return true;
     }
     void tx_dropped() {}
-    void batch_done(std::uint32_t n) { echoed.fetch_add(n, std::memory_order_relaxed); }
+    void batch_done(std::uint32_t n) {
+        echoed.fetch_add(n, std::memory_order_relaxed);
+        batches.add(n);
+    }
 };
 
-void echo_loop(bmc::XskQueue &q, const std::atomic<bool> &stop, std::atomic<std::uint64_t> &echoed) {
-    Echo echo{echoed};
+void echo_loop(bmc::XskQueue &q, const std::atomic<bool> &stop, std::atomic<std::uint64_t> &echoed, Batches &b) {
+    Echo echo{echoed, b};
     bmc::poll_queue(q, stop, {}, echo);
 }
 
@@ -79,6 +93,7 @@ struct IdealPoller {
     bmc::CacheMemory mem;
     bmc_config cfg;
     std::atomic<std::uint64_t> &answered;
+    Batches &batches;
     std::uint64_t batch_answers = 0;
     bool send_queued(bmc::XskQueue &) { return false; }
     void prefetch(const std::uint8_t *frame, std::uint32_t len) { bmc::prefetch_buckets(mem, cfg, frame, len); }
@@ -88,15 +103,16 @@ struct IdealPoller {
         return hit;
     }
     void tx_dropped() {}
-    void batch_done(std::uint32_t) {
+    void batch_done(std::uint32_t n) {
         answered.fetch_add(batch_answers, std::memory_order_relaxed);
         batch_answers = 0;
+        batches.add(n);
     }
 };
 
 void ideal_loop(bmc::XskQueue &q, const std::atomic<bool> &stop, const bmc::KernelBackend &kern,
-                std::atomic<std::uint64_t> &answered) {
-    IdealPoller p{kern.cache(), kern.config(), answered};
+                std::atomic<std::uint64_t> &answered, Batches &b) {
+    IdealPoller p{kern.cache(), kern.config(), answered, b};
     bmc::poll_queue(q, stop, {}, p);
 }
 
@@ -156,6 +172,7 @@ int main(int argc, char **argv) {
     std::vector<std::thread> pollers;
     std::atomic<bool> stop{false};
     std::atomic<std::uint64_t> afxdp_echoed{0};
+    Batches afxdp_batches;
     bmc_bench *skel = nullptr;
     int link = -1;
     try {
@@ -206,9 +223,11 @@ int main(int argc, char **argv) {
             }
             for (auto &q : queues) {
                 if (afxdp_ideal)
-                    pollers.emplace_back(ideal_loop, std::ref(*q), std::cref(stop), std::cref(*kern), std::ref(afxdp_echoed));
+                    pollers.emplace_back(ideal_loop, std::ref(*q), std::cref(stop), std::cref(*kern), std::ref(afxdp_echoed),
+                                         std::ref(afxdp_batches));
                 else
-                    pollers.emplace_back(echo_loop, std::ref(*q), std::cref(stop), std::ref(afxdp_echoed));
+                    pollers.emplace_back(echo_loop, std::ref(*q), std::cref(stop), std::ref(afxdp_echoed),
+                                         std::ref(afxdp_batches));
             }
             kern->set_mode(BMC_MODE_AFXDP);
         }
@@ -225,7 +244,12 @@ int main(int argc, char **argv) {
     for (;;) {
         int sig = sigtimedwait(&sigs, nullptr, &tick);
         std::ofstream f(stats_file + ".tmp");
-        f << nlohmann::json{{"kind", kind}, {"echoed", echoed()}}.dump() << "\n";
+        nlohmann::json j{{"kind", kind}, {"echoed", echoed()}};
+        if (!queues.empty()) {
+            j["rx_frames"] = afxdp_batches.frames.load(std::memory_order_relaxed);
+            j["rx_batches"] = afxdp_batches.batches.load(std::memory_order_relaxed);
+        }
+        f << j.dump() << "\n";
         f.close();
         std::rename((stats_file + ".tmp").c_str(), stats_file.c_str());
         if (sig == SIGINT || sig == SIGTERM) break;

@@ -278,14 +278,15 @@ class Bench:
             return None
         with open(stats) as f:
             j = json.load(f)
-        if "echoed" in j:
-            return {"echoed": j["echoed"]}
+        if "echoed" in j:  # the floors; the AF_XDP ones also count their pollers' batches
+            return {k: j[k] for k in ("echoed", "rx_frames", "rx_batches") if k in j}
         c, a = j["counters"], j.get("afxdp", {}).get("counters", {})
         x = j.get("afxdp", {})
         return {"xdp": c["hit_requests"], "afxdp": a.get("hit_requests", 0),
                 "gets": c.get("get_requests", 0) + a.get("get_requests", 0),
                 # AF_XDP replies the pollers could not send: no TX slot (tx_full) or no frame
-                "afxdp_tx_full": x.get("tx_full", 0), "afxdp_tx_dropped": x.get("tx_dropped", 0)}
+                "afxdp_tx_full": x.get("tx_full", 0), "afxdp_tx_dropped": x.get("tx_dropped", 0),
+                "rx_frames": x.get("rx_frames", 0), "rx_batches": x.get("rx_batches", 0)}
 
     # ---- measurements ------------------------------------------------------------------
     def xdpgen(self, tb, name, keys, kind, width=1, value_size=32, latency=True, stats=None, duration=None):
@@ -315,6 +316,8 @@ class Bench:
             time.sleep(0.3)  # the server rewrites its counters every 200 ms
             after = self.served(stats)
             d = {k: after[k] - before[k] for k in after}
+            if d.get("rx_batches"):  # AF_XDP: frames a poller found waiting per batch
+                d["frames_per_batch"] = d["rx_frames"] / d["rx_batches"]
             if "gets" in d and d["gets"]:
                 hits = d["xdp"] + d["afxdp"]
                 d["hit_ratio"] = hits / d["gets"]

@@ -169,10 +169,11 @@ plot """ + ", ".join(plots) + "\n")
               "each request id; median [min–max] of the repetitions). Serving path: the share of gets the cache "
               "answered in XDP or AF_XDP, the rest by memcached. AF_XDP replies not sent: replies the pollers "
               "dropped over the whole configuration (warm-up, capacity and latency runs), for want of a TX slot "
-              "(tx_full) or a free frame.", "",
+              "(tx_full) or a free frame. Frames per batch: the frames an AF_XDP poller found waiting each time "
+              "it looked (its RX batches), over the whole configuration.", "",
               "| configuration | queues | answers/s | wrong | missed | served by XDP / AF_XDP / memcached | "
-              "AF_XDP replies not sent (tx_full) |",
-              "| --- | ---: | ---: | ---: | ---: | --- | ---: |"]
+              "AF_XDP replies not sent (tx_full) | frames per batch |",
+              "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
     for n in names:
         for q in queues:
             e = c.get(f"{n}/q{q}")
@@ -183,8 +184,9 @@ plot """ + ", ".join(plots) + "\n")
             srv = e["xdpgen"].get("server") or {}
             drops = "-" if "afxdp_tx_dropped" not in srv or n != "afxdp" else \
                 f"{srv['afxdp_tx_dropped']:,} ({srv.get('afxdp_tx_full', 0):,})"
+            fpb = f"{srv['frames_per_batch']:.1f}" if srv.get("frames_per_batch") else "-"
             lines.append(f"| {NAMES[n]} | {q} | {fmt_rate(e['capacity_rps'])} | {k['wrong']} | {k['missed']} | {path} | "
-                         f"{drops} |")
+                         f"{drops} | {fpb} |")
     lines += ["", "![capacity](capacity.png)", "", "## Latency (in-kernel timestamps)", "",
               "Round trip from the generator's timestamp to the client's XDP sink, open loop at 10, 50 and 90 % of "
               "each configuration's capacity (us, upper bound of a 6 %-wide bucket).", "",

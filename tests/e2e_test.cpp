@@ -221,6 +221,12 @@ TEST_P(E2E, RepeatedGetsOfAStoredKeyAreAnsweredByTheCache) {
     } else {
         EXPECT_GE(afxdp_after, afxdp_before + 200);
         EXPECT_EQ(xdp_after, xdp_before);
+        // One request at a time: the poller found about one frame waiting each time.
+        auto a = server->stats()["afxdp"];
+        const auto frames = a["rx_frames"].get<std::uint64_t>(), batches = a["rx_batches"].get<std::uint64_t>();
+        EXPECT_GE(frames, 200u);
+        EXPECT_LE(batches, frames);
+        EXPECT_GE(2 * batches, frames);
     }
 }
 

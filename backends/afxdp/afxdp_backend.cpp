@@ -77,7 +77,7 @@ struct AfxdpBackend::Poller {
     std::thread thread;
     // Published by the poller for readers on other threads.
     std::array<std::atomic<std::uint64_t>, BMC_NUM_STATS> counters{};
-    std::atomic<std::uint64_t> rx_frames{0}, forwarded{0}, tx_drops{0}, tx_full{0}, rotations{0};
+    std::atomic<std::uint64_t> rx_frames{0}, rx_batches{0}, forwarded{0}, tx_drops{0}, tx_full{0}, rotations{0};
     bool busy_poll = false;
     std::vector<std::uint8_t> relayed_frame;  // the one being sent
 
@@ -170,6 +170,7 @@ struct AfxdpBackend::Poller {
     void tx_dropped() { tx_drops.fetch_add(1, std::memory_order_relaxed); }
     void batch_done(std::uint32_t n) {
         rx_frames.fetch_add(n, std::memory_order_relaxed);
+        rx_batches.fetch_add(1, std::memory_order_relaxed);
         publish();
     }
 
@@ -341,6 +342,7 @@ void AfxdpBackend::drain_trace(std::vector<bmc_trace> &out) {
 void add_counters(AfxdpCounters &into, const AfxdpCounters &c) {
     for (std::uint32_t i = 0; i < BMC_NUM_STATS; i++) into.datapath[i] += c.datapath[i];
     into.rx_frames += c.rx_frames;
+    into.rx_batches += c.rx_batches;
     into.rx_per_queue.insert(into.rx_per_queue.end(), c.rx_per_queue.begin(), c.rx_per_queue.end());
     into.forwarded += c.forwarded;
     into.relayed += c.relayed;
@@ -356,6 +358,7 @@ AfxdpCounters AfxdpBackend::counters() const {
     for (auto &p : pollers_) {
         for (std::uint32_t i = 0; i < BMC_NUM_STATS; i++) c.datapath[i] += p->counters[i].load(std::memory_order_relaxed);
         c.rx_frames += p->rx_frames.load(std::memory_order_relaxed);
+        c.rx_batches += p->rx_batches.load(std::memory_order_relaxed);
         c.rx_per_queue.push_back(p->rx_frames.load(std::memory_order_relaxed));
         c.forwarded += p->forwarded.load(std::memory_order_relaxed);
         c.tx_dropped += p->tx_drops.load(std::memory_order_relaxed);

@@ -33,6 +33,7 @@ struct AfxdpCounters {
     Counters datapath{};          // the core's counters: hits, misses, fills, ...
     std::uint64_t rx_frames = 0;  // frames the XDP program handed over
     std::vector<std::uint64_t> rx_per_queue;  // of those, by RX queue
+    std::uint64_t rx_batches = 0; // batches the pollers took them in (rx_frames / rx_batches per batch)
     std::uint64_t forwarded = 0;  // requests sent on to memcached
     std::uint64_t relayed = 0;    // memcached reply datagrams sent back to clients
     std::uint64_t late = 0;       // replies for unknown or timed-out requests, dropped
