@@ -16,6 +16,8 @@ AF_XDP echo). The method (see docs/bench/README.md):
   as a second, labelled method.
 - every point: a warm-up, then N runs (median, min-max).
 - per-packet cost of every BPF program from kernel.bpf_stats_enabled, in its own pass.
+- P4 also in interleaved rounds: the AF_XDP backend, its echo and the ideal AF_XDP hit,
+  one capacity run each per round, in turn; the median of the rounds' ratios.
 Ratios are computed within the run; absolute numbers from different runs are not
 comparable on a shared machine.
 
@@ -289,17 +291,19 @@ class Bench:
                 "rx_frames": x.get("rx_frames", 0), "rx_batches": x.get("rx_batches", 0)}
 
     # ---- measurements ------------------------------------------------------------------
-    def xdpgen(self, tb, name, keys, kind, width=1, value_size=32, latency=True, stats=None, duration=None):
+    def xdpgen(self, tb, name, keys, kind, width=1, value_size=32, latency=True, stats=None, duration=None,
+               reps=None):
+        reps = reps or self.reps
         before = self.served(stats)
         tb.xdp(tb.cli, CIF, False)
         path = os.path.join(self.out, f"{name}-q{tb.queues}-xdpgen.json")
         argv = [self.tool("bmc-xdpgen"), "-i", CIF, "--server-ip", SERVER_IP, "--server-mac", tb.server_mac,
                 "-k", str(keys), "-w", str(width), "--value-size", str(value_size), "-d", str(duration or self.d),
-                "--warmup", str(self.warmup), "--runs", str(self.reps), "-t", str(tb.queues),
+                "--warmup", str(self.warmup), "--runs", str(reps), "-t", str(tb.queues),
                 "--expect", "echo" if kind.startswith("echo") else "memcached", "--json", path]
         if latency:
             argv += ["--latency-at", "0.1,0.5,0.9"]
-        budget = (self.reps + (3 if latency else 0)) * ((duration or self.d) + self.warmup) * 3 + 60
+        budget = (reps + (3 if latency else 0)) * ((duration or self.d) + self.warmup) * 3 + 60
         try:
             r = tb.run(tb.cli, argv, timeout=budget)
         finally:
@@ -410,6 +414,35 @@ class Bench:
         self.sweep("multiget", [1, 30] if q else [1, 4, 8, 16, 20, 21, 22, 23, 24, 26, 28, 30], width)
         log("sweep: key count (Zipf 0.99)")
         self.sweep("keys", [10000] if q else [10000, 100000, 1000000], keycount)
+
+    def afxdp_rounds(self):
+        """P4 in interleaved rounds (1 queue): the AF_XDP backend, its echo and the ideal
+        AF_XDP hit, one capacity run each per round, in turn, on one memcached. Each
+        round's ratios compare runs seconds apart, so their median is less at the mercy of
+        one configuration's bad minute than the ratio of two configurations' medians."""
+        tb = self.testbed(1)
+        rounds = 1 if self.args.quick else 7
+        kinds = [("afxdp", "afxdp"), ("floor-afxdp-echo", "echo-afxdp"), ("floor-afxdp-ideal", "ideal-afxdp")]
+        rows = []
+        with self.memcached(tb, 1, self.keys, 32):
+            for r in range(rounds):
+                row = {}
+                for name, kind in kinds:
+                    with self.server(tb, kind) as st:
+                        gen = self.xdpgen(tb, f"rounds-{name}-{r}", self.keys, kind, latency=False, stats=st, reps=1)
+                    if gen["checked"]["wrong"] or gen["checked"]["bad_header"]:
+                        raise RuntimeError(f"afxdp rounds: wrong answers from {name}")
+                    row[name] = gen["capacity_rps"]["median"]
+                log(f"  round {r + 1}: " + ", ".join(f"{n} {v:,.0f}/s" for n, v in row.items()))
+                rows.append(row)
+
+        def ratio(a, b):
+            return summary([row[a] / row[b] for row in rows if row[b]])
+        res = {"rounds": rows, "afxdp/echo": ratio("afxdp", "floor-afxdp-echo"),
+               "ideal/echo": ratio("floor-afxdp-ideal", "floor-afxdp-echo"),
+               "afxdp/ideal": ratio("afxdp", "floor-afxdp-ideal")}
+        self.results["afxdp_rounds"] = res
+        return res
 
     def per_packet_cost(self):
         """ns per run of every BPF program on the path (kernel.bpf_stats_enabled), in a pass
@@ -592,6 +625,8 @@ class Bench:
             for name, t, kind in self.configurations():
                 self.measure_config(name, t, kind, queues)
         self.run_sweeps()
+        log("P4 in interleaved rounds: AF_XDP backend, AF_XDP echo, ideal AF_XDP hit")
+        self.afxdp_rounds()
         log("per-packet cost of every program (kernel.bpf_stats_enabled)")
         self.per_packet_cost()
         log("hit cost: the stack-delivery checks")
@@ -690,6 +725,10 @@ def ratios(r):
     stock = max(x for x in (cap("memcached-t1"), cap("memcached-t2"), cap("memcached-t1", 2), cap("memcached-t2", 2))
                 if x is not None)
     cost = r.get("per_packet_ns", {})
+    rounds = r.get("afxdp_rounds") or {}
+
+    def span(x):
+        return f"{x['n']} rounds, {x['min']:.2f} to {x['max']:.2f}" if x else None
     hit_ns = cost.get("kernel", {}).get("bmc_rx", {}).get("ns_per_run")
     large_ns = cost.get("kernel-large-table", {}).get("bmc_rx", {}).get("ns_per_run")
     echo_ns = cost.get("floor-xdp-echo", {}).get("bench_echo", {}).get("ns_per_run")
@@ -709,6 +748,12 @@ def ratios(r):
         ("P4 floor: ideal AF_XDP hit / AF_XDP echo (1 queue; bench/ideal_hit.hpp, misses dropped)",
          div(cap("floor-afxdp-ideal"), cap("floor-afxdp-echo")), None, None),
         ("P4 AF_XDP backend / ideal AF_XDP hit (1 queue)", div(cap("afxdp"), cap("floor-afxdp-ideal")), None, None),
+        ("P4 in interleaved rounds: median of each round's AF_XDP backend / AF_XDP echo",
+         rounds.get("afxdp/echo", {}).get("median"), 0.9, span(rounds.get("afxdp/echo"))),
+        ("P4 in interleaved rounds: median of each round's ideal AF_XDP hit / AF_XDP echo",
+         rounds.get("ideal/echo", {}).get("median"), None, span(rounds.get("ideal/echo"))),
+        ("P4 in interleaved rounds: median of each round's AF_XDP backend / ideal AF_XDP hit",
+         rounds.get("afxdp/ideal", {}).get("median"), None, span(rounds.get("afxdp/ideal"))),
         ("P5 p50 kernel / memcached -t 1 at 50% load (lower is better)",
          div(lat("kernel", "50%"), lat("memcached-t1", "50%")), 0.2, None),
         ("P5 p99 kernel / memcached -t 1 at 50% load (lower is better)",
@@ -844,6 +889,9 @@ def main():
     ap.add_argument("--observer-cost", action="store_true",
                     help="run only the write observer's cost on memcached's TCP throughput")
     ap.add_argument("--hit-cost", action="store_true", help="run only the stack-delivery checks' cost per hit")
+    ap.add_argument("--afxdp-rounds", action="store_true",
+                    help="run only P4 in interleaved rounds: the AF_XDP backend, its echo and the ideal AF_XDP hit, "
+                         "one capacity run each per round (7 rounds, --quick 1)")
     ap.add_argument("--per-packet", action="store_true",
                     help="run only the pass that measures every BPF program's ns per packet under the generator's "
                          "load (P0: bmc_rx per hit, default and large table, beside the XDP_TX echo)")
@@ -880,6 +928,13 @@ def main():
         if args.per_packet:
             b.per_packet_cost()
             b.write()
+            return
+        if args.afxdp_rounds:
+            res = b.afxdp_rounds()
+            b.write()
+            for k in ("afxdp/echo", "ideal/echo", "afxdp/ideal"):
+                x = res[k]
+                log(f"{k}: median {x['median']:.2f} [{x['min']:.2f}-{x['max']:.2f}] over {x['n']} rounds")
             return
         if args.only:
             names = args.only.split(",")
