@@ -84,6 +84,10 @@ XskQueue::XskQueue(const std::string &iface, unsigned queue, std::uint32_t frame
     : queue_(queue), umem_(frames, kFrameSize), socket_(iface, queue, umem_, mode, busy_poll, notice) {
     free_.reserve(frames);
     for (std::uint32_t f = 0; f < frames; f++) free_.push_back(std::uint64_t(f) * kFrameSize);
+    // The fill ring is stocked before the socket can be registered for redirects: a frame
+    // redirected to a socket whose fill ring is empty is dropped by the kernel, and the
+    // poller thread that stocks it may start after XDP has begun redirecting.
+    refill(kRingSize);
 }
 
 void XskQueue::reclaim() {
